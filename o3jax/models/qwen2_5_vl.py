@@ -1,0 +1,158 @@
+"""Qwen2.5-VL in Flax NNX: vision tower + text decoder, vision features at the pad tokens.
+
+Axis letters: B batch, T length, S key length, D text width, V vocabulary,
+N vision patches, U merged vision units.
+
+`__call__` takes the keyword arguments of transformers' forward and returns logits
+[B, T, V]. Everything that depends on the *values* of the grids (window order, attention
+segments, 3-D positions) is host work: pass it precomputed (`image_layout`,
+`video_layout`, `position_ids`, as `prepare_inputs` builds them) inside jit; when it is
+missing the model computes it with numpy, which needs concrete (non-traced) inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from o3jax.models.config import Qwen2_5_VLConfig
+from o3jax.models.rope_index import rope_index_for
+from o3jax.models.text import KVCache, TextDecoder
+from o3jax.models.vision import VisionTower
+from o3jax.models.vision_layout import VisionLayout, layout_for
+
+
+def _concrete(x, name: str) -> np.ndarray:
+  if isinstance(x, jax.core.Tracer):
+    raise ValueError(f"{name} is traced: inside jit pass the precomputed host arrays from "
+                     "o3jax.models.prepare_inputs (position_ids, image_layout, video_layout)")
+  return np.asarray(x)
+
+
+def prepare_inputs(config: Qwen2_5_VLConfig, input_ids, attention_mask=None,
+                   pixel_values=None, image_grid_thw=None, pixel_values_videos=None,
+                   video_grid_thw=None, second_per_grid_ts=None, position_ids=None,
+                   rope_rule: str = "qwen", image_padding: dict | None = None,
+                   video_padding: dict | None = None) -> dict[str, Any]:
+  """Host-side (numpy) inputs for a jitted forward: adds positions and vision layouts.
+
+  `image_padding` / `video_padding` are forwarded to `vision_layout` (num_patches,
+  num_windows, num_frames, frame_length) to keep shapes fixed across batches.
+  """
+  input_ids = _concrete(input_ids, "input_ids")
+  if attention_mask is not None:
+    attention_mask = _concrete(attention_mask, "attention_mask")
+  image_grid_thw = None if image_grid_thw is None else _concrete(image_grid_thw, "image_grid_thw")
+  video_grid_thw = None if video_grid_thw is None else _concrete(video_grid_thw, "video_grid_thw")
+  _check_token_counts(config, input_ids, attention_mask, image_grid_thw, video_grid_thw)
+  if position_ids is None:
+    position_ids, _ = rope_index_for(
+        config, input_ids, attention_mask, image_grid_thw, video_grid_thw,
+        None if second_per_grid_ts is None else _concrete(second_per_grid_ts,
+                                                          "second_per_grid_ts"),
+        rule=rope_rule)
+  out = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+  if pixel_values is not None:
+    pad = {"num_patches": np.shape(pixel_values)[0], **(image_padding or {})}
+    out.update(pixel_values=pixel_values, image_layout=layout_for(config, image_grid_thw, **pad))
+  if pixel_values_videos is not None:
+    pad = {"num_patches": np.shape(pixel_values_videos)[0], **(video_padding or {})}
+    out.update(pixel_values_videos=pixel_values_videos,
+               video_layout=layout_for(config, video_grid_thw, **pad))
+  return out
+
+
+def _check_token_counts(config, input_ids, attention_mask, image_grid_thw, video_grid_thw):
+  valid = np.ones_like(input_ids, bool) if attention_mask is None else attention_mask.astype(bool)
+  mu = config.vision.merge_unit
+  for name, tok, grid in (("image", config.image_token_id, image_grid_thw),
+                          ("video", config.video_token_id, video_grid_thw)):
+    have = int(((input_ids == tok) & valid).sum())
+    want = 0 if grid is None else int(np.prod(np.asarray(grid).reshape(-1, 3), -1).sum()) // mu
+    if have != want:
+      raise ValueError(f"{name} features and {name} pad tokens do not match: input_ids hold "
+                       f"{have} {name} tokens, {name}_grid_thw gives {want}")
+
+
+def _scatter_features(x, input_ids, token_id, feats):
+  """Replace the embeddings at `token_id` positions, in order, with rows of `feats`."""
+  is_tok = input_ids == token_id
+  idx = jnp.cumsum(is_tok.reshape(-1)) - 1
+  idx = jnp.clip(idx, 0, feats.shape[0] - 1).reshape(input_ids.shape)
+  return jnp.where(is_tok[..., None], feats[idx].astype(x.dtype), x)
+
+
+def causal_mask(attention_mask: jax.Array | None, batch: int, length: int) -> jax.Array:
+  """[B, T, T] bool: key s visible from query t when s <= t and s is not padding."""
+  mask = jnp.tril(jnp.ones((length, length), bool))[None]
+  if attention_mask is not None:
+    mask = mask & attention_mask.astype(bool)[:, None, :]
+  return jnp.broadcast_to(mask, (batch, length, length))
+
+
+class Qwen2_5_VL(nnx.Module):
+  def __init__(self, config: Qwen2_5_VLConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+               remat: bool = False, rngs: nnx.Rngs):
+    self.config = config
+    self.visual = VisionTower(config.vision, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.text = TextDecoder(config.text, dtype=dtype, param_dtype=param_dtype, remat=remat,
+                            rngs=rngs)
+
+  def embed(self, input_ids, pixel_values=None, image_layout: VisionLayout | None = None,
+            pixel_values_videos=None, video_layout: VisionLayout | None = None):
+    """Token embeddings with image and video features scattered at their pad tokens."""
+    x = self.text.embed_tokens(input_ids)
+    if pixel_values is not None:
+      x = _scatter_features(x, input_ids, self.config.image_token_id,
+                            self.visual(pixel_values, image_layout))
+    if pixel_values_videos is not None:
+      x = _scatter_features(x, input_ids, self.config.video_token_id,
+                            self.visual(pixel_values_videos, video_layout))
+    return x
+
+  def __call__(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None,
+               pixel_values_videos=None, video_grid_thw=None, second_per_grid_ts=None,
+               position_ids=None, image_layout=None, video_layout=None,
+               rope_rule: str = "qwen", return_hidden: bool = False):
+    needs_host = (position_ids is None or (pixel_values is not None and image_layout is None)
+                  or (pixel_values_videos is not None and video_layout is None))
+    if needs_host:
+      prepared = prepare_inputs(self.config, input_ids, attention_mask, pixel_values,
+                                image_grid_thw, pixel_values_videos, video_grid_thw,
+                                second_per_grid_ts, position_ids, rope_rule)
+      position_ids = prepared["position_ids"]
+      image_layout = image_layout or prepared.get("image_layout")
+      video_layout = video_layout or prepared.get("video_layout")
+    input_ids = jnp.asarray(input_ids)
+    b, t = input_ids.shape
+    position_ids = jnp.asarray(position_ids)
+    if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
+      position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
+    x = self.embed(input_ids, pixel_values, image_layout, pixel_values_videos, video_layout)
+    h, _ = self.text(x, position_ids, causal_mask(attention_mask, b, t))
+    return h if return_hidden else self.text.logits(h)
+
+  # ---------------------------------------------------------------- decoding with a cache
+
+  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
+    c = self.config.text
+    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
+    dtype = dtype or self.text.dtype
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+  def forward_cached(self, x, position_ids, cache_mask, cache: KVCache, index):
+    """Run embeddings x [B,T,D] at cache slots index..index+T-1.
+
+    `cache_mask` [B, S] marks the slots holding real tokens (prompt padding is 0); a query
+    at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache).
+    """
+    b, t, _ = x.shape
+    s = cache.k.shape[2]
+    q_slot = index + jnp.arange(t)
+    mask = (jnp.arange(s)[None, :] <= q_slot[:, None])[None] & cache_mask.astype(bool)[:, None]
+    h, cache = self.text(x, position_ids, mask, cache, index)
+    return self.text.logits(h), cache

@@ -1,0 +1,147 @@
+"""Qwen2.5-VL text decoder: GQA with q/k/v bias, multimodal 3-D rotary, SwiGLU.
+
+Axis letters: B batch, T query length, S key length (T, or the cache length when
+decoding), D width, F MLP width, N query heads, K kv heads, G = N/K query heads per kv
+head, H head dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from o3jax import sharding
+from o3jax.models.config import TextConfig
+from o3jax.models.layers import (RMSNorm, apply_rotary, inverse_frequencies,
+                                 masked_softmax_attention, param)
+
+
+class KVCache(NamedTuple):
+  """Per-layer keys and values [layers, B, S, K, H]; slot s holds token position s."""
+  k: jax.Array
+  v: jax.Array
+
+
+def mrope_cos_sin(positions: jax.Array, cfg: TextConfig, dtype) -> tuple[jax.Array, jax.Array]:
+  """positions [3, B, T] -> cos, sin [B, T, 1, H].
+
+  The H/2 frequencies are split into `mrope_section` chunks; chunk i takes its angle
+  from the time, height or width row (i mod 3), then the halves are repeated.
+  """
+  inv = inverse_frequencies(cfg.head_dim, cfg.rope_theta)
+  freqs = positions.astype(jnp.float32)[..., None] * inv  # [3, B, T, H/2]
+  bounds = [sum(cfg.mrope_section[:i + 1]) for i in range(len(cfg.mrope_section) - 1)]
+  chunks = jnp.split(freqs, bounds, axis=-1)
+  freqs = jnp.concatenate([c[i % 3] for i, c in enumerate(chunks)], axis=-1)
+  emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
+  return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+class Attention(nnx.Module):
+  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    d, n, k, h = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    p = lambda shape, axes, init="normal": param(rngs, shape, axes, param_dtype, init)
+    self.q_kernel = p((d, n, h), ("embed", "heads", "head_dim"))
+    self.q_bias = p((n, h), ("heads", "head_dim"), "zeros")
+    self.k_kernel = p((d, k, h), ("embed", "kv_heads", "head_dim"))
+    self.k_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
+    self.v_kernel = p((d, k, h), ("embed", "kv_heads", "head_dim"))
+    self.v_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
+    self.o_kernel = p((n, h, d), ("heads", "head_dim", "embed"))
+    self.groups = n // k
+    self.dtype = dtype
+
+  def __call__(self, x, cos, sin, mask, kv=None, index=None):
+    """x [B,T,D]; mask [B,T,S] bool. With `kv` ([B,S,K,H] pair) the new keys and values
+    are written at slots index..index+T-1 and attention runs over the whole cache."""
+    dt = self.dtype
+    proj = lambda kern, bias: (jnp.einsum("BTD,DnH->BTnH", x, kern.value.astype(dt))
+                               + bias.value.astype(dt))
+    q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
+    k = apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin)
+    v = proj(self.v_kernel, self.v_bias)
+    if kv is not None:
+      k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
+      kv = (k, v)
+    b, t, n, h = q.shape
+    q = q.reshape(b, t, -1, self.groups, h)  # [B,T,K,G,H]
+    out = masked_softmax_attention(
+        jnp.einsum("BTKGH->BKGTH", q), jnp.einsum("BSKH->BKSH", k.astype(dt))[:, :, None],
+        jnp.einsum("BSKH->BKSH", v.astype(dt))[:, :, None], mask[:, None, None],
+        h ** -0.5, dt)
+    out = jnp.einsum("BKGTH->BTKGH", out).reshape(b, t, n, h)
+    return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel.value.astype(dt)), kv
+
+
+class MLP(nnx.Module):
+  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    d, f = cfg.hidden_size, cfg.intermediate_size
+    self.gate_kernel = param(rngs, (d, f), ("embed", "mlp"), param_dtype)
+    self.up_kernel = param(rngs, (d, f), ("embed", "mlp"), param_dtype)
+    self.down_kernel = param(rngs, (f, d), ("mlp", "embed"), param_dtype)
+    self.dtype = dtype
+
+  def __call__(self, x):
+    dt = self.dtype
+    h = jax.nn.silu(x @ self.gate_kernel.value.astype(dt)) * (x @ self.up_kernel.value.astype(dt))
+    h = sharding.constrain(h, ("batch", "length", "mlp"))
+    return h @ self.down_kernel.value.astype(dt)
+
+
+class DecoderLayer(nnx.Module):
+  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    kw = dict(param_dtype=param_dtype, rngs=rngs)
+    self.input_norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, **kw)
+    self.attn = Attention(cfg, dtype=dtype, **kw)
+    self.post_attn_norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, **kw)
+    self.mlp = MLP(cfg, dtype=dtype, **kw)
+
+  def __call__(self, x, cos, sin, mask, kv=None, index=None):
+    h, kv = self.attn(self.input_norm(x), cos, sin, mask, kv, index)
+    x = x + h
+    x = x + self.mlp(self.post_attn_norm(x))
+    return sharding.constrain(x, ("batch", "length", "embed")), kv
+
+
+class TextDecoder(nnx.Module):
+  def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+               remat: bool = False, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.dtype = dtype
+    self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), param_dtype)
+    self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                            for _ in range(cfg.num_hidden_layers)])
+    self.norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, param_dtype=param_dtype,
+                        rngs=rngs)
+    if not cfg.tie_word_embeddings:
+      self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
+                           param_dtype)
+    self.remat = remat
+
+  def embed_tokens(self, input_ids: jax.Array) -> jax.Array:
+    return self.embed.value.astype(self.dtype)[input_ids]
+
+  def logits(self, x: jax.Array) -> jax.Array:
+    w = (self.embed.value.T if self.cfg.tie_word_embeddings else self.lm_head.value)
+    return x @ w.astype(self.dtype)
+
+  def __call__(self, x, positions, mask, cache: KVCache | None = None, index=None):
+    """x [B,T,D] embeddings, positions [3,B,T], mask [B,T,S] -> (hidden [B,T,D], cache)."""
+    cos, sin = mrope_cos_sin(positions, self.cfg, self.dtype)
+    x = sharding.constrain(x, ("batch", "length", "embed"))
+    new_k, new_v = [], []
+    for i, layer in enumerate(self.layers):
+      kv = None if cache is None else (cache.k[i], cache.v[i])
+      if self.remat:
+        x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, cos, sin, mask, kv, index)
+      else:
+        x, kv = layer(x, cos, sin, mask, kv, index)
+      if kv is not None:
+        new_k.append(kv[0])
+        new_v.append(kv[1])
+    cache = None if cache is None else KVCache(jnp.stack(new_k), jnp.stack(new_v))
+    return self.norm(x), cache

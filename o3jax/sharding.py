@@ -83,7 +83,7 @@ def state_shardings(state, mesh: Mesh, rules=RULES):
     if not _is_var(v):
       return NamedSharding(mesh, P())
     axes = v.get_metadata().get("logical_axes")
-    shape = np.shape(v.value)
+    shape = np.shape(v.get_value())
     spec = P() if axes is None or len(axes) != len(shape) else \
         logical_to_spec(axes, shape, mesh, rules)
     return v.replace(NamedSharding(mesh, spec))

@@ -151,7 +151,7 @@ def load_pretrained(path: str, dtype=jnp.float32, param_dtype=None, *, compute_d
   if mesh is not None:
     from o3jax import sharding
     shard_state = sharding.state_shardings(state, mesh, rules or sharding.RULES)
-    shardings = {_path_str(p): v.value for p, v in nnx.to_flat_state(shard_state)}
+    shardings = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(shard_state)}
   filled: set[str] = set()
   for file in _weight_files(path):
     for key, array in safetensors_io.iter_tensors(file):
@@ -164,7 +164,7 @@ def load_pretrained(path: str, dtype=jnp.float32, param_dtype=None, *, compute_d
       if target not in flat:
         raise KeyError(f"{file}: tensor {key} maps to {target}, absent from the model")
       var = flat[target]
-      value = tf.to_o3jax(array, var.value.shape).astype(var.value.dtype)
+      value = tf.to_o3jax(array, var.get_value().shape).astype(var.get_value().dtype)
       value = (jax.device_put(value, shardings[target]) if shardings
                else jnp.asarray(value))
       flat[target] = var.replace(value)
@@ -193,19 +193,19 @@ def save_pretrained(model: Qwen2_5_VL, path: str, dtype=None,
     entries.append((key, var, tf))
 
   def hf_array(var, tf):
-    return np.asarray(tf.to_hf(np.asarray(jax.device_get(var.value)), config))
+    return np.asarray(tf.to_hf(np.asarray(jax.device_get(var.get_value())), config))
 
   specs = []
   for key, var, tf in entries:
     # Shapes of the HF tensor without materialising it: transform a zero-strided view.
-    probe = tf.to_hf(np.broadcast_to(np.zeros((), np.float32), var.value.shape), config)
-    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(var.value.dtype)
+    probe = tf.to_hf(np.broadcast_to(np.zeros((), np.float32), var.get_value().shape), config)
+    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(var.get_value().dtype)
     specs.append((key, tuple(probe.shape), out_dtype))
   if dtype is not None:
     hf_config["torch_dtype"] = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16"
                                 }.get(np.dtype(dtype), "bfloat16")
   else:
-    hf_config["torch_dtype"] = str(np.dtype(entries[0][1].value.dtype))
+    hf_config["torch_dtype"] = str(np.dtype(entries[0][1].get_value().dtype))
   by_key = {key: (var, tf) for key, var, tf in entries}
   shards, current, size = [], [], 0
   for spec in specs:

@@ -107,10 +107,6 @@ def _summary_mcq(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _vqa_score_only(question: str, gold: str, candidate: str):
-    raise AssertionError("unreachable: records are checked for vqa_score first")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.model or args.videos:
         raise SystemExit(GENERATION_MISSING)
@@ -119,13 +115,7 @@ def run(args: argparse.Namespace) -> int:
     records = load_records(args.results)
     try:
         if args.benchmark == "vstar":
-            judge = vstar.offline_judge
-            if args.judge == "none":
-                for i, r in enumerate(records):
-                    if isinstance(r, dict) and r.get("vqa_score") is None and r.get("answer_vqa"):
-                        raise ValueError(f"V-STaR record {i} (vid {r.get('vid', '?')}): field 'vqa_score' "
-                                         "is missing and --judge none was given")
-                judge = _vqa_score_only
+            judge = vstar.offline_judge if args.judge == "offline" else None
             metrics = vstar.score_vstar(records, judge, args.reference_skip_empty_vqa)
             summary = _summary_vstar(metrics)
         elif args.benchmark == "tvg":

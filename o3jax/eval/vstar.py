@@ -30,15 +30,17 @@ Parsing (never raises on model output; anything unreadable scores 0):
   best IoU counts); anything else has IoU 0.
 - gold boxes are keyed by the whole second holding their timestamp (floor).
 
-Duration breakdown bins (the V-STaR paper's; duration = round(frame_count / fps, 2)):
-short <= 60 s < medium <= 180 s < long.
+Duration breakdown bins, those of the upstream V-STaR scoring script, with duration =
+round(frame_count / fps, 2): short <= 60 s < medium <= 180 s < long. (The Open-o3
+reference script bins with < 60 and < 180: it differs only at exactly 60 s and 180 s.)
 
 The what-judge: a callable judge(question, gold, candidate) -> 0..3 (int, or text that
-holds it). `offline_judge` is a stand-in, not the benchmark's judge (a judge LLM):
-ROUGE-L F-measure (rouge-score, stemming) of candidate against gold, scored 3 if
-F >= 0.6, 2 if F >= 0.4, 1 if F >= 0.2, else 0. Judge text is read as an integer; if
-that fails, the first run of digits; a value outside 0..3 or no digits is unreadable and
-counts as score 0 (not correct), as in the reference.
+holds it; a judge model's prompts are in vstar_prompts.py). `offline_judge` is a
+stand-in, not the benchmark's judge (a judge LLM): ROUGE-L F-measure (rouge-score,
+stemming) of candidate against gold, scored 3 if F >= 0.6, 2 if F >= 0.4, 1 if
+F >= 0.2, else 0. Judge text is read as an integer; if that fails, the first run of
+digits; a value outside 0..3 or no digits is unreadable and counts as score 0 (not
+correct), as in the reference.
 """
 
 from __future__ import annotations
@@ -60,13 +62,14 @@ Judge = Callable[[str, str, str], object]
 
 # ---------------------------------------------------------------- record helpers
 
-def _record_error(index, record, field: str, why: str) -> ValueError:
+def _record_error(index: int | None, record, field: str, why: str) -> ValueError:
     vid = record.get("vid", "?") if isinstance(record, dict) else "?"
     where = "V-STaR record" + (f" {index}" if index is not None else "")
     return ValueError(f"{where} (vid {vid}): field '{field}' {why}")
 
 
-def _field(record: dict, index, field: str):
+def record_field(record: dict, field: str, index: int | None = None):
+    """record[field], or a ValueError naming the record and the field."""
     if field not in record or record[field] is None:
         raise _record_error(index, record, field, "is missing")
     return record[field]
@@ -74,14 +77,11 @@ def _field(record: dict, index, field: str):
 
 def video_duration(record: dict) -> float:
     """Video length in seconds, rounded to 0.01 as in V-STaR."""
-    return round(_field(record, None, "frame_count") / _field(record, None, "fps"), 2)
+    return round(record_field(record, "frame_count") / record_field(record, "fps"), 2)
 
 
 def duration_bin(seconds: float) -> str:
-    for name, upper in DURATION_BINS:
-        if seconds <= upper:
-            return name
-    return DURATION_BINS[-1][0]
+    return next(name for name, upper in DURATION_BINS if seconds <= upper)
 
 
 def span_seconds(timestamps) -> list[int]:
@@ -91,9 +91,9 @@ def span_seconds(timestamps) -> list[int]:
     return seconds or [int(round((s + e) / 2))]
 
 
-def gold_boxes(record: dict, index: int = 0) -> list[tuple[int, list[float]]]:
+def gold_boxes(record: dict, index: int | None = None) -> list[tuple[int, list[float]]]:
     """(whole second, [xmin, ymin, xmax, ymax]) for each annotated box, in file order."""
-    entries = _field(record, index, "bboxes")
+    entries = record_field(record, "bboxes", index)
     if not isinstance(entries, list):
         raise _record_error(index, record, "bboxes", "is not a list")
     out = []
@@ -119,8 +119,8 @@ def gold_boxes(record: dict, index: int = 0) -> list[tuple[int, list[float]]]:
     return out
 
 
-def gold_span(record: dict, index: int = 0) -> tuple[float, float]:
-    ts = _field(record, index, "timestamps")
+def gold_span(record: dict, index: int | None = None) -> tuple[float, float]:
+    ts = record_field(record, "timestamps", index)
     if not (isinstance(ts, (list, tuple)) and len(ts) == 2 and all(map(is_number, ts))):
         raise _record_error(index, record, "timestamps", f"is not [start, end]: {ts!r}")
     if ts[1] < ts[0]:
@@ -130,110 +130,12 @@ def gold_span(record: dict, index: int = 0) -> tuple[float, float]:
 
 def _check_video(record: dict, index: int) -> None:
     for field in ("fps", "frame_count"):
-        value = _field(record, index, field)
+        value = record_field(record, field, index)
         if not is_number(value) or value <= 0:
             raise _record_error(index, record, field, f"is not a positive number: {value!r}")
 
 
-# ---------------------------------------------------------------- query prompts
-
-THINK_INSTRUCTION = (
-    "First think about the question inside <think> </think>, then give the final answer "
-    "inside <answer> </answer>. Ground your reasoning in the video: whenever you mention "
-    "an object, write it as <obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>seconds</t>s."
-)
-
-
-def _finish(prompt: str, think: bool) -> str:
-    return f"{prompt}\n{THINK_INSTRUCTION}" if think else prompt
-
-
-def _size(record: dict, size) -> tuple[int, int]:
-    if size is not None:
-        return tuple(size)
-    return _field(record, None, "width"), _field(record, None, "height")
-
-
-def _fmt(x: float):
-    return int(x) if x == int(x) else x
-
-
-def what_prompt(record: dict, think: bool = True) -> str:
-    """What: the free-form question."""
-    prompt = (f"Answer the question about the video: {_field(record, None, 'question')}\n"
-              "(If the answer is a person, describe the person instead of naming them.)")
-    return _finish(prompt, think)
-
-
-def when_prompt(record: dict, think: bool = True) -> str:
-    """Chain 1 when: the moment the temporal question asks about, as [s, e] seconds."""
-    prompt = (f"The video is {video_duration(record)} seconds long.\n"
-              f"Answer the question about the video: {_field(record, None, 'temporal_question')}\n"
-              "Give the start and end time of that moment in seconds as [s, e], "
-              "for example [3.0, 7.5].")
-    return _finish(prompt, think)
-
-
-def where_prompt(record: dict, think: bool = True, size=None) -> str:
-    """Chain 1 where: one box per whole second of the gold span, as JSON second -> box.
-
-    size: (W, H) of the frames the boxes are to be given in (default: the record's).
-    """
-    w, h = _size(record, size)
-    seconds = span_seconds(gold_span(record, None))
-    prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-              "pixels (width x height).\n"
-              f"Answer the question about the video with bounding boxes: {_field(record, None, 'spatial_question')}\n"
-              f"For each whole second in {seconds} (both ends included), give the box "
-              "[x1, y1, x2, y2] of the object in pixels. Answer with one JSON object whose keys "
-              "are the seconds as strings and whose values are the boxes, for example "
-              f'{{"{seconds[0]}": [x1, y1, x2, y2], ...}}.')
-    return _finish(prompt, think)
-
-
-def where_given_count_prompt(record: dict, think: bool = True, size=None) -> str:
-    """Chain 2 where: the model picks the seconds itself and is told how many boxes."""
-    w, h = _size(record, size)
-    n = len(gold_boxes(record, None))
-    prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-              "pixels (width x height).\n"
-              f"Answer the question about the video with bounding boxes: {_field(record, None, 'spatial_question_2')}\n"
-              f"Find the whole seconds at which the object relevant to the question is visible "
-              f"and give exactly {n} box(es) [x1, y1, x2, y2] in pixels, one per second; "
-              "leave out the seconds that are not relevant. Answer with one JSON object whose "
-              "keys are the seconds as strings and whose values are the boxes, for example "
-              '{"4": [x1, y1, x2, y2], "5": [x1, y1, x2, y2]}.')
-    return _finish(prompt, think)
-
-
-def when_given_boxes_prompt(record: dict, think: bool = True) -> str:
-    """Chain 2 when: the gold boxes (without their times) are given as a hint."""
-    w, h = _size(record, None)
-    boxes = [[_fmt(v) for v in box] for _, box in gold_boxes(record, None)]
-    prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-              "pixels (width x height).\n"
-              f"Answer the question about the video: {_field(record, None, 'temporal_question')}\n"
-              f"The key object appears in these {len(boxes)} bounding box(es) [x1, y1, x2, y2], "
-              f"at times not given: {boxes}.\n"
-              "Give the start and end time of that moment in seconds as [s, e], "
-              "for example [3.0, 7.5].")
-    return _finish(prompt, think)
-
-
 # ---------------------------------------------------------------- what-judge
-
-JUDGE_SYSTEM_PROMPT = (
-    "You compare a candidate answer with the correct answer to a question about a video. "
-    "Rate how well the candidate's meaning matches the correct answer, ignoring grammar "
-    "and wording: 0 = unrelated or wrong, 1 = mostly wrong, 2 = mostly right, "
-    "3 = fully right. Reply with a single integer: 0, 1, 2 or 3."
-)
-
-
-def judge_prompt(question: str, gold: str, candidate: str) -> str:
-    """User turn for a judge model (system turn: JUDGE_SYSTEM_PROMPT)."""
-    return f"Question: {question}\nCorrect answer: {gold}\nCandidate answer: {candidate}\nScore:"
-
 
 def parse_judge_score(raw) -> int | None:
     """A judge's 0..3 score, or None when unreadable."""
@@ -248,7 +150,7 @@ def parse_judge_score(raw) -> int | None:
         value = int(text)
     except ValueError:
         found = re.search(r"\d+", text)
-        if not found:
+        if not found or len(found.group()) > 3:
             return None
         value = int(found.group())
     return value if 0 <= value <= 3 else None
@@ -321,8 +223,8 @@ def _load_structure(text: str):
         return None
     text = text[min(starts):]
     end = max(text.rfind("}"), text.rfind("]"))
-    candidates = [text[:end + 1]] if end >= 0 else []
-    candidates.append(_close_brackets(text[:end + 1] if end >= 0 else text))
+    # as is; then the whole rest closed (cut-off output); then closed at the last bracket
+    candidates = [text[:end + 1], _close_brackets(text), _close_brackets(text[:end + 1])]
     for candidate in candidates:
         for attempt in (json.loads, lambda s: json.loads(s.replace("'", '"')), ast.literal_eval):
             try:
@@ -381,7 +283,7 @@ def _text(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def score_sample(record: dict, index: int, judge: Judge) -> dict:
+def score_sample(record: dict, index: int, judge: Judge | None) -> dict:
     """The per-sample quantities all V-STaR metrics are means of."""
     if not isinstance(record, dict):
         raise ValueError(f"V-STaR record {index}: not a JSON object")
@@ -391,8 +293,11 @@ def score_sample(record: dict, index: int, judge: Judge) -> dict:
     candidate = answer_block(_text(record.get("answer_vqa")))
     if record.get("vqa_score") is not None:
         raw = record["vqa_score"]
+    elif candidate and judge is None:
+        raise _record_error(index, record, "vqa_score", "is missing and no judge was given")
     elif candidate:
-        raw = judge(str(_field(record, index, "question")), str(_field(record, index, "answer")), candidate)
+        question, reference = record_field(record, "question", index), record_field(record, "answer", index)
+        raw = judge(str(question), str(reference), candidate)
     else:
         raw = 0
     score = parse_judge_score(raw)
@@ -454,10 +359,10 @@ def summarize(samples: list[dict], acc_denominator: int | None = None) -> dict:
     return metrics
 
 
-def score_vstar(records: list[dict], judge: Judge = offline_judge,
+def score_vstar(records: list[dict], judge: Judge | None = offline_judge,
                 reference_skip_empty_vqa: bool = False) -> dict:
     """Score a V-STaR results list: overall metrics, duration and domain breakdowns,
-    and the per-sample scores."""
+    and the per-sample scores. judge=None: every non-empty answer_vqa needs vqa_score."""
     if not records:
         raise ValueError("V-STaR results: no records")
     samples = [score_sample(record, i, judge) for i, record in enumerate(records)]
@@ -471,7 +376,7 @@ def score_vstar(records: list[dict], judge: Judge = offline_judge,
     metrics["settings"] = {
         "duration_bins": "short <= 60 s < medium <= 180 s < long",
         "reference_skip_empty_vqa": reference_skip_empty_vqa,
-        "judge": getattr(judge, "__name__", type(judge).__name__),
+        "judge": "vqa_score only" if judge is None else getattr(judge, "__name__", type(judge).__name__),
     }
     metrics["per_sample"] = [
         {"vid": s["vid"], "vqa_score": s["vqa_score"], "tiou_1": s["tiou_1"], "tiou_2": s["tiou_2"],

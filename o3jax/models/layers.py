@@ -38,7 +38,7 @@ class RMSNorm(nnx.Module):
     # As the reference: normalise in fp32, cast back, then scale in the input dtype.
     xf = x.astype(jnp.float32)
     xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
-    return self.scale.value.astype(x.dtype) * xf.astype(x.dtype)
+    return self.scale[...].astype(x.dtype) * xf.astype(x.dtype)
 
 
 def rotate_half(x: jax.Array) -> jax.Array:

@@ -58,8 +58,8 @@ class Attention(nnx.Module):
     """x [B,T,D]; mask [B,T,S] bool. With `kv` ([B,S,K,H] pair) the new keys and values
     are written at slots index..index+T-1 and attention runs over the whole cache."""
     dt = self.dtype
-    proj = lambda kern, bias: (jnp.einsum("BTD,DnH->BTnH", x, kern.value.astype(dt))
-                               + bias.value.astype(dt))
+    proj = lambda kern, bias: (jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt))
+                               + bias[...].astype(dt))
     q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
     k = apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin)
     v = proj(self.v_kernel, self.v_bias)
@@ -74,7 +74,7 @@ class Attention(nnx.Module):
         jnp.einsum("BSKH->BKSH", v.astype(dt))[:, :, None], mask[:, None, None],
         h ** -0.5, dt)
     out = jnp.einsum("BKGTH->BTKGH", out).reshape(b, t, n, h)
-    return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel.value.astype(dt)), kv
+    return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel[...].astype(dt)), kv
 
 
 class MLP(nnx.Module):
@@ -87,9 +87,9 @@ class MLP(nnx.Module):
 
   def __call__(self, x):
     dt = self.dtype
-    h = jax.nn.silu(x @ self.gate_kernel.value.astype(dt)) * (x @ self.up_kernel.value.astype(dt))
+    h = jax.nn.silu(x @ self.gate_kernel[...].astype(dt)) * (x @ self.up_kernel[...].astype(dt))
     h = sharding.constrain(h, ("batch", "length", "mlp"))
-    return h @ self.down_kernel.value.astype(dt)
+    return h @ self.down_kernel[...].astype(dt)
 
 
 class DecoderLayer(nnx.Module):
@@ -123,10 +123,10 @@ class TextDecoder(nnx.Module):
     self.remat = remat
 
   def embed_tokens(self, input_ids: jax.Array) -> jax.Array:
-    return self.embed.value.astype(self.dtype)[input_ids]
+    return self.embed[...].astype(self.dtype)[input_ids]
 
   def logits(self, x: jax.Array) -> jax.Array:
-    w = (self.embed.value.T if self.cfg.tie_word_embeddings else self.lm_head.value)
+    w = (self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...])
     return x @ w.astype(self.dtype)
 
   def __call__(self, x, positions, mask, cache: KVCache | None = None, index=None):

@@ -44,15 +44,15 @@ class VisionAttention(nnx.Module):
 
   def __call__(self, x, cos, sin, seg: Segments):
     dt = self.dtype
-    qkv = jnp.einsum("ND,DcnH->cNnH", x, self.qkv_kernel.value.astype(dt))
-    qkv = qkv + self.qkv_bias.value.astype(dt)[:, None]
+    qkv = jnp.einsum("ND,DcnH->cNnH", x, self.qkv_kernel[...].astype(dt))
+    qkv = qkv + self.qkv_bias[...].astype(dt)[:, None]
     q, k, v = qkv[0], qkv[1], qkv[2]
     # The reference rotates in fp32 and casts back.
     q = apply_rotary(q.astype(jnp.float32), cos, sin).astype(dt)
     k = apply_rotary(k.astype(jnp.float32), cos, sin).astype(dt)
     out = segment_attention(q, k, v, seg, dt)
-    return (jnp.einsum("NnH,nHD->ND", out, self.out_kernel.value.astype(dt))
-            + self.out_bias.value.astype(dt))
+    return (jnp.einsum("NnH,nHD->ND", out, self.out_kernel[...].astype(dt))
+            + self.out_bias[...].astype(dt))
 
 
 class VisionMLP(nnx.Module):
@@ -70,10 +70,10 @@ class VisionMLP(nnx.Module):
 
   def __call__(self, x):
     dt = self.dtype
-    gate = x @ self.gate_kernel.value.astype(dt) + self.gate_bias.value.astype(dt)
-    up = x @ self.up_kernel.value.astype(dt) + self.up_bias.value.astype(dt)
-    return (jax.nn.silu(gate) * up) @ self.down_kernel.value.astype(dt) + \
-        self.down_bias.value.astype(dt)
+    gate = x @ self.gate_kernel[...].astype(dt) + self.gate_bias[...].astype(dt)
+    up = x @ self.up_kernel[...].astype(dt) + self.up_bias[...].astype(dt)
+    return (jax.nn.silu(gate) * up) @ self.down_kernel[...].astype(dt) + \
+        self.down_bias[...].astype(dt)
 
 
 class VisionBlock(nnx.Module):
@@ -106,9 +106,9 @@ class PatchMerger(nnx.Module):
   def __call__(self, x):
     dt = self.dtype
     x = self.norm(x).reshape(-1, self.merge_unit * x.shape[-1])
-    x = x @ self.fc1_kernel.value.astype(dt) + self.fc1_bias.value.astype(dt)
+    x = x @ self.fc1_kernel[...].astype(dt) + self.fc1_bias[...].astype(dt)
     x = jax.nn.gelu(x, approximate=False)
-    return x @ self.fc2_kernel.value.astype(dt) + self.fc2_bias.value.astype(dt)
+    return x @ self.fc2_kernel[...].astype(dt) + self.fc2_bias[...].astype(dt)
 
 
 class VisionTower(nnx.Module):
@@ -134,7 +134,7 @@ class VisionTower(nnx.Module):
   def __call__(self, pixel_values: jax.Array, layout: VisionLayout) -> jax.Array:
     """pixel_values [N, P] in original patch order -> merged features [U, E], original order."""
     dt = self.dtype
-    x = pixel_values.astype(dt)[layout.patch_order] @ self.patch_kernel.value.astype(dt)
+    x = pixel_values.astype(dt)[layout.patch_order] @ self.patch_kernel[...].astype(dt)
     cos, sin = self.rotary(layout.rope_hw)
     full = set(self.cfg.fullatt_block_indexes)
     for i, block in enumerate(self.blocks):

@@ -1,0 +1,1 @@
+"""Evaluation: V-STaR, TVGBench and multiple-choice metrics, test-time scaling, CLI."""

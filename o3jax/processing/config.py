@@ -1,0 +1,70 @@
+"""How frames and images are sampled, sized and presented to the model (SPEC.md section 2).
+
+The defaults are the reference training setup (qwen-vl-utils as patched by Open-o3 Video):
+2 fps, 4..16 frames, every video frame resized to about 128*28*28 pixels, images to at
+most 256*28*28 pixels, frames shown as a sequence of images. `TINY` is the small setup
+used by the tests and the CPU demo.
+"""
+
+import dataclasses
+
+# OpenAI CLIP normalisation, the constants of Qwen2-VL's image processor.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+PRESENTATIONS = ("frames", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessingConfig:
+  """Frame sampling, pixel budgets and patch geometry.
+
+  presentation: "frames" is the reference training format (each sampled frame is an
+    image after `Frame {k} at {t}s: `); "video" is Qwen2.5-VL's native video input
+    (temporal patches of 2 frames, `second_per_grid_ts`).
+  video_total_pixels: qwen-vl-utils' budget for a whole video; a frame may use at most
+    max(min(video_max_pixels, total / n_frames * 2), int(video_min_pixels * 1.05)).
+  """
+
+  fps: float = 2.0
+  min_frames: int = 4
+  max_frames: int = 16
+  video_min_pixels: int = 128 * 28 * 28
+  video_max_pixels: int = 128 * 28 * 28
+  video_total_pixels: int = int(128000 * 28 * 28 * 0.9)
+  image_min_pixels: int = 4 * 28 * 28
+  image_max_pixels: int = 256 * 28 * 28
+  patch_size: int = 14
+  temporal_patch_size: int = 2
+  merge_size: int = 2
+  presentation: str = "frames"
+  image_mean: tuple[float, float, float] = CLIP_MEAN
+  image_std: tuple[float, float, float] = CLIP_STD
+
+  def __post_init__(self):
+    if self.presentation not in PRESENTATIONS:
+      raise ValueError(f"presentation must be one of {PRESENTATIONS}, got {self.presentation!r}")
+    if self.min_frames < 1 or self.max_frames < self.min_frames:
+      raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+    if self.fps <= 0:
+      raise ValueError(f"fps must be positive, got {self.fps}")
+
+  @property
+  def factor(self) -> int:
+    """Side lengths are multiples of this: one merged token covers factor x factor pixels."""
+    return self.patch_size * self.merge_size
+
+  @property
+  def patch_dim(self) -> int:
+    """Length of one row of pixel_values: 3 * temporal_patch * patch * patch (1176)."""
+    return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
+
+
+# Small frames and few of them: a 112x84 video becomes 84x56 frames of 6 tokens each.
+TINY = ProcessingConfig(
+    max_frames=8,
+    video_min_pixels=4 * 28 * 28,
+    video_max_pixels=8 * 28 * 28,
+    image_min_pixels=4 * 28 * 28,
+    image_max_pixels=8 * 28 * 28,
+)

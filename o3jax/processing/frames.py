@@ -1,0 +1,94 @@
+"""Which frames of a video are shown, and at what size (SPEC.md section 2).
+
+Formulas of qwen-vl-utils (`smart_nframes`, `fetch_video`) and transformers'
+`smart_resize`; frame indices follow `torch.linspace(0, total - 1, n).round()`.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from o3jax.processing.config import ProcessingConfig
+
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
+                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
+  """Returns (height, width): multiples of `factor`, area in [min_pixels, max_pixels],
+  aspect ratio kept as closely as possible (transformers' Qwen2-VL `smart_resize`)."""
+  if min(height, width) <= 0:
+    raise ValueError(f"image size must be positive, got {width}x{height}")
+  if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+    raise ValueError(f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+                     f"got {max(height, width) / min(height, width)}")
+  h_bar = round(height / factor) * factor
+  w_bar = round(width / factor) * factor
+  if h_bar * w_bar > max_pixels:
+    beta = math.sqrt((height * width) / max_pixels)
+    h_bar = max(factor, math.floor(height / beta / factor) * factor)
+    w_bar = max(factor, math.floor(width / beta / factor) * factor)
+  elif h_bar * w_bar < min_pixels:
+    beta = math.sqrt(min_pixels / (height * width))
+    h_bar = math.ceil(height * beta / factor) * factor
+    w_bar = math.ceil(width * beta / factor) * factor
+  return h_bar, w_bar
+
+
+def num_frames(total_frames: int, video_fps: float, config: ProcessingConfig) -> int:
+  """Frames to sample: `fps` per second, clipped to [min_frames, max_frames] and to the
+  video, rounded down to a multiple of the temporal patch (2). Raises if fewer than 2."""
+  factor = config.temporal_patch_size
+  min_frames = math.ceil(config.min_frames / factor) * factor
+  max_frames = math.floor(min(config.max_frames, total_frames) / factor) * factor
+  n = total_frames / video_fps * config.fps
+  n = min(min(max(n, min_frames), max_frames), total_frames)
+  n = math.floor(n / factor) * factor
+  if not factor <= n <= total_frames:
+    raise ValueError(f"cannot sample frames: {n} frames from a video of {total_frames} frames "
+                     f"(need at least {factor})")
+  return n
+
+
+def frame_indices(total_frames: int, n: int) -> np.ndarray:
+  """`torch.linspace(0, total_frames - 1, n).round()` reproduced in float32: the first
+  half counts up from 0, the second half down from the end, ties round to even."""
+  if n == 1:
+    return np.zeros(1, np.int64)
+  start, end = np.float32(0), np.float32(total_frames - 1)
+  step = (end - start) / np.float32(n - 1)
+  i = np.arange(n, dtype=np.float32)
+  values = np.where(np.arange(n) < n // 2, start + step * i, end - step * (np.float32(n - 1) - i))
+  return np.rint(values.astype(np.float32)).astype(np.int64)
+
+
+def sample_fps(n: int, total_frames: int, video_fps: float) -> float:
+  """Frames per second of the sampled sequence (the reference's `video_kwargs['fps']`)."""
+  return n / max(total_frames, 1e-6) * video_fps
+
+
+def video_frame_size(height: int, width: int, n: int, config: ProcessingConfig) -> tuple[int, int]:
+  """(height, width) every sampled frame is resized to; the per-frame pixel cap is
+  qwen-vl-utils' max(min(max_pixels, total_pixels / n * 2), int(min_pixels * 1.05))."""
+  max_pixels = max(min(config.video_max_pixels, config.video_total_pixels / n * config.temporal_patch_size),
+                   int(config.video_min_pixels * 1.05))
+  return smart_resize(height, width, config.factor, config.video_min_pixels, max_pixels)
+
+
+def image_size(height: int, width: int, config: ProcessingConfig) -> tuple[int, int]:
+  """(height, width) a still image is resized to."""
+  return smart_resize(height, width, config.factor, config.image_min_pixels, config.image_max_pixels)
+
+
+def resize(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
+  """Bicubic resize of one RGB frame to uint8 [height, width, 3] (a no-op at equal size)."""
+  if isinstance(image, np.ndarray):
+    if image.shape[:2] == (height, width):
+      return image
+    image = Image.fromarray(image)
+  if image.mode != "RGB":
+    image = image.convert("RGB")
+  if image.size != (width, height):
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+  return np.asarray(image)

@@ -1,0 +1,57 @@
+"""Reward entry point: completions and their records -> reward terms (SPEC.md section 4).
+
+Host side: parse each completion (parse.py), read each record's gold (gold.py), ROUGE
+for free-form answers (rouge.py). Device side: one jitted call of the kernels
+(kernels.py) in float64, like the python reference the formulas come from.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+
+from o3jax.rewards.gold import FREE_FORM, pack_gold, record_gold
+from o3jax.rewards.kernels import TERMS, reward_terms
+from o3jax.rewards.parse import pack, parse_completion
+from o3jax.rewards.rouge import rouge_accuracy
+
+TEMPORAL_GATES = ("symmetric", "one_sided")
+
+
+def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction: float,
+          temporal_gate: str = "symmetric") -> dict[str, np.ndarray]:
+    """Reward terms and total for each completion, scored against its own record.
+
+    Args:
+      completions: model outputs (text). Any text is scored; none raises.
+      records: STGR-RL records plus `frame_size` [W, H] (see gold.py). A malformed
+        record raises RecordError naming its id and field.
+      step_fraction: (step + 1) / total steps; anneals the temporal proximity width.
+      temporal_gate: "symmetric" (|g - t| <= 1 s) or "one_sided" (g - t < 1 s, the
+        reference code's rule).
+
+    Returns:
+      {term: float64 [N]} for the TERMS and "total" (the sum of the task's terms;
+      terms that do not apply to a completion's task are 0).
+    """
+    if temporal_gate not in TEMPORAL_GATES:
+        raise ValueError(f"temporal_gate must be one of {TEMPORAL_GATES}, got {temporal_gate!r}")
+    if len(completions) != len(records):
+        raise ValueError(f"{len(completions)} completions but {len(records)} records")
+    for i, text in enumerate(completions):
+        if not isinstance(text, str):
+            raise TypeError(f"completion {i} is a {type(text).__name__}, not a str")
+    golds = [record_gold(r) for r in records]
+    parsed = [parse_completion(text) for text in completions]
+    batch = pack(parsed)
+    n_pad = batch.arrays.has_think.shape[0]
+    gold = pack_gold(golds, n_pad, batch.choice_ids)
+    rouge = np.zeros(n_pad)
+    for i, (g, p) in enumerate(zip(golds, parsed)):
+        if g.task in FREE_FORM:
+            rouge[i] = rouge_accuracy(g.answer, p.choice)
+    with jax.enable_x64(True):
+        terms = reward_terms(batch.arrays, gold, rouge, np.float64(step_fraction),
+                             one_sided=temporal_gate == "one_sided")
+        n = len(completions)
+        return {name: np.asarray(terms[name])[:n] for name in TERMS + ("total",)}

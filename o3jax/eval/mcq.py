@@ -44,72 +44,73 @@ _OPTION_PREFIX = re.compile(r"^\s*[\(\[]?[A-Z][\)\]]?[.:]\s*|^\s*[\(\[][A-Z][\)\
 
 
 def _normalize(text: str) -> str:
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    return " ".join(text.split())
+  text = text.lower().translate(str.maketrans("", "", string.punctuation))
+  return " ".join(text.split())
 
 
 def extract_letter(text, options=None) -> str | None:
-    """The option letter a response picks (rules in the module docstring), or None."""
-    if not isinstance(text, str):
-        return None
-    letters = string.ascii_uppercase[:len(options)] if options else DEFAULT_LETTERS
-    found = _ANSWER.search(text)
-    text = found.group(1) if found else text
-    if "Correct Option:" in text:
-        text = text.rsplit("Correct Option:", 1)[1]
-    text = text.strip()
+  """The option letter a response picks (rules in the module docstring), or None."""
+  if not isinstance(text, str):
+    return None
+  letters = string.ascii_uppercase[:len(options)] if options else DEFAULT_LETTERS
+  found = _ANSWER.search(text)
+  text = found.group(1) if found else text
+  if "Correct Option:" in text:
+    text = text.rsplit("Correct Option:", 1)[1]
+  text = text.strip()
 
-    for pattern, match in ((_WHOLE, re.fullmatch), (_LEADING, re.match), (_PHRASE, re.search)):
-        hit = match(pattern, text)
-        if hit and hit.group(1) in letters:
-            return hit.group(1)
-    if options:
-        wanted = _normalize(text)
-        for letter, option in zip(letters, options):
-            if wanted and _normalize(_OPTION_PREFIX.sub("", str(option))) == wanted:
-                return letter
-    lone = {m.group() for m in _LONE.finditer(text)
-            if m.group() in letters and not (m.group() == "A" and _ARTICLE.match(text, m.end()))}
-    return lone.pop() if len(lone) == 1 else None
+  for pattern, match in ((_WHOLE, re.fullmatch), (_LEADING, re.match), (_PHRASE, re.search)):
+    hit = match(pattern, text)
+    if hit and hit.group(1) in letters:
+      return hit.group(1)
+  if options:
+    wanted = _normalize(text)
+    for letter, option in zip(letters, options):
+      if wanted and _normalize(_OPTION_PREFIX.sub("", str(option))) == wanted:
+        return letter
+  lone = {m.group() for m in _LONE.finditer(text)
+          if m.group() in letters and not (m.group() == "A" and _ARTICLE.match(text, m.end()))}
+  return lone.pop() if len(lone) == 1 else None
 
 
 def _text_field(record: dict, index: int):
-    for field in TEXT_FIELDS:
-        if field in record:
-            return record[field]
-    raise ValueError(f"MCQ record {index}: none of the fields {', '.join(TEXT_FIELDS)} is present")
+  for field in TEXT_FIELDS:
+    if field in record:
+      return record[field]
+  raise ValueError(f"MCQ record {index}: none of the fields {', '.join(TEXT_FIELDS)} is present")
 
 
 def score_item(record: dict, index: int) -> dict:
-    if not isinstance(record, dict):
-        raise ValueError(f"MCQ record {index}: not a JSON object")
-    options = record.get("options") or None
-    if "answer" not in record:
-        raise ValueError(f"MCQ record {index}: field 'answer' is missing")
-    gold = extract_letter(str(record["answer"]), options)
-    if gold is None:
-        raise ValueError(f"MCQ record {index}: field 'answer' holds no option letter: {record['answer']!r}")
-    pred = extract_letter(_text_field(record, index), options)
-    return {"id": record.get("question_id", record.get("id", index)), "pred": pred, "gold": gold,
-            "correct": pred == gold}
+  if not isinstance(record, dict):
+    raise ValueError(f"MCQ record {index}: not a JSON object")
+  options = record.get("options") or None
+  if "answer" not in record:
+    raise ValueError(f"MCQ record {index}: field 'answer' is missing")
+  gold = extract_letter(str(record["answer"]), options)
+  if gold is None:
+    raise ValueError(f"MCQ record {index}: field 'answer' holds no option letter: "
+                     f"{record['answer']!r}")
+  pred = extract_letter(_text_field(record, index), options)
+  return {"id": record.get("question_id", record.get("id", index)), "pred": pred, "gold": gold,
+          "correct": pred == gold}
 
 
 def _accuracy(items: list[dict]) -> dict:
-    return {"n": len(items), "acc": sum(i["correct"] for i in items) / len(items)}
+  return {"n": len(items), "acc": sum(i["correct"] for i in items) / len(items)}
 
 
 def score_mcq(records: list[dict], group_fields=GROUP_FIELDS) -> dict:
-    """Accuracy (fraction) overall and per value of each category field present."""
-    if not records:
-        raise ValueError("MCQ results: no records")
-    items = [score_item(record, i) for i, record in enumerate(records)]
-    metrics = {**_accuracy(items), "n_unparsed": sum(i["pred"] is None for i in items)}
-    for field in group_fields:
-        if not any(isinstance(r, dict) and field in r for r in records):
-            continue
-        groups: dict[str, list] = {}
-        for record, item in zip(records, items):
-            groups.setdefault(str(record.get(field, "unknown")), []).append(item)
-        metrics[f"by_{field}"] = {name: _accuracy(g) for name, g in sorted(groups.items())}
-    metrics["per_item"] = items
-    return metrics
+  """Accuracy (fraction) overall and per value of each category field present."""
+  if not records:
+    raise ValueError("MCQ results: no records")
+  items = [score_item(record, i) for i, record in enumerate(records)]
+  metrics = {**_accuracy(items), "n_unparsed": sum(i["pred"] is None for i in items)}
+  for field in group_fields:
+    if not any(isinstance(r, dict) and field in r for r in records):
+      continue
+    groups: dict[str, list] = {}
+    for record, item in zip(records, items):
+      groups.setdefault(str(record.get(field, "unknown")), []).append(item)
+    metrics[f"by_{field}"] = {name: _accuracy(g) for name, g in sorted(groups.items())}
+  metrics["per_item"] = items
+  return metrics

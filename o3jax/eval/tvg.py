@@ -23,43 +23,43 @@ _SPAN = re.compile(r"(\d+\.?\d*) (to|and) (\d+\.?\d*)")
 
 
 def parse_tvg_answer(text: str) -> tuple[float, float] | None:
-    """(start, end) from the last `S to E` / `S and E` in the text; None if there is none."""
-    matches = _SPAN.findall(text) if isinstance(text, str) else []
-    if not matches:
-        return None
-    start, _, end = matches[-1]
-    return float(start), float(end)
+  """(start, end) from the last `S to E` / `S and E` in the text; None if there is none."""
+  matches = _SPAN.findall(text) if isinstance(text, str) else []
+  if not matches:
+    return None
+  start, _, end = matches[-1]
+  return float(start), float(end)
 
 
 def _first_field(record: dict, index: int, fields: tuple[str, ...]):
-    for field in fields:
-        if field in record:
-            return record[field]
-    raise ValueError(f"TVGBench record {index}: none of the fields {', '.join(fields)} is present")
+  for field in fields:
+    if field in record:
+      return record[field]
+  raise ValueError(f"TVGBench record {index}: none of the fields {', '.join(fields)} is present")
 
 
 def score_item(record: dict, index: int) -> dict:
-    if not isinstance(record, dict):
-        raise ValueError(f"TVGBench record {index}: not a JSON object")
-    gold = _first_field(record, index, GOLD_FIELDS)
-    if not (isinstance(gold, (list, tuple)) and len(gold) == 2 and all(map(is_number, gold))):
-        raise ValueError(f"TVGBench record {index}: gold span is not [start, end]: {gold!r}")
-    if gold[1] < gold[0]:
-        raise ValueError(f"TVGBench record {index}: gold span ends before it starts: {gold!r}")
-    text = _first_field(record, index, TEXT_FIELDS)
-    pred = parse_tvg_answer(text)
-    return {"qid": record.get("qid", index), "pred": pred, "tiou": temporal_iou(gold, pred)}
+  if not isinstance(record, dict):
+    raise ValueError(f"TVGBench record {index}: not a JSON object")
+  gold = _first_field(record, index, GOLD_FIELDS)
+  if not (isinstance(gold, (list, tuple)) and len(gold) == 2 and all(map(is_number, gold))):
+    raise ValueError(f"TVGBench record {index}: gold span is not [start, end]: {gold!r}")
+  if gold[1] < gold[0]:
+    raise ValueError(f"TVGBench record {index}: gold span ends before it starts: {gold!r}")
+  text = _first_field(record, index, TEXT_FIELDS)
+  pred = parse_tvg_answer(text)
+  return {"qid": record.get("qid", index), "pred": pred, "tiou": temporal_iou(gold, pred)}
 
 
 def score_tvg(records: list[dict]) -> dict:
-    """mIoU and R1@{0.3,0.5,0.7} (strict >) as fractions, plus the per-item scores."""
-    if not records:
-        raise ValueError("TVGBench results: no records")
-    items = [score_item(record, i) for i, record in enumerate(records)]
-    n = len(items)
-    metrics = {"n": n, "n_unparsed": sum(item["pred"] is None for item in items),
-               "miou": sum(item["tiou"] for item in items) / n}
-    for th in R1_THRESHOLDS:
-        metrics[f"r1@{th}"] = sum(item["tiou"] > th for item in items) / n
-    metrics["per_item"] = items
-    return metrics
+  """mIoU and R1@{0.3,0.5,0.7} (strict >) as fractions, plus the per-item scores."""
+  if not records:
+    raise ValueError("TVGBench results: no records")
+  items = [score_item(record, i) for i, record in enumerate(records)]
+  n = len(items)
+  metrics = {"n": n, "n_unparsed": sum(item["pred"] is None for item in items),
+             "miou": sum(item["tiou"] for item in items) / n}
+  for th in R1_THRESHOLDS:
+    metrics[f"r1@{th}"] = sum(item["tiou"] > th for item in items) / n
+  metrics["per_item"] = items
+  return metrics

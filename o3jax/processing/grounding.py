@@ -33,7 +33,7 @@ def format_box(box: Sequence[float]) -> str:
 
 def format_claim(name: str, boxes: Sequence[Sequence[float]], seconds: float) -> str:
   """`<obj>NAME</obj><box>[..]</box>...at<t>T</t>s`."""
-  return f"<obj>{name}</obj>" + "".join(format_box(b) for b in boxes) + f"at<t>{_number(seconds)}</t>s"
+  return f"<obj>{name}</obj>" + "".join(format_box(b) for b in boxes) + f"at<t>{round(float(seconds), 2)}</t>s"
 
 
 def normalized_to_pixels(text: str, frame_size: tuple[int, int]) -> str:

@@ -1,0 +1,310 @@
+"""Grain pipeline: STGR records -> fixed-shape numpy batches for SFT or RL.
+
+    source (index, record) -> this host's shard -> seeded shuffle (a new order every epoch)
+    -> repeat -> encode (decord decode, resize, patchify, template, tokenize) in
+    `num_workers` processes -> skip and count bad records -> batch -> pad to a bucket
+
+Per-host sharding: host i of n takes records i, i+n, i+2n, ... of the first
+n * floor(N / n) records (so every host has as many), by default from
+jax.process_index() / jax.process_count(). Bad records (RecordError: missing or corrupt
+media, invalid fields, longer than the largest bucket) are logged, counted in
+`DataIterator.skipped` and skipped; `strict=True` raises the first instead.
+
+The iterator is a grain `DatasetIterator`: `get_state()` / `set_state()` (JSON-able,
+grain's orbax handler saves it) restore the exact position, so the next batch after a
+restore is the one the uninterrupted run would have produced (same config and
+num_workers).
+
+Batch format: a dict of numpy arrays, B = batch_size, shapes fixed per bucket
+`BatchShape(seq_len=T, image_patches=Pi, images=Ni, video_patches=Pv, videos=Nv)`; the
+batch uses the first bucket into which every example fits (buckets must grow
+monotonically in every field).
+
+  SFT (stage="sft")
+    input_ids          int32 [B, T]    right-padded with pad_token_id
+    attention_mask     int32 [B, T]    1 on real tokens
+    loss_mask          int32 [B, T]    1 on assistant tokens (the SFT target and its
+                                       <|im_end|>): position t is trained to predict
+                                       input_ids[t], i.e. weight logits[:, t-1]
+    prompt_length      int32 [B]       tokens before the assistant content
+  RL (stage="rl")
+    prompt_ids         int32 [B, T]    the prompt (ends with `<|im_start|>assistant\\n`),
+                                       LEFT-padded with pad_token_id so generation starts at T
+    prompt_mask        int32 [B, T]    1 on real tokens
+    meta               list of B dicts (None on filler rows): the STGR-RL record plus
+                       frame_size [W, H] of the processed frame (boxes in the record are
+                       normalised; visual QA boxes are pixels of image_size), and for
+                       videos sample_fps, duration, frame_times
+  Both
+    mm_token_type_ids  int32 [B, T]    0 text, 1 <|image_pad|>, 2 <|video_pad|>
+    pixel_values       float32 [B*Pi, 1176]  the patches of every image of the batch, in the
+                                       order their pads appear in the token rows (row by
+                                       row); zero rows after the real ones
+    pixel_values_mask  int32 [B*Pi]    1 on real patch rows
+    image_grid_thw     int32 [B*Ni, 3] (t, h, w) per image in the same order; padding rows
+                                       are (0, 0, 0), so they hold no patches and no tokens
+    pixel_values_videos, pixel_values_videos_mask, video_grid_thw: the same for videos
+    second_per_grid_ts float32 [B*Nv]  seconds per temporal patch, 0 on padding rows
+    example_mask       int32 [B]       0 on filler rows of a last partial batch
+    position_ids       int32 [3, B, T] only when `position_ids_fn` is given
+"""
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+from absl import flags
+import numpy as np
+from tokenizers import Tokenizer
+
+from o3jax.data.encode import EncodeRecord, Example, Skipped
+from o3jax.data.records import Record, RecordError
+from o3jax.processing import frames as F
+from o3jax.processing.config import ProcessingConfig
+from o3jax.processing.prompts import STAGES
+from o3jax.processing.tokenizer import special_token_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchShape:
+  """Per-example maxima of one bucket; a batch holds B times these."""
+
+  seq_len: int
+  image_patches: int
+  images: int
+  video_patches: int = 0
+  videos: int = 0
+
+  def fits(self, other: "BatchShape") -> bool:
+    return all(a <= b for a, b in zip(dataclasses.astuple(other), dataclasses.astuple(self)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  batch_size: int
+  buckets: tuple[BatchShape, ...]
+  stage: str = "sft"
+  seed: int = 0
+  shuffle: bool = True
+  num_epochs: int | None = None  # None: repeat forever
+  num_workers: int = 0  # processes decoding and processing; 0 decodes in this process
+  worker_buffer_size: int = 2  # examples each worker keeps ready
+  read_threads: int = 1  # threads per worker fetching examples ahead
+  decode_threads: int = 1  # decord threads per video
+  shard_index: int | None = None  # None: jax.process_index()
+  shard_count: int | None = None  # None: jax.process_count()
+  strict: bool = False
+  drop_remainder: bool = True
+  # Optional host-side mRoPE positions: batch dict -> int [3, B, T].
+  position_ids_fn: Callable[[dict[str, Any]], np.ndarray] | None = None
+
+  def __post_init__(self):
+    if self.stage not in STAGES:
+      raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+    if not self.buckets:
+      raise ValueError("need at least one bucket")
+    for small, large in zip(self.buckets, self.buckets[1:]):
+      if not large.fits(small):
+        raise ValueError(f"buckets must grow in every field: {small} then {large}")
+
+
+def bucket_for_videos(processing: ProcessingConfig, seq_len: int, video_size: tuple[int, int],
+                      max_key_frames: int = 0, image_size: tuple[int, int] | None = None) -> BatchShape:
+  """The exact per-example maxima for videos of one (W, H) (and still images of one size):
+  max_frames sampled frames plus key frames as images, or one native video."""
+  height, width = F.video_frame_size(video_size[1], video_size[0], processing.max_frames, processing)
+  per_frame = (height // processing.patch_size) * (width // processing.patch_size)
+  image_patches, images = 0, 0
+  if image_size is not None:
+    ih, iw = F.image_size(image_size[1], image_size[0], processing)
+    image_patches, images = (ih // processing.patch_size) * (iw // processing.patch_size), 1
+  if processing.presentation == "video":
+    frames = processing.max_frames + processing.max_frames % processing.temporal_patch_size
+    return BatchShape(seq_len, image_patches, images, per_frame * frames // processing.temporal_patch_size, 1)
+  shown = processing.max_frames + max_key_frames
+  return BatchShape(seq_len, max(image_patches, per_frame * shown), max(images, shown))
+
+
+def example_shape(example: Example, stage: str) -> BatchShape:
+  tokens = len(example.input_ids) if stage == "sft" else example.prompt_length
+  return BatchShape(tokens, len(example.pixel_values), len(example.image_grid_thw),
+                    len(example.pixel_values_videos), len(example.video_grid_thw))
+
+
+def make_batch(examples: Sequence[Example], shape: BatchShape, batch_size: int, stage: str,
+               ids: dict[str, int], patch_dim: int = 1176) -> dict[str, Any]:
+  """Pads examples into one batch of `shape` (see the module docstring)."""
+  b, t = batch_size, shape.seq_len
+  tokens = np.full((b, t), ids["pad_token_id"], np.int32)
+  mask = np.zeros((b, t), np.int32)
+  loss_mask = np.zeros((b, t), np.int32)
+  for row, ex in enumerate(examples):
+    if stage == "sft":
+      n = len(ex.input_ids)
+      tokens[row, :n], mask[row, :n], loss_mask[row, :n] = ex.input_ids, 1, ex.loss_mask
+    else:
+      prompt = ex.input_ids[:ex.prompt_length]
+      tokens[row, t - len(prompt):], mask[row, t - len(prompt):] = prompt, 1
+  batch: dict[str, Any] = {}
+  if stage == "sft":
+    batch.update(input_ids=tokens, attention_mask=mask, loss_mask=loss_mask,
+                 prompt_length=_rows([ex.prompt_length for ex in examples], b, np.int32))
+  else:
+    batch.update(prompt_ids=tokens, prompt_mask=mask,
+                 meta=[ex.meta for ex in examples] + [None] * (b - len(examples)))
+  batch["mm_token_type_ids"] = ((tokens == ids["image_token_id"]) * 1 + (tokens == ids["video_token_id"]) * 2
+                                ).astype(np.int32)
+  batch["pixel_values"], batch["pixel_values_mask"] = _patches([ex.pixel_values for ex in examples],
+                                                               b * shape.image_patches, patch_dim)
+  batch["image_grid_thw"] = _grids([ex.image_grid_thw for ex in examples], b * shape.images)
+  batch["pixel_values_videos"], batch["pixel_values_videos_mask"] = _patches(
+      [ex.pixel_values_videos for ex in examples], b * shape.video_patches, patch_dim)
+  batch["video_grid_thw"] = _grids([ex.video_grid_thw for ex in examples], b * shape.videos)
+  seconds = np.zeros(b * shape.videos, np.float32)
+  real = np.concatenate([ex.second_per_grid_ts for ex in examples])
+  seconds[:len(real)] = real
+  batch["second_per_grid_ts"] = seconds
+  batch["example_mask"] = _rows([1] * len(examples), b, np.int32)
+  return batch
+
+
+def _rows(values: list, size: int, dtype) -> np.ndarray:
+  out = np.zeros(size, dtype)
+  out[:len(values)] = values
+  return out
+
+
+def _patches(parts: list[np.ndarray], rows: int, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
+  out = np.zeros((rows, patch_dim), np.float32)
+  mask = np.zeros(rows, np.int32)
+  n = 0
+  for part in parts:
+    out[n:n + len(part)] = part
+    n += len(part)
+  mask[:n] = 1
+  return out, mask
+
+
+def _grids(parts: list[np.ndarray], rows: int) -> np.ndarray:
+  out = np.zeros((rows, 3), np.int32)
+  real = np.concatenate(parts) if parts else np.zeros((0, 3), np.int32)
+  out[:len(real)] = real
+  return out
+
+
+class DataIterator(grain.DatasetIterator):
+  """Batches encoded examples, skipping and counting bad records; checkpointable."""
+
+  def __init__(self, parent: grain.DatasetIterator, config: PipelineConfig, ids: dict[str, int],
+               shard_size: int, patch_dim: int):
+    super().__init__(parent)
+    self._config, self._ids, self._shard_size, self._patch_dim = config, ids, shard_size, patch_dim
+    self.skipped = 0
+    self.skipped_by_field: dict[str, int] = {}
+
+  def _skip(self, error: RecordError, consecutive: int) -> None:
+    if self._config.strict:
+      raise error
+    self.skipped += 1
+    self.skipped_by_field[error.field] = self.skipped_by_field.get(error.field, 0) + 1
+    log.warning("skipping bad record (%d skipped so far): %s", self.skipped, error)
+    if consecutive > self._shard_size:
+      raise RuntimeError(f"no usable record: the last {consecutive} records were all bad; last: {error}")
+
+  def __next__(self) -> dict[str, Any]:
+    config, largest = self._config, self._config.buckets[-1]
+    examples: list[Example] = []
+    consecutive = 0
+    while len(examples) < config.batch_size:
+      try:
+        item = next(self._parent)
+      except StopIteration:
+        break
+      if isinstance(item, Skipped):
+        consecutive += 1
+        self._skip(item.error, consecutive)
+        continue
+      shape = example_shape(item, config.stage)
+      if not largest.fits(shape):
+        consecutive += 1
+        self._skip(RecordError(item.id, "input_ids" if shape.seq_len > largest.seq_len else "pixel_values",
+                               f"example of shape {shape} does not fit the largest bucket {largest}"), consecutive)
+        continue
+      consecutive = 0
+      examples.append(item)
+    if not examples or (config.drop_remainder and len(examples) < config.batch_size):
+      raise StopIteration
+    shapes = [dataclasses.astuple(example_shape(ex, config.stage)) for ex in examples]
+    need = BatchShape(*np.max(shapes, axis=0).tolist())
+    bucket = next(b for b in config.buckets if b.fits(need))
+    batch = make_batch(examples, bucket, config.batch_size, config.stage, self._ids, self._patch_dim)
+    if config.position_ids_fn is not None:
+      batch["position_ids"] = np.asarray(config.position_ids_fn(batch), np.int32)
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {"parent": self._parent.get_state(), "skipped": self.skipped,
+            "skipped_by_field": dict(self.skipped_by_field)}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._parent.set_state(state["parent"])
+    self.skipped = int(state["skipped"])
+    self.skipped_by_field = dict(state["skipped_by_field"])
+
+
+class _BatchDataset(grain.IterDataset):
+
+  def __init__(self, parent: grain.IterDataset, config: PipelineConfig, ids: dict[str, int],
+               shard_size: int, patch_dim: int):
+    super().__init__(parent)
+    self._args = (config, ids, shard_size, patch_dim)
+
+  def __iter__(self) -> DataIterator:
+    return DataIterator(self._parent.__iter__(), *self._args)
+
+
+def _shard(config: PipelineConfig) -> tuple[int, int]:
+  if config.shard_index is not None and config.shard_count is not None:
+    index, count = config.shard_index, config.shard_count
+  else:
+    import jax  # only the host needs it; workers never import jax
+    index, count = jax.process_index(), jax.process_count()
+  if not 0 <= index < count:
+    raise ValueError(f"shard index {index} is not in [0, {count})")
+  return index, count
+
+
+def make_dataset(records: Sequence[Record], *, tokenizer: Tokenizer, processing: ProcessingConfig,
+                 config: PipelineConfig, root: str = ".") -> grain.IterDataset:
+  """The pipeline as a grain IterDataset; `iter()` of it is a `DataIterator`."""
+  index, count = _shard(config)
+  usable = len(records) - len(records) % count
+  shard = grain.MapDataset.source([(i, records[i]) for i in range(index, usable, count)])
+  shard_size = len(shard)
+  if shard_size == 0:
+    raise ValueError(f"shard {index} of {count} has no records ({len(records)} in all)")
+  if config.shuffle:
+    shard = shard.shuffle(seed=config.seed)
+  shard = shard.repeat(config.num_epochs)
+  encoded = shard.map(EncodeRecord(tokenizer, processing, config.stage, root, config.decode_threads))
+  stream = encoded.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
+                                                     prefetch_buffer_size=max(1, config.worker_buffer_size)))
+  if config.num_workers > 0:
+    # grain reads absl flags when it starts workers and fails if nothing parsed them
+    # (google/grain#1355); outside an absl app the defaults are what we want.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers,
+                                                             per_worker_buffer_size=config.worker_buffer_size))
+  return _BatchDataset(stream, config, special_token_ids(tokenizer), shard_size, processing.patch_dim)
+
+
+def make_iterator(records: Sequence[Record], *, tokenizer: Tokenizer, processing: ProcessingConfig,
+                  config: PipelineConfig, root: str = ".") -> DataIterator:
+  return iter(make_dataset(records, tokenizer=tokenizer, processing=processing, config=config, root=root))

@@ -1,0 +1,334 @@
+"""Synthetic grounded videos with exact answers: coloured shapes on known trajectories.
+
+`synthesize(out_dir, videos=N, seed=S)` writes, with every path relative to out_dir:
+  videos/vNNNN.mp4        training videos (H.264, PyAV), videos/hNNNN.mp4 held-out ones
+  keyframes/*.png         the exact rendered frames of the annotated key frames
+  images/*.png            still frames for visual QA
+  STGR-SFT.json           records of all six tasks, with grounded reasoning (normalised boxes;
+                          visual QA: pixels of the image) and SFT answers
+  STGR-RL.json            the same questions in RL form (temporal answers "[s, e]", "B\\n[s, e]")
+  vstar.json              a V-STaR-format benchmark over the held-out videos
+
+Each video shows 2 or 3 objects of distinct colours and shapes. An object is visible
+from s to e seconds (multiples of 0.5 s, frames s*fps .. e*fps inclusive) and moves in a
+straight line; its box in a frame is the exact extent of its pixels. Everything is
+determined by (seed, video index): the same seed gives the same files.
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+import av
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from o3jax.processing import grounding
+
+COLOURS = {
+    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
+    "purple": (150, 60, 200), "orange": (245, 140, 30), "cyan": (40, 210, 215), "white": (245, 245, 245),
+}
+SHAPES = ("square", "circle", "triangle")
+BACKGROUND = (25, 25, 30)
+LETTERS = "ABCD"
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+  """One object: visible on frames [first, last], moving linearly from p0 to p1 (top-left)."""
+
+  colour: str
+  shape: str
+  size: int
+  first: int
+  last: int
+  p0: tuple[float, float]
+  p1: tuple[float, float]
+
+  @property
+  def name(self) -> str:
+    return f"{self.colour} {self.shape}"
+
+  def visible(self, frame: int) -> bool:
+    return self.first <= frame <= self.last
+
+  def top_left(self, frame: int) -> tuple[int, int]:
+    a = (frame - self.first) / max(1, self.last - self.first)
+    return (round(self.p0[0] + a * (self.p1[0] - self.p0[0])), round(self.p0[1] + a * (self.p1[1] - self.p0[1])))
+
+  def mask(self, frame: int, height: int, width: int) -> np.ndarray:
+    """Pixels covered in a frame: pixel centres inside the shape."""
+    x0, y0 = self.top_left(frame)
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    u, v = (xs - x0) / self.size, (ys - y0) / self.size  # shape-local coordinates in [0, 1]
+    inside = (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
+    if self.shape == "circle":
+      inside &= (u - 0.5) ** 2 + (v - 0.5) ** 2 <= 0.25
+    elif self.shape == "triangle":  # apex at the top centre
+      inside &= np.abs(u - 0.5) <= v / 2
+    return inside
+
+  def direction(self) -> str:
+    dx, dy = self.p1[0] - self.p0[0], self.p1[1] - self.p0[1]
+    if abs(dx) >= abs(dy):
+      return "from the left to the right" if dx > 0 else "from the right to the left"
+    return "from the top to the bottom" if dy > 0 else "from the bottom to the top"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  vid: str
+  width: int
+  height: int
+  fps: int
+  num_frames: int
+  tracks: tuple[Track, ...]
+
+  def render(self, frame: int) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """uint8 [H, W, 3] and the pixel box [x1, y1, x2, y2] of every visible object."""
+    image = np.empty((self.height, self.width, 3), np.uint8)
+    image[:] = BACKGROUND
+    boxes = {}
+    for track in self.tracks:
+      if not track.visible(frame):
+        continue
+      mask = track.mask(frame, self.height, self.width)
+      image[mask] = COLOURS[track.colour]
+      rows, cols = np.nonzero(mask)
+      boxes[track.name] = [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+    return image, boxes
+
+  def box(self, track: Track, frame: int) -> list[int]:
+    return self.render(frame)[1][track.name]
+
+  def normalized_box(self, track: Track, frame: int) -> list[float]:
+    x1, y1, x2, y2 = self.box(track, frame)
+    return [round(x1 / self.width, 3), round(y1 / self.height, 3), round(x2 / self.width, 3), round(y2 / self.height, 3)]
+
+  def seconds(self, frame: int) -> float:
+    return frame / self.fps
+
+
+def make_scene(vid: str, rng: np.random.Generator, width: int, height: int, fps: int) -> Scene:
+  duration = int(rng.integers(4, 9))  # seconds
+  num_frames = duration * fps + 1
+  half = fps // 2  # frames per half second
+  count = int(rng.integers(2, 4))
+  colours = rng.choice(list(COLOURS), size=count, replace=False)
+  shapes = rng.choice(SHAPES, size=count, replace=False)
+  tracks = []
+  for colour, shape in zip(colours, shapes):
+    size = int(rng.integers(min(width, height) // 5, min(width, height) // 3 + 1))
+    span = int(rng.integers(3, 2 * duration + 1))  # half seconds, at least 1.5 s
+    start = int(rng.integers(0, 2 * duration - span + 1))
+    first, last = start * half, (start + span) * half
+    horizontal = rng.random() < 0.5
+    lo, hi = 0, (width - size if horizontal else height - size)
+    a, b = (lo, hi) if rng.random() < 0.5 else (hi, lo)
+    other = float(rng.integers(0, (height - size if horizontal else width - size) + 1))
+    p0, p1 = ((a, other), (b, other)) if horizontal else ((other, a), (other, b))
+    tracks.append(Track(str(colour), str(shape), size, first, last, p0, p1))
+  return Scene(vid, width, height, fps, num_frames, tuple(tracks))
+
+
+def write_video(scene: Scene, path: str) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with av.open(path, "w") as container:
+    # One thread keeps x264's output byte-identical from run to run.
+    stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "18", "threads": "1"})
+    stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
+    for frame in range(scene.num_frames):
+      for packet in stream.encode(av.VideoFrame.from_ndarray(scene.render(frame)[0], format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+
+
+def _save_png(image: np.ndarray, out_dir: str, rel: str) -> str:
+  os.makedirs(os.path.join(out_dir, os.path.dirname(rel)), exist_ok=True)
+  Image.fromarray(image).save(os.path.join(out_dir, rel))
+  return rel
+
+
+def _t(seconds: float) -> str:
+  return f"{seconds:.1f}"
+
+
+def _span(track: Track, scene: Scene) -> tuple[float, float]:
+  return scene.seconds(track.first), scene.seconds(track.last)
+
+
+def _middle(scene: Scene, track: Track) -> int:
+  """A half-second frame in the middle of the track's span."""
+  half = scene.fps // 2
+  return (track.first + track.last) // 2 // half * half
+
+
+def _claim(scene: Scene, track: Track, frame: int) -> str:
+  return grounding.format_claim(track.name, [scene.normalized_box(track, frame)], scene.seconds(frame))
+
+
+def _key_frames(scene: Scene, track: Track, count: int = 2) -> list[int]:
+  """Evenly spread half-second frames inside the track's span."""
+  half = scene.fps // 2
+  steps = np.linspace(track.first // half, track.last // half, count + 2)[1:-1]
+  return sorted({int(round(s)) * half for s in steps})
+
+
+def _options(rng: np.random.Generator, correct: str, wrong: list[str]) -> tuple[str, str]:
+  """Four lettered options with the correct one at a random place; returns (text, letter)."""
+  choices = list(rng.choice(wrong, size=3, replace=False)) + [correct]
+  order = rng.permutation(4)
+  choices = [choices[i] for i in order]
+  text = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+  return text, LETTERS[choices.index(correct)]
+
+
+def _wrong_segments(rng: np.random.Generator, scene: Scene, s: float, e: float) -> list[str]:
+  duration = scene.seconds(scene.num_frames - 1)
+  out = set()
+  while len(out) < 3:
+    a = float(rng.integers(0, int(2 * duration))) / 2
+    b = min(duration, a + float(rng.integers(2, 7)) / 2)
+    if (a, b) != (s, e) and b > a:
+      out.add((a, b))
+  return [f"[{_t(a)}, {_t(b)}]" for a, b in sorted(out)]
+
+
+def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple[list[dict], list[dict]]:
+  """SFT and RL records of all six tasks for one training video."""
+  video = f"videos/{scene.vid}.mp4"
+  sft, rl = [], []
+
+  def add(task: str, code: str, question: str, reasoning: str, sft_answer: str, rl_answer: str, **fields):
+    common = dict(task=task, source="synthetic", question=question, **fields)
+    sft.append(dict(id=f"{scene.vid}-{code}-sft", **common, answer=sft_answer, reasoning_process=reasoning))
+    rl.append(dict(id=f"{scene.vid}-{code}-rl", **common, answer=rl_answer))
+
+  tracks = list(scene.tracks)
+  pick = lambda: tracks[int(rng.integers(len(tracks)))]  # noqa: E731
+
+  # temporal-spatial free-form QA: key frames, key items, grounded reasoning.
+  track = pick()
+  frames = _key_frames(scene, track)
+  key_frames = [dict(idx=f, time=scene.seconds(f),
+                     path=_save_png(scene.render(f)[0], out_dir, f"keyframes/{scene.vid}_{f:04d}.png")) for f in frames]
+  key_items = {str(f): {track.name: [scene.normalized_box(track, f)]} for f in frames}
+  claims = [_claim(scene, track, f) for f in frames]
+  kind = int(rng.integers(3))
+  if kind == 0:
+    question, answer = f"What colour is the {track.shape}?", f"The {track.shape} is {track.colour}."
+  elif kind == 1:
+    question, answer = f"Which shape is {track.colour}?", f"The {track.colour} object is a {track.shape}."
+  else:
+    question, answer = f"How does the {track.name} move?", f"It moves {track.direction()}."
+  reasoning = (f"The {claims[0]} is visible here. Later the {claims[-1]} has moved on. "
+               f"It is a {track.colour} {track.shape} moving {track.direction()}.")
+  add("temporal-spatial free-form QA", "st", question, reasoning, answer, answer, video_path=video,
+      key_frames=key_frames, key_items=key_items)
+
+  # temporal QA: when is an object visible.
+  track = pick()
+  s, e = _span(track, scene)
+  reasoning = (f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s as the "
+               f"{_claim(scene, track, track.first)} and is last seen as the {_claim(scene, track, track.last)}, "
+               f"so it is visible until <t>{_t(e)}</t>s.")
+  add("temporal QA", "tg", f"When does the {track.name} appear in the video?", reasoning,
+      f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s", f"[{_t(s)}, {_t(e)}]", video_path=video)
+
+  # temporal QA (MCQ).
+  track = pick()
+  s, e = _span(track, scene)
+  options, letter = _options(rng, f"[{_t(s)}, {_t(e)}]", _wrong_segments(rng, scene, s, e))
+  reasoning = (f"The {_claim(scene, track, track.first)} enters the view at <t>{_t(s)}</t>s and the "
+               f"{_claim(scene, track, track.last)} is its last appearance, at <t>{_t(e)}</t>s. "
+               f"Option {letter} matches.")
+  add("temporal QA (MCQ)", "tgmcq", f"When is the {track.name} visible?\nOptions:\n{options}", reasoning,
+      f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s\nCorrect Option: {letter}", f"{letter}\n[{_t(s)}, {_t(e)}]",
+      video_path=video)
+
+  # visual QA: a still frame, boxes in pixels of the image.
+  track = pick()
+  frame = _middle(scene, track)
+  image, boxes = scene.render(frame)
+  path = _save_png(image, out_dir, f"images/{scene.vid}_{frame:04d}.png")
+  box = boxes[track.name]
+  others = [t.shape for t in tracks if t.name in boxes and t is not track]
+  context = f" The other objects are: {', '.join(others)}." if others else ""
+  reasoning = f"The <obj>{track.shape}</obj>{grounding.format_box(box)} is {track.colour}.{context}"
+  answer = f"<obj>{track.shape}</obj>{grounding.format_box(box)}"
+  add("visual QA", "vqa", f"Where is the {track.name} in the image?", reasoning, answer, answer,
+      image_path=path, image_size=[scene.width, scene.height])
+
+  # General video QA MCQ: count the objects, or name a colour.
+  if rng.random() < 0.5:
+    correct, wrong = str(len(tracks)), [str(n) for n in range(1, 6) if n != len(tracks)]
+    question = "How many objects appear in the video?"
+  else:
+    track = pick()
+    correct = track.colour
+    wrong = [c for c in COLOURS if c != track.colour]
+    question = f"Which colour is the {track.shape}?"
+  options, letter = _options(rng, correct, wrong)
+  seen = " ".join(f"I see the {_claim(scene, t, _middle(scene, t))}." for t in tracks)
+  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}.",
+      letter, letter, video_path=video)
+
+  # General video QA Free-form: direction of motion.
+  track = pick()
+  answer = f"The {track.name} moves {track.direction()}."
+  reasoning = (f"At first the {_claim(scene, track, track.first)} and later the "
+               f"{_claim(scene, track, track.last)}.")
+  add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
+      answer, answer, video_path=video)
+  return sft, rl
+
+
+def vstar_item(scene: Scene, rng: np.random.Generator) -> dict:
+  """One V-STaR sample: what / when / where about one object of a held-out video."""
+  track = scene.tracks[int(rng.integers(len(scene.tracks)))]
+  s, e = _span(track, scene)
+  bboxes = []
+  for second in range(math.ceil(s), math.floor(e) + 1):
+    frame = second * scene.fps
+    x1, y1, x2, y2 = scene.box(track, frame)
+    bboxes.append(dict(timestamp=second, frame_index=frame, xmin=x1, ymin=y1, xmax=x2, ymax=y2))
+  return dict(
+      vid=scene.vid, domain="synthetic", video_path=f"videos/{scene.vid}.mp4", fps=float(scene.fps),
+      width=scene.width, height=scene.height, frame_count=scene.num_frames,
+      question=f"What colour is the {track.shape}?", answer=f"The {track.shape} is {track.colour}.",
+      timestamps=[s, e], bboxes=bboxes,
+      temporal_question=f"When does the {track.name} appear in the video?",
+      spatial_question=f"Where is the {track.name}?",
+      spatial_question_2=f"Where is the {track.name} while it moves {track.direction()}?",
+  )
+
+
+def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = None, width: int = 112,
+               height: int = 84, fps: int = 8, progress: bool = True) -> dict[str, int]:
+  """Writes the dataset; returns the number of videos and records written."""
+  if width % 2 or height % 2 or min(width, height) < 32:
+    raise ValueError(f"video size must be even and at least 32 pixels, got {width}x{height}")
+  if fps < 2 or fps % 2:
+    raise ValueError(f"fps must be an even number >= 2, got {fps}")
+  vstar_videos = max(1, videos // 4) if vstar_videos is None else vstar_videos
+  os.makedirs(out_dir, exist_ok=True)
+  sft, rl, vstar = [], [], []
+  jobs = [("v", i) for i in range(videos)] + [("h", i) for i in range(vstar_videos)]
+  for prefix, i in tqdm(jobs, desc="synthetic videos", disable=not progress):
+    rng = np.random.default_rng([seed, 0 if prefix == "v" else 1, i])
+    scene = make_scene(f"{prefix}{i:04d}", rng, width, height, fps)
+    write_video(scene, os.path.join(out_dir, "videos", f"{scene.vid}.mp4"))
+    if prefix == "v":
+      s, r = scene_records(scene, rng, out_dir)
+      sft += s
+      rl += r
+    else:
+      vstar.append(vstar_item(scene, rng))
+  for name, data in (("STGR-SFT.json", sft), ("STGR-RL.json", rl), ("vstar.json", vstar)):
+    with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
+      json.dump(data, f, indent=1)
+  return {"videos": videos + vstar_videos, "sft_records": len(sft), "rl_records": len(rl), "vstar_items": len(vstar)}

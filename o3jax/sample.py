@@ -1,0 +1,267 @@
+"""Jitted sampling: one prefill over the prompt (images, videos), then a KV-cache decode.
+
+Axis letters: B prompts, G samples per prompt, N = B*G rollouts, T prompt length (padded
+to a bucket), M max new tokens, S = T + M cache slots, V vocabulary, D width.
+
+`sample` is a pure function of (graphdef, state, inputs, key): it prefills the B prompts
+once, broadcasts their KV cache to G rows each (rollout n = b*G + g continues prompt b)
+and decodes all N rows in a `jax.lax.while_loop` that stops when every row has emitted an
+end-of-sequence id or M tokens. Shapes are fixed by (B, T, vision padding, M), so a run
+compiles once per prompt bucket.
+
+Token choice follows transformers' `generate`: logits / temperature, then top-k, then
+top-p (nucleus); greedy takes the argmax. The returned log-probs are those of the chosen
+token under softmax(logits / temperature) -- temperature applied, top-k/top-p truncation
+not (greedy: temperature 1). This is the policy that GSPO's trainer recomputes (TRL also
+scales by the sampling temperature), so pi_old and pi_theta are the same distribution.
+
+Positions of new tokens: the first one continues the prompt's last column by one on each
+of the three rotary rows (transformers 5.x `generate`), or at max(prompt ids) + 1 on all
+rows under Qwen's rule (Qwen, transformers 4.x, vLLM). For a prompt ending in text (every
+chat prompt) both give the same ids; `prepare_prompts` computes them on the host.
+
+`prepare_prompts` turns transformers-style keyword arguments into the host dict `sample`
+takes (left padding to a bucket, positions, vision layouts); `generate` does both and
+returns numpy arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from o3jax.models import Qwen2_5_VL, prepare_inputs
+
+TEXT_KEYS = ("input_ids", "attention_mask", "position_ids", "next_position")
+
+
+class SampleOutput(NamedTuple):
+  tokens: Any    # [N, M] int32; pad_id after the end-of-sequence token
+  logprobs: Any  # [N, M] float32; 0 after the end-of-sequence token
+  lengths: Any   # [N] int32: new tokens up to and including the end-of-sequence token
+
+
+# ------------------------------------------------------------------- choosing a token
+
+def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0,
+                  top_p: float = 1.0) -> jax.Array:
+  """logits [..., V] -> float32 logits / temperature with the filtered-out tokens at -inf.
+
+  Same rules and order as transformers' temperature, top-k and top-p warpers: top-k keeps
+  tokens >= the k-th largest value; top-p sorts ascending and removes tokens whose
+  cumulative probability is <= 1 - top_p, always keeping the most likely one.
+  """
+  logits = logits.astype(jnp.float32) / temperature
+  if top_k > 0:
+    kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][..., -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if top_p < 1.0:
+    ascending = jnp.sort(logits, axis=-1)
+    cumulative = jnp.cumsum(jax.nn.softmax(ascending, axis=-1), axis=-1)
+    removed = cumulative <= 1.0 - top_p
+    removed = removed.at[..., -1].set(False)
+    # The removed entries are a prefix of the ascending order: the first kept value is the
+    # threshold.
+    threshold = jnp.take_along_axis(ascending, removed.sum(-1, keepdims=True), axis=-1)
+    logits = jnp.where(logits < threshold, -jnp.inf, logits)
+  return logits
+
+
+def choose_tokens(logits: jax.Array, key: jax.Array, *, temperature: float, top_k: int,
+                  top_p: float, greedy: bool) -> tuple[jax.Array, jax.Array]:
+  """logits [N, V] -> (tokens [N] int32, log-probs [N] float32, see the module docstring)."""
+  logits = logits.astype(jnp.float32)
+  if greedy:
+    tokens = jnp.argmax(logits, axis=-1)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+  else:
+    tokens = jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p))
+    logp = jax.nn.log_softmax(logits / temperature, axis=-1)
+  tokens = tokens.astype(jnp.int32)
+  return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+
+
+# ------------------------------------------------------------------------ the sampler
+
+def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
+  """Embeds and runs the prompts at cache slots 0..T-1; logits of the last column only.
+
+  This is `forward_cached` without the [B, T, V] logits of every prompt column (gigabytes
+  at a real vocabulary), which sampling never reads.
+  """
+  ids = inputs["input_ids"]
+  b, t = ids.shape
+  x = model.embed(ids, inputs.get("pixel_values"), inputs.get("image_layout"),
+                  inputs.get("pixel_values_videos"), inputs.get("video_layout"))
+  cache = model.init_cache(b, t + max_new_tokens)
+  cache_mask = jnp.concatenate(
+      [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
+  slots = jnp.arange(t + max_new_tokens)
+  mask = (slots[None, :] <= jnp.arange(t)[:, None])[None] & cache_mask[:, None, :]
+  h, cache = model.text(x, inputs["position_ids"], mask, cache, 0)
+  return model.text.logits(h[:, -1]), cache, cache_mask
+
+
+def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
+            pad_id: jax.Array, *, max_new_tokens: int, num_samples: int, temperature: float,
+            top_p: float, top_k: int, greedy: bool) -> SampleOutput:
+  model = nnx.merge(graphdef, state)
+  t = inputs["input_ids"].shape[1]
+  logits, cache, cache_mask = _prefill(model, inputs, max_new_tokens)
+
+  # G rollouts per prompt share its prefill: rows b*G .. b*G+G-1 copy row b.
+  rep = lambda x, axis=0: jnp.repeat(x, num_samples, axis=axis)
+  cache = jax.tree.map(lambda c: rep(c, 1), cache)
+  logits, cache_mask = rep(logits), rep(cache_mask)
+  next_position = rep(inputs["next_position"], 1)  # [3, N]
+  n = logits.shape[0]
+  choose = functools.partial(choose_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             greedy=greedy)
+
+  def record(i, carry, token, logp):
+    """Writes the token chosen at step i; rows already finished write padding."""
+    tokens, logprobs, lengths, done, cache = carry[1:]
+    token = jnp.where(done, pad_id, token)
+    tokens = tokens.at[:, i].set(token)
+    logprobs = logprobs.at[:, i].set(jnp.where(done, 0.0, logp))
+    lengths = lengths + (~done).astype(jnp.int32)
+    done = done | jnp.isin(token, eos_ids)
+    return (i + 1, tokens, logprobs, lengths, done, cache)
+
+  def step(carry):
+    i, tokens = carry[0], carry[1]
+    # Feed token i-1 at slot t+i-1 and choose token i.
+    x = model.embed(tokens[:, i - 1][:, None])
+    positions = (next_position + i - 1)[:, :, None]
+    logits, cache = model.forward_cached(x, positions, cache_mask, carry[5], t + i - 1)
+    token, logp = choose(logits[:, 0], jax.random.fold_in(key, i))
+    return record(i, carry[:5] + (cache,), token, logp)
+
+  def running(carry):
+    return (carry[0] < max_new_tokens) & ~jnp.all(carry[4])
+
+  carry = (jnp.int32(0), jnp.full((n, max_new_tokens), pad_id, jnp.int32),
+           jnp.zeros((n, max_new_tokens), jnp.float32), jnp.zeros((n,), jnp.int32),
+           jnp.zeros((n,), bool), cache)
+  token, logp = choose(logits, jax.random.fold_in(key, 0))
+  carry = record(0, carry, token, logp)
+  _, tokens, logprobs, lengths, _, _ = jax.lax.while_loop(running, step, carry)
+  return SampleOutput(tokens, logprobs, lengths)
+
+
+_sample_jit = jax.jit(_sample, static_argnames=(
+    "graphdef", "max_new_tokens", "num_samples", "temperature", "top_p", "top_k", "greedy"))
+
+
+def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int,
+           num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+           greedy: bool = False, eos_id: int | Sequence[int], pad_id: int = 0) -> SampleOutput:
+  """Samples `num_samples` continuations of each prompt; jitted.
+
+  graphdef, state: `nnx.split(model)` of a `Qwen2_5_VL`.
+  inputs: host dict from `prepare_prompts` (left-padded input_ids, attention_mask,
+    position_ids [3, B, T], next_position [3, B], and pixel values + vision layouts).
+  key: a jax PRNG key; the same key gives the same samples.
+  eos_id: one id or several (e.g. Qwen's <|im_end|> and <|endoftext|>); a row stops after
+    emitting any of them. eos_id and pad_id are traced: changing them does not recompile.
+  Returns SampleOutput(tokens [B*G, M], logprobs [B*G, M], lengths [B*G]); rollout b*G+g
+  continues prompt b.
+  """
+  if max_new_tokens < 1 or num_samples < 1:
+    raise ValueError(f"max_new_tokens ({max_new_tokens}) and num_samples ({num_samples}) "
+                     "must be >= 1")
+  if not greedy and (temperature <= 0 or not 0 < top_p <= 1 or top_k < 0):
+    raise ValueError(f"need temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, "
+                     f"{top_p}, {top_k}")
+  missing = [k for k in TEXT_KEYS if k not in inputs]
+  if missing:
+    raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
+  eos_ids = jnp.atleast_1d(jnp.asarray(eos_id, jnp.int32))
+  return _sample_jit(graphdef, state, inputs, key, eos_ids, jnp.int32(pad_id),
+                     max_new_tokens=max_new_tokens, num_samples=num_samples,
+                     temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                     greedy=bool(greedy))
+
+
+# ------------------------------------------------------------------------- host side
+
+def left_pad(input_ids, attention_mask, length: int, pad_id: int = 0):
+  """Moves each row's real tokens (attention_mask 1, in order) to the right end of a row of
+  `length`, as decoding from one cache slot for every row needs."""
+  input_ids = np.asarray(input_ids)
+  mask = (np.ones_like(input_ids, bool) if attention_mask is None
+          else np.asarray(attention_mask).astype(bool))
+  counts = mask.sum(1)
+  if counts.max(initial=0) > length:
+    raise ValueError(f"a prompt of {counts.max()} tokens does not fit prompt length {length}")
+  if (counts == 0).any():
+    raise ValueError(f"prompt rows {np.flatnonzero(counts == 0).tolist()} have no tokens")
+  ids = np.full((input_ids.shape[0], length), pad_id, input_ids.dtype)
+  new_mask = np.zeros((input_ids.shape[0], length), np.int32)
+  for row in range(input_ids.shape[0]):
+    ids[row, length - counts[row]:] = input_ids[row][mask[row]]
+    new_mask[row, length - counts[row]:] = 1
+  return ids, new_mask
+
+
+def next_positions(position_ids: np.ndarray, attention_mask: np.ndarray,
+                   rope_rule: str) -> np.ndarray:
+  """[3, B] rotary ids of the first new token of each (left-padded) prompt."""
+  if rope_rule == "transformers5":
+    return position_ids[:, :, -1] + 1
+  real = np.where(attention_mask.astype(bool)[None], position_ids, np.iinfo(np.int32).min)
+  return np.broadcast_to(real.max(axis=(0, 2)) + 1, position_ids.shape[:2]).copy()
+
+
+def prepare_prompts(config, input_ids, attention_mask=None, pixel_values=None,
+                    image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None,
+                    second_per_grid_ts=None, *, rope_rule: str = "qwen", bucket: int = 64,
+                    prompt_length: int | None = None, pad_id: int = 0,
+                    image_padding: dict | None = None,
+                    video_padding: dict | None = None) -> dict:
+  """Host (numpy) inputs for `sample` from transformers-style arguments.
+
+  Prompts are re-padded on the left to `prompt_length`, or to the next multiple of
+  `bucket`; `image_padding` / `video_padding` (see `prepare_inputs`) fix the vision shapes
+  too, so that batches of one bucket share a compiled sampler.
+  """
+  ids = np.asarray(input_ids)
+  mask = None if attention_mask is None else np.asarray(attention_mask)
+  longest = int(ids.shape[1] if mask is None else mask.astype(bool).sum(1).max())
+  length = prompt_length or -(-longest // bucket) * bucket
+  ids, mask = left_pad(ids, mask, length, pad_id)
+  out = prepare_inputs(config, ids, mask, pixel_values, image_grid_thw, pixel_values_videos,
+                       video_grid_thw, second_per_grid_ts, rope_rule=rope_rule,
+                       image_padding=image_padding, video_padding=video_padding)
+  out["position_ids"] = np.asarray(out["position_ids"], np.int32)
+  out["next_position"] = next_positions(out["position_ids"], mask, rope_rule).astype(np.int32)
+  return out
+
+
+def generate(model: Qwen2_5_VL, key: jax.Array, *, max_new_tokens: int, eos_id=None,
+             pad_id: int = 0, num_samples: int = 1, temperature: float = 1.0,
+             top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+             rope_rule: str = "qwen", bucket: int = 64, prompt_length: int | None = None,
+             image_padding: dict | None = None, video_padding: dict | None = None,
+             **hf_inputs) -> SampleOutput:
+  """`prepare_prompts` + `sample` on a model; numpy results.
+
+  `hf_inputs` are transformers' names: input_ids, attention_mask, pixel_values,
+  image_grid_thw, pixel_values_videos, video_grid_thw, second_per_grid_ts. `eos_id`
+  defaults to the config's eos_token_id.
+  """
+  inputs = prepare_prompts(model.config, rope_rule=rope_rule, bucket=bucket,
+                           prompt_length=prompt_length, pad_id=pad_id,
+                           image_padding=image_padding, video_padding=video_padding,
+                           **hf_inputs)
+  graphdef, state = nnx.split(model)
+  out = sample(graphdef, state, inputs, key, max_new_tokens=max_new_tokens,
+               num_samples=num_samples, temperature=temperature, top_p=top_p, top_k=top_k,
+               greedy=greedy, eos_id=model.config.eos_token_id if eos_id is None else eos_id,
+               pad_id=pad_id)
+  return SampleOutput(*(np.asarray(x) for x in out))

@@ -1,0 +1,127 @@
+"""Pipeline batches -> model inputs with a leading micro-batch axis (host side, numpy).
+
+A pipeline batch (see `o3jax/data/pipeline.py`) concatenates the patches of all its rows.
+Splitting it into M micro-batches regroups rows, their grids and their patches; then the
+3-D positions and vision layouts of each micro-batch are computed here, on the host, and
+padded to sizes that depend only on the bucket (and, for the window and frame counts, a
+round-up), so a run compiles a handful of times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from o3jax.models.config import Qwen2_5_VLConfig
+from o3jax.models.rope_index import rope_index_for
+from o3jax.models.vision_layout import layout_for
+
+
+def _round_up(x: int, m: int) -> int:
+  return max(m, -(-x // m) * m)
+
+
+def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int):
+  """Per row: (grid rows, patch count) for a modality, from its pad-token counts."""
+  sizes = grids.prod(-1)
+  out, g = [], 0
+  for need in tokens_per_row:
+    rows, have = [], 0
+    while have < need * merge_unit:
+      if g >= len(grids) or sizes[g] == 0:
+        raise ValueError("batch grids hold fewer patches than the rows' pad tokens")
+      rows.append(g)
+      have += int(sizes[g])
+      g += 1
+    if have != need * merge_unit:
+      raise ValueError("a row's pad tokens do not match whole grids")
+    out.append((rows, have))
+  return out
+
+
+def _vision_micro(cfg, pixels, grids, per_row, rows, patches_per_mb):
+  grid_rows = [g for r in rows for g in per_row[r][0]]
+  starts = np.concatenate([[0], np.cumsum([grids[i].prod() for i in range(len(grids))])])
+  parts = [pixels[starts[g]:starts[g + 1]] for g in grid_rows]
+  n = sum(len(p) for p in parts)
+  out = np.zeros((patches_per_mb, pixels.shape[1]), np.float32)
+  if parts:
+    out[:n] = np.concatenate(parts)
+  return out, grids[grid_rows].reshape(-1, 3)
+
+
+def _layout_padding(cfg, grid_list, patches):
+  v = cfg.vision
+  wm = v.window_merge_units
+  windows = frames = 0
+  frame_len = 1
+  for grids in grid_list:
+    for t, h, w in grids.tolist():
+      lh, lw = h // v.spatial_merge_size, w // v.spatial_merge_size
+      windows += t * -(-lh // wm) * -(-lw // wm)
+      frames += t
+      frame_len = max(frame_len, h * w)
+  return dict(num_patches=patches, num_windows=_round_up(max(windows, 1), 8),
+              num_frames=_round_up(max(frames, 1), 8), frame_length=_round_up(frame_len, 16))
+
+
+def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int = 1,
+                ids_key: str = "input_ids", mask_key: str = "attention_mask",
+                rope_rule: str = "qwen") -> dict[str, Any]:
+  """Stacked [M, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T], loss_mask
+  (when present), pixel_values + image_layout and pixel_values_videos + video_layout."""
+  ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
+  b = ids.shape[0]
+  if b % micro_batches:
+    raise ValueError(f"batch of {b} rows does not split into {micro_batches} micro-batches")
+  per = b // micro_batches
+  mu = cfg.vision.merge_unit
+  valid = mask.astype(bool)
+  modalities = []
+  for name, tok, pv_key, grid_key in (("image", cfg.image_token_id, "pixel_values", "image_grid_thw"),
+                                      ("video", cfg.video_token_id, "pixel_values_videos",
+                                       "video_grid_thw")):
+    counts = ((ids == tok) & valid).sum(-1)
+    if counts.sum() == 0:
+      continue
+    grids = np.asarray(batch[grid_key]).reshape(-1, 3)
+    modalities.append((name, np.asarray(batch[pv_key]), grids, _split_vision(counts, grids, mu)))
+  seconds = np.asarray(batch.get("second_per_grid_ts", np.zeros(0)), np.float32)
+  per_rows = {name: per_row for name, _, _, per_row in modalities}
+
+  micro: list[dict[str, Any]] = []
+  for m in range(micro_batches):
+    rows = list(range(m * per, (m + 1) * per))
+    item = {"input_ids": ids[rows], "attention_mask": mask[rows]}
+    if "loss_mask" in batch:
+      item["loss_mask"] = np.asarray(batch["loss_mask"])[rows]
+    grids_of = {}
+    for name, pixels, grids, per_row in modalities:
+      pixels_mb, grids_mb = _vision_micro(cfg, pixels, grids, per_row, rows,
+                                          len(pixels) // micro_batches)
+      item["pixel_values" if name == "image" else "pixel_values_videos"] = pixels_mb
+      grids_of[name] = grids_mb
+    video_rows = [g for r in rows for g in per_rows["video"][r][0]] if "video" in per_rows else []
+    item["position_ids"], _ = rope_index_for(
+        cfg, item["input_ids"], item["attention_mask"], grids_of.get("image"),
+        grids_of.get("video"), seconds[video_rows] if video_rows else None, rule=rope_rule)
+    micro.append((item, grids_of))
+
+  # Pad the layouts of all micro-batches to one shape, then stack.
+  out: dict[str, Any] = {}
+  for name, pixels, _, _ in modalities:
+    key = "image" if name == "image" else "video"
+    pad = _layout_padding(cfg, [g[key] for _, g in micro], len(pixels) // micro_batches)
+    layouts = [layout_for(cfg, g[key], **pad) for _, g in micro]
+    out[f"{key}_layout"] = _stack(layouts)
+  for k in micro[0][0]:
+    out[k] = np.stack([it[k] for it, _ in micro])
+  return out
+
+
+def _stack(items):
+  first = items[0]
+  if isinstance(first, tuple) and hasattr(first, "_fields"):
+    return type(first)(*[_stack([it[i] for it in items]) for i in range(len(first))])
+  return np.stack(items)

@@ -1,0 +1,96 @@
+"""Cold-start SFT: masked next-token cross-entropy on the assistant tokens."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from o3jax.data import pipeline
+from o3jax.data.records import load_records
+from o3jax.processing.config import ProcessingConfig
+from o3jax.train import step as step_lib
+from o3jax.train.batch import model_batch
+from o3jax.train.config import TrainConfig
+from o3jax.train.loss import masked_cross_entropy
+from o3jax.train.run import MetricsLog, check_finite, restore, setup_run
+
+
+def sft_loss(model, mb):
+  logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
+                 pixel_values_videos=mb.get("pixel_values_videos"),
+                 position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
+                 video_layout=mb.get("video_layout"))
+  total, count = masked_cross_entropy(logits, mb["input_ids"], mb["loss_mask"])
+  return (total, count), {}
+
+
+def processing_config(cfg: TrainConfig) -> ProcessingConfig:
+  return ProcessingConfig(**cfg.processing)
+
+
+def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str):
+  path = os.path.join(data_dir, file)
+  records = load_records(path)
+  pcfg = pipeline.PipelineConfig(
+      batch_size=cfg.batch_size // jax.process_count(), buckets=tuple(cfg.buckets), stage=stage,
+      seed=cfg.seed, num_workers=cfg.data_workers, strict=cfg.strict_data)
+  return pipeline.make_iterator(records, tokenizer=tokenizer, processing=processing_config(cfg),
+                                config=pcfg, root=os.path.dirname(os.path.abspath(path)))
+
+
+def device_batch(batch, mesh, shardings):
+  """Host numpy -> global arrays laid out on the mesh (each host holds its rows)."""
+  if jax.process_count() == 1:
+    return jax.device_put(batch, shardings)
+  return jax.tree.map(
+      lambda x, s: jax.make_array_from_process_local_data(s, x), batch, shardings)
+
+
+def train_sft(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None,
+              init: str | None = None, batches: Iterator | None = None) -> dict:
+  """Trains until step `steps` (default cfg.total_steps); returns the last metrics row.
+
+  `batches` replaces the data pipeline (tests); it must have get_state/set_state.
+  """
+  run = setup_run(cfg, workdir, init)
+  data = batches if batches is not None else data_iterator(cfg, data_dir, run.tokenizer, "sft",
+                                                           "STGR-SFT.json")
+  restore(run, data)
+  target = cfg.total_steps if steps is None else steps
+  train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule,
+                                        run.frozen_mask)
+  log = MetricsLog(workdir, target, run.start_step)
+  jitted, row, pending = None, {}, None
+  state = run.state
+  step = run.start_step
+
+  def flush(pending):
+    row = log.write(pending[0], jax.device_get(pending[1]))
+    check_finite(pending[0], row, run.checkpointer)
+    return row
+
+  while step < target:
+    batch = model_batch(run.model_config, next(data), cfg.micro_batches)
+    shardings = step_lib.batch_shardings(batch, run.mesh)
+    if jitted is None:
+      jitted = step_lib.jit_train_step(train_step, run.shardings, shardings, run.mesh)
+    state, metrics = jitted(state, device_batch(batch, run.mesh, shardings))
+    step += 1
+    # Metrics are read one step late, so the host never waits on the step it dispatched,
+    # except before a checkpoint, which must not hold a non-finite state.
+    if pending is not None:
+      row = flush(pending)
+    pending = (step, metrics)
+    if step % cfg.checkpoint_every == 0 or step == target:
+      row, pending = flush(pending), None
+      run.checkpointer.save(step, state, data)
+  run.checkpointer.close()
+  skipped = getattr(data, "skipped", 0)
+  if skipped:
+    print(f"skipped {skipped} bad records", file=sys.stderr)
+  run.state = state
+  return row

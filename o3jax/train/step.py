@@ -1,0 +1,95 @@
+"""The jitted train step: micro-batch accumulation, AdamW update, metrics.
+
+`make_train_step(graphdef, loss_fn, tx, ...)` returns a pure
+`train_step(state, batch) -> (state, metrics)`, jitted once with in/out shardings and the
+state donated. `batch` leaves carry a leading micro-batch axis M; gradients of the loss
+*sums* are accumulated over M with `lax.scan` and divided by the total denominator once,
+so M micro-batches of b give the same update as one batch of M*b.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from o3jax import sharding
+from o3jax.train.state import TrainState
+
+# loss_fn(model, micro_batch) -> ((loss_sum, denominator), aux metrics dict of sums)
+LossFn = Callable
+
+
+def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, frozen_mask=None):
+  def micro_loss(params, mb):
+    (total, denom), aux = loss_fn(nnx.merge(graphdef, params), mb)
+    return total, (denom, aux)
+
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+  def train_step(state: TrainState, batch):
+    def body(carry, mb):
+      grads, loss_sum, denom_sum, aux_sum = carry
+      (loss, (denom, aux)), g = grad_fn(state.params, mb)
+      grads = jax.tree.map(jnp.add, grads, g)
+      aux_sum = jax.tree.map(jnp.add, aux_sum, aux)
+      return (grads, loss_sum + loss, denom_sum + denom, aux_sum), None
+
+    first = jax.tree.map(lambda x: x[0], batch)
+    aux0 = jax.eval_shape(lambda: micro_loss(state.params, first)[1][1])
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux0))
+    (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, init, batch)
+    scale = 1.0 / jnp.maximum(denom, 1.0)
+    grads = jax.tree.map(lambda g: g * scale, grads)
+    if frozen_mask is not None:
+      grads = jax.tree.map(lambda g, f: jnp.where(f, 0.0, g), grads, frozen_mask)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss_sum * scale,
+        "grad_norm": optax.global_norm(grads),
+        "param_norm": optax.global_norm(params),
+        "lr": schedule(state.step),
+        "tokens": denom,
+        **{k: v for k, v in aux.items()},
+    }
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step, state_shardings, batch_shardings, mesh):
+  """jit with explicit shardings; the old state is donated."""
+  repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
+                   out_shardings=(state_shardings, repl), donate_argnums=(0,))
+
+  def run(state, batch):
+    with sharding.use_mesh(mesh):
+      return jitted(state, batch)
+  return run
+
+
+def batch_shardings(batch, mesh):
+  """Token arrays split over (data, fsdp) along their batch axis; pixels replicated.
+
+  Token arrays are [M, B, T] (position ids [M, 3, B, T]); vision arrays have no batch axis
+  (all patches of a micro-batch are concatenated), so they are replicated.
+  """
+  P = jax.sharding.PartitionSpec
+  def one(path, x):
+    name = str(path[0].key) if path and hasattr(path[0], "key") else ""
+    ways = mesh.shape["data"] * mesh.shape["fsdp"]
+    if name in ("input_ids", "attention_mask", "loss_mask", "advantages", "old_logprobs",
+                "ref_logprobs", "completion_mask") and x.shape[1] % ways == 0:
+      return jax.sharding.NamedSharding(mesh, P(None, ("data", "fsdp")))
+    if name == "position_ids" and x.shape[2] % ways == 0:
+      return jax.sharding.NamedSharding(mesh, P(None, None, ("data", "fsdp")))
+    return jax.sharding.NamedSharding(mesh, P())
+  return jax.tree_util.tree_map_with_path(one, batch)

@@ -38,6 +38,7 @@ from flax import nnx
 from o3jax.models import Qwen2_5_VL, prepare_inputs
 
 TEXT_KEYS = ("input_ids", "attention_mask", "position_ids", "next_position")
+MAX_EOS_IDS = 8  # eos ids are padded to this many so that their number does not recompile
 
 
 class SampleOutput(NamedTuple):
@@ -178,10 +179,13 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
   if not greedy and (temperature <= 0 or not 0 < top_p <= 1 or top_k < 0):
     raise ValueError(f"need temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, "
                      f"{top_p}, {top_k}")
+  eos_ids = np.atleast_1d(np.asarray(eos_id, np.int32))
+  if not 1 <= eos_ids.size <= MAX_EOS_IDS or eos_ids.ndim != 1:
+    raise ValueError(f"eos_id must be 1 to {MAX_EOS_IDS} ids, got {eos_id!r}")
+  eos_ids = np.pad(eos_ids, (0, MAX_EOS_IDS - eos_ids.size), mode="edge")
   missing = [k for k in TEXT_KEYS if k not in inputs]
   if missing:
     raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
-  eos_ids = jnp.atleast_1d(jnp.asarray(eos_id, jnp.int32))
   return _sample_jit(graphdef, state, inputs, key, eos_ids, jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, num_samples=num_samples,
                      temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),

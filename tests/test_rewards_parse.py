@@ -1,16 +1,21 @@
-"""Parser: regex equivalence, pathological text, and never-raise properties (hypothesis)."""
+"""Host side: parser equal to the SPEC regexes, pathological text, never-raise properties,
+memoised ROUGE equal to rouge_score (hypothesis)."""
 
+import json
 import math
 import re
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from rouge_score import rouge_scorer
 from test_rewards_reference import CLAIM, HAND_CASES
 
 from o3jax.rewards import parse_completion, score
 from o3jax.rewards.claims import find_claims
-from o3jax.rewards.parse import ANSWER, THINK, answer_text, block
+from o3jax.rewards.rouge import rouge_accuracy
+from o3jax.rewards.parse import (_INVALID_JSON, ANSWER, THINK, answer_text, block, box_value,
+                                 four_numbers)
 
 FRAGMENTS = ["<obj>", "</obj>", "<box>[", "]</box>", "<box>", "</box>", "[", "]", "at<t>",
              "</t>s", "</t>", "<t>", "at", "s", "a", "1", "2.5", ".", " ", "\n", ",",
@@ -23,8 +28,16 @@ fragment_text = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_s
 any_text = fragment_text | st.text(max_size=200)
 
 
-@settings(max_examples=1000, deadline=None)
-@given(st.lists(st.sampled_from(FRAGMENTS[:25]) | st.text(max_size=2), max_size=16).map("".join))
+CLAIM_PIECES = ["<obj>a</obj>", "<obj>", "</obj>", "<box>[1]</box>", "<box>[1,2,3,4]</box>",
+                "at<t>1</t>s", "at<t>", "</t>s", "<box>[", "]</box>", "x", "\n"]
+claim_dense_text = st.lists(st.sampled_from(CLAIM_PIECES), max_size=14).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(claim_dense_text | st.lists(st.sampled_from(FRAGMENTS[:25]) | st.text(max_size=2),
+                                   max_size=16).map("".join))
+@example("<obj>a</obj><obj>b</obj><box>[1]</box>at<t>1</t>s<obj>c</obj><box>[2]</box>at<t>2</t>s")
+@example("<obj>a</obj><box>[1]</box><box>[2]</box>at<t>x</t><box>[3]</box>at<t>3</t>s")
 def test_find_claims_equals_the_regex(text):
     want = [m.groups() for m in re.finditer(CLAIM, text, re.DOTALL)]
     assert find_claims(text) == want
@@ -39,6 +52,22 @@ def test_blocks_equal_the_regexes(text):
     assert answer_text(text) == (answer.group(1).strip() if answer else "")
     assert (block(text, ANSWER) is not None) == bool(re.search(r"<answer>.*?</answer>", text,
                                                                re.DOTALL))
+
+
+VALUES = ["0", "-0", "12", "-3.5", "1e3", "2E-2", "1e999", "-1e999", "01", "1.", ".5", "+1",
+          "NaN", "Infinity", "9" * 400, "1" * 5000, "true", "null", '"1"', "[1]", "{}", "1_0",
+          "\u0663", "]", "[", ",", "", " ", "\n", "\u00a0", "1] [2"]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.sampled_from(VALUES), max_size=6))
+def test_box_value_equals_json_loads(values):
+    text = "[" + ",".join(values) + "]"
+    try:
+        want = four_numbers(json.loads(text))
+    except ValueError:
+        want = _INVALID_JSON
+    assert box_value(text) == want
 
 
 def test_long_box_runs_do_not_backtrack():
@@ -86,3 +115,15 @@ def test_score_never_raises_and_stays_in_range(texts, fraction, one_sided):
         assert values.shape == (len(texts),) and np.isfinite(values).all(), name
         assert (values >= 0).all() and (values <= (4 if name == "total" else 1)).all(), name
     assert np.isin(got["format"], [0.0, 0.5, 1.0]).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80) | st.lists(st.sampled_from(
+    ["running", "runs", "ran", "the", "dogs", "dog's", "Dog", "RED", "vest,", "é", "12", "-"]),
+    max_size=12).map(" ".join), st.text(max_size=40))
+def test_memoised_rouge_equals_rouge_score(prediction, reference):
+    scores = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True).score(
+        reference, prediction)
+    mean = sum(s.fmeasure for s in scores.values()) / 3
+    assert rouge_accuracy(reference, prediction) == min(1.0, max(0.0, mean))
+    assert rouge_accuracy(reference, prediction) == rouge_accuracy(reference, prediction)

@@ -50,6 +50,7 @@ monotonically in every field).
 """
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -198,6 +199,27 @@ def _grids(parts: list[np.ndarray], rows: int) -> np.ndarray:
   return out
 
 
+_ARRAYS = ("input_ids", "loss_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
+           "second_per_grid_ts")
+
+
+def _to_wire(item: Example | Skipped) -> dict[str, Any]:
+  """A flat dict whose arrays grain moves through shared memory (pickling big arrays
+  through a pipe is slower and can stall worker shutdown); the metadata travels as JSON."""
+  if isinstance(item, Skipped):
+    return {"error": item.error}
+  wire = {name: getattr(item, name) for name in _ARRAYS}
+  wire.update(id=item.id, prompt_length=item.prompt_length, meta=json.dumps(item.meta))
+  return wire
+
+
+def _from_wire(wire: dict[str, Any]) -> Example | Skipped:
+  if "error" in wire:
+    return Skipped(wire["error"])
+  return Example(id=wire["id"], prompt_length=int(wire["prompt_length"]), meta=json.loads(wire["meta"]),
+                 **{name: np.asarray(wire[name]) for name in _ARRAYS})
+
+
 class DataIterator(grain.DatasetIterator):
   """Batches encoded examples, skipping and counting bad records; checkpointable."""
 
@@ -223,7 +245,7 @@ class DataIterator(grain.DatasetIterator):
     consecutive = 0
     while len(examples) < config.batch_size:
       try:
-        item = next(self._parent)
+        item = _from_wire(next(self._parent))
       except StopIteration:
         break
       if isinstance(item, Skipped):
@@ -292,7 +314,7 @@ def make_dataset(records: Sequence[Record], *, tokenizer: Tokenizer, processing:
   if config.shuffle:
     shard = shard.shuffle(seed=config.seed)
   shard = shard.repeat(config.num_epochs)
-  encoded = shard.map(EncodeRecord(tokenizer, processing, config.stage, root, config.decode_threads))
+  encoded = shard.map(EncodeRecord(tokenizer, processing, config.stage, root, config.decode_threads)).map(_to_wire)
   stream = encoded.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
                                                      prefetch_buffer_size=max(1, config.worker_buffer_size)))
   if config.num_workers > 0:

@@ -137,11 +137,15 @@ def make_scene(vid: str, rng: np.random.Generator, width: int, height: int, fps:
 def write_video(scene: Scene, path: str) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with av.open(path, "w") as container:
-    # One thread keeps x264's output byte-identical from run to run.
-    stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "18", "threads": "1"})
+    # Byte-identical output from run to run needs one encoder thread, explicit timestamps
+    # and converting to yuv420p ourselves (PyAV's implicit conversion differs on first use).
+    stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "18"})
     stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
+    stream.codec_context.thread_count = 1
     for frame in range(scene.num_frames):
-      for packet in stream.encode(av.VideoFrame.from_ndarray(scene.render(frame)[0], format="rgb24")):
+      picture = av.VideoFrame.from_ndarray(scene.render(frame)[0], format="rgb24").reformat(format="yuv420p")
+      picture.pts = frame
+      for packet in stream.encode(picture):
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)

@@ -23,7 +23,7 @@ the remaining text has no match, no later `<obj>` has one either.
 import bisect
 import re
 
-_BOX_END = re.compile(r"\]</box>")
+_EXIT = re.compile(r"\]</box>(?=at<t>)")
 _OBJ_CLOSE = re.compile(r"</obj>")
 _UNIT_MIN = len("<box>[]</box>")
 
@@ -34,8 +34,8 @@ def find_claims(text: str) -> list[tuple[str, str, str]]:
     if start < 0:
         return []
     last_close = text.rfind("</t>s")
-    exits = [e for e in (m.end() for m in _BOX_END.finditer(text))
-             if text.startswith("at<t>", e) and last_close >= e + len("at<t>")]
+    exits = [m.end() for m in _EXIT.finditer(text)]
+    del exits[bisect.bisect_right(exits, last_close - len("at<t>")):]  # no `</t>s` after
 
     def run_end(after_obj: int) -> int | None:
         if not text.startswith("<box>[", after_obj):

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from o3jax.rewards.parse import BOX_RE, Box, answer_text, bucket, four_numbers
+from o3jax.rewards.parse import BOX_RE, Box, answer_text, bucket
 
 SPATIO_TEMPORAL = "temporal-spatial free-form QA"
 TEMPORAL = "temporal QA"
@@ -68,7 +68,10 @@ def _get(record: Mapping, field: str):
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -81,11 +84,11 @@ def _size(record: Mapping, field: str) -> tuple[float, float]:
 
 
 def _box(record: Mapping, field: str, value) -> Box:
-    box = four_numbers(list(value) if isinstance(value, (list, tuple)) else value)
-    if box is None or box[0] > box[2] or box[1] > box[3]:
+    box = [_number(v) for v in value] if isinstance(value, (list, tuple)) else []
+    if len(box) != 4 or None in box or box[0] > box[2] or box[1] > box[3]:
         raise _error(record, field, f"expected [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, "
                                     f"got {value!r}")
-    return box
+    return tuple(box)
 
 
 def _span(record: Mapping, text: str) -> tuple[float, float]:

@@ -65,29 +65,29 @@ def answer_text(text: str) -> str:
     return "" if inner is None else inner.strip()
 
 
-def _json(text: str):
-    try:
-        return json.loads(text)
-    except Exception:  # JSONDecodeError, RecursionError on deep nesting, int digit limit
-        return _INVALID_JSON
+_DECODER = json.JSONDecoder()
+_JSON_NUMBERS = {int, float}  # the types json gives numbers; bool is none of them
 
 
 def four_numbers(value) -> Box | None:
-    """The value as a box if it is a list of four finite numbers, else None."""
-    if not isinstance(value, list) or len(value) != 4:
+    """A JSON value as a box if it is a list of four finite numbers, else None."""
+    if type(value) is not list or len(value) != 4 or not set(map(type, value)) <= _JSON_NUMBERS:
         return None
-    box = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return None
-        try:
-            v = float(v)
-        except OverflowError:  # an int beyond float range
-            return None
-        if not math.isfinite(v):
-            return None
-        box.append(v)
-    return tuple(box)
+    try:
+        box = tuple(map(float, value))
+    except OverflowError:  # an int beyond float range
+        return None
+    return box if all(map(math.isfinite, box)) else None
+
+
+def box_value(text: str):
+    """json.loads(text) read as a box, for `[...]` text as the box regexes capture it:
+    a Box, None (valid JSON but not four finite numbers) or _INVALID_JSON."""
+    try:  # json.loads without its whitespace scans, which `[...]` text does not need
+        value, end = _DECODER.raw_decode(text)
+    except Exception:  # JSONDecodeError, RecursionError on deep nesting, int digit limit
+        return _INVALID_JSON
+    return four_numbers(value) if end == len(text) else _INVALID_JSON
 
 
 def _float(text: str) -> float | None:
@@ -113,15 +113,14 @@ class ParsedCompletion:
     tg_choice: str | None  # temporal MCQ: after `Correct Option:`; None if absent
 
 
-def _claims(think: str) -> tuple:
+def _claims(think: str, box) -> tuple:
     claims = []
     for name, run, time_text in find_claims(think):
         time = _float(time_text.strip())
-        values = [_json(b) for b in CLAIM_BOX_RE.findall(run)]
-        if time is None or any(v is _INVALID_JSON for v in values):
+        values = [box(b) for b in CLAIM_BOX_RE.findall(run)]
+        if time is None or _INVALID_JSON in values:
             continue
-        boxes = tuple(b for b in map(four_numbers, values) if b is not None)
-        claims.append((name.strip(), time, boxes))
+        claims.append((name.strip(), time, tuple(filter(None, values))))  # drop non-boxes
     return tuple(claims)
 
 
@@ -142,12 +141,14 @@ def _span(answer: str) -> tuple[float, float] | None:
 
 def _first_box(text: str) -> Box | None:
     match = BOX_RE.search(text)
-    return None if match is None else four_numbers(_json(match.group(1)))
+    value = None if match is None else box_value(match.group(1))
+    return None if value is _INVALID_JSON else value
 
 
 def parse_completion(text: str) -> ParsedCompletion:
     think = block(text, THINK)
-    answer = answer_text(text)
+    answer_block = block(text, ANSWER)
+    answer = "" if answer_block is None else answer_block.strip()
     balanced = (text.count(THINK[0]) == text.count(THINK[1])
                 and text.count(ANSWER[0]) == text.count(ANSWER[1]))
     think_tags = (0, 0, 0)
@@ -158,16 +159,25 @@ def parse_completion(text: str) -> ParsedCompletion:
                     and think_tags[2] == think.count("</box>"))
     think_text = think or ""
     options = answer.split(CORRECT_OPTION)
+    values: dict[str, object] = {}  # claim boxes and think boxes are mostly the same text
+
+    def box(box_text: str):
+        if box_text not in values:
+            values[box_text] = box_value(box_text)
+        return values[box_text]
+
+    claims = _claims(think_text, box)
+    think_boxes = tuple(b for b in map(box, BOX_RE.findall(think_text))
+                        if b is not None and b is not _INVALID_JSON)
     return ParsedCompletion(
         has_think=think is not None,
-        has_answer=block(text, ANSWER) is not None,
+        has_answer=answer_block is not None,
         balanced=balanced,
         think_tags=think_tags,
         visual_grounded=VISUAL_GROUNDING_RE.search(text) is not None,
-        claims=_claims(think_text),
+        claims=claims,
         times=_times(think_text),
-        think_boxes=tuple(b for b in (four_numbers(_json(s)) for s in BOX_RE.findall(think_text))
-                          if b is not None),
+        think_boxes=think_boxes,
         span=_span(answer),
         answer_box=_first_box(answer),
         choice=answer,
@@ -247,24 +257,18 @@ def pack(parsed: list[ParsedCompletion], n_pad: int | None = None) -> ParsedBatc
     def intern(table: dict[str, int], key: str | None) -> int:
         return -1 if key is None else table.setdefault(key, len(table))
 
-    choice, n_claims, n_times = [], [], []
-    claim_sample, claim_time, claim_name = [], [], []
-    box_claim, boxes, time_sample, times, vbox_sample, vboxes = [], [], [], [], [], []
-    for i, p in enumerate(parsed):
-        tg = choice_keys(p.tg_choice) if p.tg_choice is not None else (None, None)
-        choice.append([intern(ids, k) for k in choice_keys(p.choice) + tg])
-        n_claims.append(len(p.claims))
-        for name, time, claim_boxes in p.claims:
-            box_claim.extend([len(claim_sample)] * len(claim_boxes))
-            boxes.extend(claim_boxes)
-            claim_sample.append(i)
-            claim_time.append(time)
-            claim_name.append(intern(names, name))
-        n_times.append(len(p.times))
-        time_sample.extend([i] * len(p.times))
-        times.extend(p.times)
-        vbox_sample.extend([i] * len(p.think_boxes))
-        vboxes.extend(p.think_boxes)
+    choice = [[intern(ids, k) for k in choice_keys(p.choice) + (
+        choice_keys(p.tg_choice) if p.tg_choice is not None else (None, None))] for p in parsed]
+    claims = [claim for p in parsed for claim in p.claims]
+    claim_sample = np.repeat(np.arange(n), [len(p.claims) for p in parsed])
+    claim_time = [time for _, time, _ in claims]
+    claim_name = [intern(names, name) for name, _, _ in claims]
+    box_claim = np.repeat(np.arange(len(claims)), [len(boxes) for _, _, boxes in claims])
+    boxes = [box for _, _, claim_boxes in claims for box in claim_boxes]
+    time_sample = np.repeat(np.arange(n), [len(p.times) for p in parsed])
+    times = [time for p in parsed for time in p.times]
+    vbox_sample = np.repeat(np.arange(n), [len(p.think_boxes) for p in parsed])
+    vboxes = [box for p in parsed for box in p.think_boxes]
 
     c, q, t, v = (bucket(len(x)) for x in (claim_sample, boxes, times, vboxes))
     arrays = ParsedArrays(
@@ -273,8 +277,8 @@ def pack(parsed: list[ParsedCompletion], n_pad: int | None = None) -> ParsedBatc
         balanced=_padded([p.balanced for p in parsed], n_pad, bool),
         think_tags=_padded([p.think_tags for p in parsed], n_pad, np.int32, 3),
         visual_grounded=_padded([p.visual_grounded for p in parsed], n_pad, bool),
-        n_claims=_padded(n_claims, n_pad, np.int32),
-        n_times=_padded(n_times, n_pad, np.int32),
+        n_claims=_padded([len(p.claims) for p in parsed], n_pad, np.int32),
+        n_times=_padded([len(p.times) for p in parsed], n_pad, np.int32),
         span=_padded([p.span or (0.0, 0.0) for p in parsed], n_pad, np.float64, 2),
         span_valid=_padded([p.span is not None for p in parsed], n_pad, bool),
         answer_box=_padded([p.answer_box or (0.0,) * 4 for p in parsed], n_pad, np.float64, 4),

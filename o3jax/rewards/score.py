@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from o3jax.rewards.gold import FREE_FORM, pack_gold, record_gold
+from o3jax.rewards.gold import FREE_FORM, Gold, pack_gold, record_gold
 from o3jax.rewards.kernels import TERMS, reward_terms
 from o3jax.rewards.parse import pack, parse_completion
 from o3jax.rewards.rouge import rouge_accuracy
@@ -41,7 +41,11 @@ def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction:
     for i, text in enumerate(completions):
         if not isinstance(text, str):
             raise TypeError(f"completion {i} is a {type(text).__name__}, not a str")
-    golds = [record_gold(r) for r in records]
+    by_record: dict[int, Gold] = {}  # a GSPO batch holds each record once per rollout
+    for record in records:
+        if id(record) not in by_record:
+            by_record[id(record)] = record_gold(record)
+    golds = [by_record[id(record)] for record in records]
     parsed = [parse_completion(text) for text in completions]
     batch = pack(parsed)
     n_pad = batch.arrays.has_think.shape[0]

@@ -4,7 +4,7 @@ A pipeline batch (see `o3jax/data/pipeline.py`) concatenates the patches of all 
 Splitting it into M micro-batches regroups rows, their grids and their patches; then the
 3-D positions and vision layouts of each micro-batch are computed here, on the host, and
 padded to sizes that depend only on the bucket (and, for the window and frame counts, a
-round-up), so a run compiles a handful of times.
+power-of-two round-up), so a run compiles a handful of times.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from o3jax.models.vision_layout import layout_for
 
 def _round_up(x: int, m: int) -> int:
   return max(m, -(-x // m) * m)
+
+
+def _pow2(x: int, least: int = 8) -> int:
+  return max(least, 1 << (max(x, 1) - 1).bit_length())
 
 
 def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int):
@@ -62,8 +66,10 @@ def _layout_padding(cfg, grid_list, patches):
       windows += t * -(-lh // wm) * -(-lw // wm)
       frames += t
       frame_len = max(frame_len, h * w)
-  return dict(num_patches=patches, num_windows=_round_up(max(windows, 1), 8),
-              num_frames=_round_up(max(frames, 1), 8), frame_length=_round_up(frame_len, 16))
+  # Counts round up to powers of two: at most a few distinct shapes (compilations) per
+  # bucket, at the price of at most 2x the (small) window-attention work.
+  return dict(num_patches=patches, num_windows=_pow2(windows), num_frames=_pow2(frames),
+              frame_length=_round_up(frame_len, 16))
 
 
 def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int = 1,

@@ -55,6 +55,18 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+  def read_params(self, step: int) -> dict[str, object]:
+    """The params of a checkpoint as {dotted path: host array}, whatever its optimizer."""
+    raw = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    flat = jax.tree_util.tree_flatten_with_path(raw["state"]["params"])[0]
+    out = {}
+    for path, value in flat:
+      keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+      if keys[-1] == "value":  # a Variable is stored as {"value": array}
+        keys = keys[:-1]
+      out[".".join(keys)] = value
+    return out
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 

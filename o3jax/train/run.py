@@ -122,19 +122,27 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
 
 
 def load_params_from_workdir(workdir: str, abstract_params, mesh):
-  """The params of the newest checkpoint of another run (optimizer state not needed)."""
+  """The params of the newest checkpoint of another run (its optimizer state is ignored),
+  placed on `mesh`."""
   ckpt = Checkpointer(workdir, asynchronous=False)
   step = ckpt.latest_step()
   if step is None:
     raise FileNotFoundError(f"{workdir}: no complete checkpoint to initialise from")
-  import orbax.checkpoint as ocp
-  shardings = sharding.state_shardings(abstract_params, mesh)
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract_params, shardings)
-  restored = ckpt.manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore({"params": target}, strict=False)))
+  arrays = ckpt.read_params(step)
   ckpt.close()
-  return restored["state"]["params"]
+  shardings = sharding.state_shardings(abstract_params, mesh)
+  flat_sh = dict(nnx.to_flat_state(shardings))
+  flat = []
+  for path, var in nnx.to_flat_state(abstract_params):
+    key = ".".join(map(str, path))
+    if key not in arrays:
+      raise KeyError(f"{workdir} checkpoint {step} lacks parameter {key}")
+    value = np.asarray(arrays[key]).astype(var.get_value().dtype)
+    if value.shape != var.get_value().shape:
+      raise ValueError(f"{workdir} checkpoint {step}: {key} has shape {value.shape}, the "
+                       f"model expects {var.get_value().shape}")
+    flat.append((path, var.replace(jax.device_put(value, flat_sh[path].get_value()))))
+  return nnx.from_flat_state(flat)
 
 
 def restore(run: Run, data_iterator=None):

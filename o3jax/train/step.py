@@ -53,8 +53,8 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": loss_sum * scale,
-        "grad_norm": optax.global_norm(grads),
-        "param_norm": optax.global_norm(params),
+        "grad_norm": optax.tree.norm(grads),
+        "param_norm": optax.tree.norm(params),
         "lr": schedule(state.step),
         "tokens": denom,
         **{k: v for k, v in aux.items()},

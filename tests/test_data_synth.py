@@ -1,0 +1,152 @@
+"""The synthetic grounded-video generator: determinism, exact answers, all six tasks, V-STaR."""
+
+import json
+import math
+import os
+import re
+
+import decord
+import numpy as np
+from PIL import Image
+
+from o3jax import cli
+from o3jax.data import synth
+from o3jax.data.records import check_record, load_records, parse_segment, temporal_segment_text
+from o3jax.processing.prompts import TASKS
+from data_fixtures import files_under, synthetic_dir  # noqa: F401
+
+CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
+VSTAR_FIELDS = {"vid", "fps", "width", "height", "frame_count", "question", "answer", "timestamps", "bboxes",
+                "temporal_question", "spatial_question", "spatial_question_2"}
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+  for name, seed in (("a", 11), ("b", 11), ("c", 12)):
+    synth.synthesize(str(tmp_path / name), videos=2, seed=seed, vstar_videos=1, progress=False)
+  a, b, c = (files_under(str(tmp_path / n)) for n in "abc")
+  assert a == b
+  assert a["STGR-SFT.json"] != c["STGR-SFT.json"] and a["videos/v0000.mp4"] != c["videos/v0000.mp4"]
+
+
+def test_cli_writes_the_dataset(tmp_path):
+  out = tmp_path / "cli"
+  assert cli.main(["data", "synth", "--out", str(out), "--videos", "1", "--seed", "3"]) == 0
+  for name in ("STGR-SFT.json", "STGR-RL.json", "vstar.json", "videos/v0000.mp4", "videos/h0000.mp4"):
+    assert (out / name).is_file(), name
+
+
+def test_records_cover_all_tasks_and_are_valid(synthetic_dir):
+  for name, stage in (("STGR-SFT.json", "sft"), ("STGR-RL.json", "rl")):
+    records = load_records(os.path.join(synthetic_dir, name))
+    assert len(records) == 4 * 6 and sorted({r["task"] for r in records}) == sorted(TASKS)
+    assert len({r["id"] for r in records}) == len(records)
+    for record in records:
+      check_record(record, stage=stage, root=synthetic_dir)
+      paths = [record.get("video_path"), record.get("image_path")] + [k["path"] for k in record.get("key_frames", [])]
+      for path in filter(None, paths):
+        assert not os.path.isabs(path) and ".." not in path
+
+
+def _colour_extent(image: np.ndarray, colour: tuple[int, int, int], tolerance: int = 0):
+  match = (np.abs(image.astype(int) - np.array(colour)) <= tolerance).all(-1)
+  rows, cols = np.nonzero(match)
+  if not len(rows):
+    return None, 0
+  return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1], int(match.sum())
+
+
+def test_key_frame_boxes_are_exact(synthetic_dir):
+  """Boxes from the key-frame images themselves: the object's pixels lie inside its box, and
+  the box is their exact extent unless another object overlaps it."""
+  checked = exact = 0
+  for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
+    for kf in record.get("key_frames", []):
+      image = np.asarray(Image.open(os.path.join(synthetic_dir, kf["path"])).convert("RGB"))
+      height, width = image.shape[:2]
+      for name, boxes in record["key_items"][str(kf["idx"])].items():
+        box = [round(v * s) for v, s in zip(boxes[0], (width, height, width, height))]
+        extent, _ = _colour_extent(image, synth.COLOURS[name.split()[0]])
+        assert extent is not None
+        assert box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
+        inside = image[box[1]:box[3], box[0]:box[2]].reshape(-1, 3)
+        others = {tuple(c) for c in inside} - {synth.BACKGROUND, synth.COLOURS[name.split()[0]]}
+        checked += 1
+        if not others:
+          assert extent == box
+          exact += 1
+  assert checked == 8 and exact >= 4
+
+
+def test_visual_qa_answer_box_is_exact(synthetic_dir):
+  for record in load_records(os.path.join(synthetic_dir, "STGR-RL.json")):
+    if record["task"] != "visual QA":
+      continue
+    image = np.asarray(Image.open(os.path.join(synthetic_dir, record["image_path"])).convert("RGB"))
+    assert list(image.shape[1::-1]) == record["image_size"]
+    box = json.loads(re.search(r"<box>(\[.*?\])</box>", record["answer"]).group(1))
+    colour = re.search(r"Where is the (\w+) ", record["question"]).group(1)
+    extent, _ = _colour_extent(image, synth.COLOURS[colour])
+    assert box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
+
+
+def test_temporal_answers_match_the_video(synthetic_dir):
+  """Decode the mp4: the object is on screen at the answer's start and end frames, and not
+  on the frames just outside."""
+  checked = 0
+  for record in load_records(os.path.join(synthetic_dir, "STGR-RL.json")):
+    if record["task"] not in ("temporal QA", "temporal QA (MCQ)"):
+      continue
+    start, end = parse_segment(temporal_segment_text(record))
+    colour = re.search(r"the (\w+) \w+ (appear|visible)", record["question"]).group(1)
+    reader = decord.VideoReader(os.path.join(synthetic_dir, record["video_path"]))
+    fps = reader.get_avg_fps()
+    first, last = round(start * fps), round(end * fps)
+
+    def pixels(frame):
+      return _colour_extent(reader[frame].asnumpy(), synth.COLOURS[colour], tolerance=40)[1]
+
+    size = 84 // 5  # the smallest object side in a 112x84 video
+    assert pixels(first) > 0.3 * size * size and pixels(last) > 0.3 * size * size
+    for outside in (first - 1, last + 1):
+      if 0 <= outside < len(reader):
+        assert pixels(outside) < 0.05 * size * size
+    checked += 1
+  assert checked == 8
+
+
+def test_reasoning_is_grounded(synthetic_dir):
+  for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
+    think = record["reasoning_process"]
+    if record["task"] == "visual QA":
+      assert re.search(r"<obj>(\w+)</obj><box>(\[.*?\])</box>", think)
+      continue
+    claims = CLAIM.findall(think)
+    assert claims, record["id"]
+    for name, boxes, seconds in claims:
+      assert float(seconds) >= 0 and all(0 <= v <= 1 for v in json.loads(boxes[5:-6]))
+    if record["task"] == "temporal-spatial free-form QA":
+      key_times = {kf["time"] for kf in record["key_frames"]}
+      assert {float(s) for _, _, s in claims} == key_times
+    if record["task"] in ("temporal QA", "temporal QA (MCQ)"):
+      assert think.count("<t>") >= 2
+      start, end = parse_segment(record["answer"])
+      assert all(start <= float(t) <= end for t in re.findall(r"<t>([\d.]+)</t>s", think))
+
+
+def test_vstar_benchmark_format(synthetic_dir):
+  items = json.load(open(os.path.join(synthetic_dir, "vstar.json"), encoding="utf-8"))
+  assert len(items) == 2
+  for item in items:
+    assert VSTAR_FIELDS <= item.keys()
+    reader = decord.VideoReader(os.path.join(synthetic_dir, item["video_path"]))
+    assert item["video_path"] == f"videos/{item['vid']}.mp4"
+    assert item["frame_count"] == len(reader) and item["fps"] == reader.get_avg_fps()
+    assert [item["width"], item["height"]] == list(reader[0].shape[1::-1])
+    start, end = item["timestamps"]
+    assert 0 <= start < end <= (item["frame_count"] - 1) / item["fps"]
+    seconds = [b["timestamp"] for b in item["bboxes"]]
+    assert seconds == list(range(math.ceil(start), math.floor(end) + 1))
+    for b in item["bboxes"]:
+      assert b["frame_index"] == b["timestamp"] * item["fps"]
+      assert 0 <= b["xmin"] < b["xmax"] <= item["width"] and 0 <= b["ymin"] < b["ymax"] <= item["height"]
+    assert item["answer"].split()[-1].rstrip(".") in synth.COLOURS

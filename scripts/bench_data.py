@@ -149,7 +149,7 @@ def part2(args, tokenizer, workdir) -> dict:
         t0 = time.perf_counter()
         batch = next(iterator)
         t1 = time.perf_counter()
-        mb = {k: v[0] for k, v in model_batch(cfg, batch).items()}
+        mb = jax.tree.map(lambda x: x[0], model_batch(cfg, batch))  # one micro-batch
         t2 = time.perf_counter()
         jax.block_until_ready(step(model, mb))
         t3 = time.perf_counter()

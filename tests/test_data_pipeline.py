@@ -39,7 +39,7 @@ def _same(a, b):
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_bucket_for_videos_is_exact(synthetic_dir, demo_tokenizer):
+def test_bucket_for_videos_is_tight(synthetic_dir, demo_tokenizer):
   # 112x84 videos: 84x56 frames of 4x6 patches; at most 8 frames and 2 key frames.
   assert (LARGE.image_patches, LARGE.images, LARGE.video_patches, LARGE.videos) == (240, 10, 0, 0)
   native = bucket_for_videos(dataclasses.replace(TINY, presentation="video"), 512, (112, 84))

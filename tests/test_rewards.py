@@ -100,12 +100,14 @@ def time_text(rng, record):
     return str(rng.choice([f"{t:.1f}", f"{t:.2f}", f"{t:g}"]))
 
 
-def claim_text(rng, record, golds, malformed_ok):
+def claim_text(rng, record, golds, may_break):
+    """A claim, and whether it was broken (its box run has no exit right after it)."""
     boxes = "".join(f"<box>{box_text(rng, golds)}</box>" for _ in range(int(rng.integers(1, 5))))
     at, close = "at", "</t>s"
-    if malformed_ok and rng.random() < 0.1:  # breaks the claim: the run has no exit here
+    broken = may_break and rng.random() < 0.1
+    if broken:
         at, close = str(rng.choice([" at ", "at ", ""])), str(rng.choice(["</t>s", "</t>"]))
-    return f"<obj>{sentence(rng, 1)}</obj>{boxes}{at}<t>{time_text(rng, record)}{close}"
+    return f"<obj>{sentence(rng, 1)}</obj>{boxes}{at}<t>{time_text(rng, record)}{close}", broken
 
 
 def think_text(rng, record):
@@ -114,9 +116,9 @@ def think_text(rng, record):
     for _ in range(int(rng.integers(0, 10))):
         kind = rng.choice(["claim", "time", "text", "stray", "box"],
                           p=[0.45, 0.2, 0.2, 0.05, 0.1])
-        if kind == "claim":
-            part = claim_text(rng, record, golds, malformed_ok=broken < 2)
-            broken += not part.endswith("</t>s") or " at" in part or "at " in part
+        if kind == "claim":  # at most 2 broken: re.finditer is exponential in their boxes
+            part, was_broken = claim_text(rng, record, golds, may_break=broken < 2)
+            broken += was_broken
         elif kind == "time":
             part = f"at <t>{time_text(rng, record)}</t>s"
         elif kind == "stray":

@@ -117,8 +117,8 @@ class PipelineConfig:
 
 def bucket_for_videos(processing: ProcessingConfig, seq_len: int, video_size: tuple[int, int],
                       max_key_frames: int = 0, image_size: tuple[int, int] | None = None) -> BatchShape:
-  """The exact per-example maxima for videos of one (W, H) (and still images of one size):
-  max_frames sampled frames plus key frames as images, or one native video."""
+  """The largest per-example shapes for videos of one (W, H), and still images of one size:
+  max_frames sampled frames plus `max_key_frames` key frames as images, or one native video."""
   height, width = F.video_frame_size(video_size[1], video_size[0], processing.max_frames, processing)
   per_frame = (height // processing.patch_size) * (width // processing.patch_size)
   image_patches, images = 0, 0

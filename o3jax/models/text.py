@@ -136,8 +136,12 @@ class TextDecoder(nnx.Module):
     new_k, new_v = [], []
     for i, layer in enumerate(self.layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
-      if self.remat:
-        x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, cos, sin, mask, kv, index)
+      if self.remat and kv is None:
+        # Functional split/merge around jax.checkpoint: only the layer input is kept for
+        # the backward pass; everything inside the layer is recomputed.
+        layer_def, layer_state = nnx.split(layer)
+        x = jax.checkpoint(lambda st, *a: nnx.merge(layer_def, st)(*a)[0])(
+            layer_state, x, cos, sin, mask)
       else:
         x, kv = layer(x, cos, sin, mask, kv, index)
       if kv is not None:

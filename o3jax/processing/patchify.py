@@ -25,13 +25,6 @@ def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndar
   return (levels - mean32) / std32
 
 
-def normalize(frames: np.ndarray, config: ProcessingConfig) -> np.ndarray:
-  """uint8 [..., H, W, 3] -> float32 [..., 3, H, W] with (x / 255 - mean) / std."""
-  table = _normalize_table(tuple(config.image_mean), tuple(config.image_std))
-  channels_first = np.moveaxis(frames, -1, -3)
-  return table[np.arange(3)[:, None, None], channels_first]
-
-
 def patchify(frames: np.ndarray, config: ProcessingConfig, *, as_images: bool) -> tuple[np.ndarray, np.ndarray]:
   """Turns uint8 frames [F, H, W, 3] (H, W multiples of 28) into (pixel_values, grid_thw).
 
@@ -57,11 +50,12 @@ def patchify(frames: np.ndarray, config: ProcessingConfig, *, as_images: bool) -
   g, t = groups.shape[:2]
   x = groups.reshape(g, t, gh // m, m, p, gw // m, m, p, 3)
   # -> [group, block row, block col, row in block, col in block, channel, time, py, px]
-  x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
+  x = np.ascontiguousarray(x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7))
   table = _normalize_table(tuple(config.image_mean), tuple(config.image_std))
-  pixel_values = table[np.arange(3).reshape(3, 1, 1, 1), x]
+  pixel_values = np.empty(x.shape[:6] + (tp, p, p), np.float32)
+  for c in range(3):  # a table lookup per channel; an image's single frame fills both time slots
+    pixel_values[:, :, :, :, :, c] = np.take(table[c], x[:, :, :, :, :, c])
   if as_images:
-    pixel_values = np.broadcast_to(pixel_values, pixel_values.shape[:-3] + (tp, p, p))
     grid = np.tile(np.array([[1, gh, gw]], np.int64), (num, 1))
   else:
     grid = np.array([[g, gh, gw]], np.int64)

@@ -54,36 +54,39 @@ def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0,
   """logits [..., V] -> float32 logits / temperature with the filtered-out tokens at -inf.
 
   Same rules and order as transformers' temperature, top-k and top-p warpers: top-k keeps
-  tokens >= the k-th largest value; top-p keeps a token when the probability of the
-  tokens more likely than it is < top_p (transformers: removes it when the ascending
-  cumulative probability up to it is <= 1 - top_p), so the most likely one always stays.
+  the tokens at least as likely as the k-th most likely; top-p keeps a token when the
+  probability of the tokens more likely than it is < top_p (transformers: removes it when
+  the ascending cumulative probability up to it is <= 1 - top_p), so the most likely one
+  always stays.
   """
   logits = logits.astype(jnp.float32) / temperature
   if top_k > 0:
-    kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][..., -1:]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
+    probs = jax.nn.softmax(logits, axis=-1)
+    count_above = lambda x: jnp.sum(probs > x, axis=-1, keepdims=True)
+    logits = jnp.where(probs >= _smallest_kept(probs, count_above, top_k), logits, -jnp.inf)
   if top_p < 1.0:
     probs = jax.nn.softmax(logits, axis=-1)
-    logits = jnp.where(probs >= _nucleus_threshold(probs, top_p), logits, -jnp.inf)
+    mass_above = lambda x: jnp.sum(jnp.where(probs > x, probs, 0.0), axis=-1, keepdims=True)
+    logits = jnp.where(probs >= _smallest_kept(probs, mass_above, top_p), logits, -jnp.inf)
   return logits
 
 
-def _nucleus_threshold(probs: jax.Array, top_p: float) -> jax.Array:
-  """[..., 1] the smallest probability that top-p keeps, without sorting the vocabulary.
+def _smallest_kept(probs: jax.Array, above, limit) -> jax.Array:
+  """[..., 1] the smallest probability x with above(x) < limit, where above(x) sums (top-p)
+  or counts (top-k) the probabilities > x: the least likely token kept.
 
-  mass(x) = sum of the probabilities > x only falls, and it falls exactly at the
-  probabilities themselves, so the smallest float x with mass(x) < top_p is the kept
-  probability sought. Non-negative floats order as their int32 bit patterns: bisecting
-  the bits finds x exactly in 31 masked sums over V (a sort is much slower on CPU).
+  above(x) only falls, and exactly at the probabilities themselves, so the smallest float
+  x with above(x) < limit is one of them. Non-negative floats order as their int32 bit
+  patterns: bisecting the bits finds x exactly in 31 masked reductions over V, without
+  sorting the vocabulary (sorts and top-k are slow on CPU, and V is 152k).
   """
   to_bits = lambda x: jax.lax.bitcast_convert_type(x, jnp.int32)
   to_float = lambda b: jax.lax.bitcast_convert_type(b, jnp.float32)
 
-  def halve(_, bounds):  # invariant: mass(lo) >= top_p > mass(hi)
+  def halve(_, bounds):  # invariant: above(lo) >= limit > above(hi)
     lo, hi = bounds
     mid = lo + (hi - lo) // 2
-    mass = jnp.sum(jnp.where(probs > to_float(mid), probs, 0.0), axis=-1, keepdims=True)
-    below = mass < top_p
+    below = above(to_float(mid)) < limit
     return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
 
   hi = to_bits(jnp.max(probs, axis=-1, keepdims=True))

@@ -181,7 +181,8 @@ def test_top_k_one_samples_the_greedy_rollout_for_every_copy(models, prompts, gr
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [
-    (1.0, 5, 1.0), (0.7, 0, 0.8), (1.3, 20, 0.5), (1.0, 0, 1.0), (0.5, 3, 0.999)])
+    (1.0, 5, 1.0), (0.7, 0, 0.8), (1.3, 20, 0.5), (1.0, 0, 1.0), (0.5, 3, 0.999),
+    (1.0, 80, 0.9)])
 def test_filter_logits_equals_transformers_warpers(temperature, top_k, top_p):
   logits = np.random.default_rng(0).standard_normal((6, 50)).astype(np.float32) * 3
   ref = torch.as_tensor(logits)

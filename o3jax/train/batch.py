@@ -131,3 +131,38 @@ def _stack(items):
   if isinstance(first, tuple) and hasattr(first, "_fields"):
     return type(first)(*[_stack([it[i] for it in items]) for i in range(len(first))])
   return np.stack(items)
+
+
+
+def select_rows(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], rows, ids_key: str = "input_ids",
+                mask_key: str = "attention_mask") -> dict[str, Any]:
+  """The pipeline batch made of rows `rows` of `batch` (repeats allowed), in that order,
+  with each row's images/videos moved along; vision arrays keep their per-row padding."""
+  rows = np.asarray(rows)
+  ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
+  scale = len(rows) / ids.shape[0]
+  out = {ids_key: ids[rows], mask_key: mask[rows]}
+  for tok, pv_key, grid_key, sec_key in (
+      (cfg.image_token_id, "pixel_values", "image_grid_thw", None),
+      (cfg.video_token_id, "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")):
+    if grid_key not in batch:
+      continue
+    pixels, grids = np.asarray(batch[pv_key]), np.asarray(batch[grid_key]).reshape(-1, 3)
+    counts = ((ids == tok) & mask.astype(bool)).sum(-1)
+    per_row = _split_vision(counts, grids, cfg.vision.merge_unit)
+    starts = np.concatenate([[0], np.cumsum(grids.prod(-1))])
+    grid_rows = [g for r in rows for g in per_row[r][0]]
+    parts = [pixels[starts[g]:starts[g + 1]] for g in grid_rows]
+    new_pixels = np.zeros((int(len(pixels) * scale), pixels.shape[1]), pixels.dtype)
+    if parts:
+      joined = np.concatenate(parts)
+      new_pixels[:len(joined)] = joined
+    new_grids = np.zeros((int(len(grids) * scale), 3), grids.dtype)
+    new_grids[:len(grid_rows)] = grids[grid_rows]
+    out[pv_key], out[grid_key] = new_pixels, new_grids
+    if sec_key and sec_key in batch:
+      sec = np.asarray(batch[sec_key])
+      new_sec = np.zeros(int(len(sec) * scale), sec.dtype)
+      new_sec[:len(grid_rows)] = sec[grid_rows]
+      out[sec_key] = new_sec
+  return out

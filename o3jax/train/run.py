@@ -78,7 +78,7 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
   """
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
-  tokenizer = tokenizer_for(workdir, init if _hf_dir(init) else None)
+  tokenizer = tokenizer_for(workdir, init)
   ids = special_token_ids(tokenizer)
   if _hf_dir(init):
     model_config = model_config_lib.load_hf_config(init)

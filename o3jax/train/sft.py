@@ -32,12 +32,14 @@ def processing_config(cfg: TrainConfig) -> ProcessingConfig:
   return ProcessingConfig(**cfg.processing)
 
 
-def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str):
+def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str,
+                  shuffle: bool = True, num_epochs: int | None = None):
   path = os.path.join(data_dir, file)
   records = load_records(path)
   pcfg = pipeline.PipelineConfig(
       batch_size=cfg.batch_size // jax.process_count(), buckets=tuple(cfg.buckets), stage=stage,
-      seed=cfg.seed, num_workers=cfg.data_workers, strict=cfg.strict_data)
+      seed=cfg.seed, num_workers=cfg.data_workers, strict=cfg.strict_data, shuffle=shuffle,
+      num_epochs=num_epochs, drop_remainder=num_epochs is None)
   return pipeline.make_iterator(records, tokenizer=tokenizer, processing=processing_config(cfg),
                                 config=pcfg, root=os.path.dirname(os.path.abspath(path)))
 

@@ -1,0 +1,160 @@
+"""GSPO: rollouts of G per prompt, spatio-temporal rewards, group advantages, updates.
+
+One training step = one rollout batch: B prompts x G samples with the current policy
+(log-probs kept as pi_old), rewards from `o3jax.rewards.score` with the annealed width
+fed by the step fraction, advantages z-scored within each group, reference log-probs from
+the frozen initial policy (when beta > 0), then `updates_per_batch` optimizer updates,
+each on a 1/U slice of the rollouts. With U = 1 pi_old equals the policy being
+differentiated, as in the reference; with U > 1 the clip acts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from o3jax.rewards import group_advantages
+from o3jax.train import step as step_lib
+from o3jax.train.batch import model_batch, select_rows
+from o3jax.train.config import TrainConfig
+from o3jax.train.gspo_loss import gspo_objective
+from o3jax.train.loss import token_logprobs
+from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
+from o3jax.train.run import (MetricsLog, check_finite, load_params_from_workdir, restore,
+                             setup_run)
+from o3jax.train.sft import data_iterator, device_batch
+
+RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
+
+
+def _forward_logprobs(model, mb, temperature: float):
+  logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
+                 pixel_values_videos=mb.get("pixel_values_videos"),
+                 position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
+                 video_layout=mb.get("video_layout"))
+  # Position t predicts token t+1; prepend a column so arrays align with input_ids.
+  lp = token_logprobs(logits[:, :-1] / temperature, mb["input_ids"][:, 1:])
+  return jnp.pad(lp, ((0, 0), (1, 0)))
+
+
+def make_gspo_loss(cfg: TrainConfig):
+  g = cfg.gspo
+
+  def loss(model, mb):
+    lp = _forward_logprobs(model, mb, g.temperature)
+    (total, count), m = gspo_objective(
+        lp, mb["old_logprobs"], mb["ref_logprobs"], mb["completion_mask"], mb["advantages"],
+        eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta, row_mask=mb["row_mask"])
+    return (total, count), m
+  return loss
+
+
+def build_update_batch(model_cfg, batch, r, advantages, group, prompt_len):
+  """Prompt ++ completion rows (pipeline layout) with pi_old log-probs and masks."""
+  rows = select_rows(model_cfg, batch, np.repeat(np.arange(len(batch["prompt_ids"])), group),
+                     "prompt_ids", "prompt_mask")
+  n, m = r.tokens.shape
+  comp_mask = (np.arange(m)[None, :] < r.lengths[:, None]).astype(np.int32)
+  rows["input_ids"] = np.concatenate([rows.pop("prompt_ids"), r.tokens], axis=1)
+  rows["attention_mask"] = np.concatenate([rows.pop("prompt_mask"), comp_mask], axis=1)
+  pad = np.zeros((n, prompt_len), np.float32)
+  extra = {"completion_mask": np.concatenate([pad.astype(np.int32), comp_mask], axis=1),
+           "old_logprobs": np.concatenate([pad, r.logprobs.astype(np.float32)], axis=1),
+           "advantages": advantages.astype(np.float32),
+           "row_mask": r.valid.astype(np.float32)}
+  return rows, extra
+
+
+def _slice_rows(rows, extra, idx, model_cfg, micro):
+  """Model inputs [M, ...] for the rollouts `idx` (consecutive whole groups)."""
+  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro)
+  per = len(idx) // micro
+  for k, v in extra.items():
+    v = np.asarray(v)
+    mb[k] = v[idx].reshape((micro, per) + v.shape[1:])
+  return mb
+
+
+def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None,
+               init: str | None = None) -> dict:
+  """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
+  g = cfg.gspo
+  updates = g.updates_per_batch
+  n_rollouts = cfg.batch_size * g.group_size
+  if n_rollouts % (updates * cfg.micro_batches):
+    raise ValueError(f"{n_rollouts} rollouts do not split into {updates} updates of "
+                     f"{cfg.micro_batches} micro-batches")
+  # The LR schedule counts optimizer updates.
+  run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
+  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json")
+  restore(run, data)
+  ref_params = None
+  if g.beta > 0:
+    # The frozen reference is the initial policy, reloaded on resume.
+    ref_params = (jax.tree.map(jnp.copy, run.state.params) if not run.start_step else
+                  load_params_from_workdir(init, run.state.params, run.mesh))
+  target = cfg.total_steps if steps is None else steps
+  train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule,
+                                        run.frozen_mask)
+  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
+  log = MetricsLog(workdir, target, run.start_step)
+  state, step, jitted, row = run.state, run.start_step, None, {}
+  key = jax.random.key(cfg.seed)
+  while step < target:
+    batch = next(data)
+    prompt_len = batch["prompt_ids"].shape[1]
+    r = rollout(run.graphdef, state.params, run.model_config, run.tokenizer, batch,
+                jax.random.fold_in(key, step), num_samples=g.group_size,
+                max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                top_k=g.top_k)
+    terms = score_rollouts(r, (step + 1) / cfg.total_steps, g.temporal_gate)
+    adv = np.asarray(group_advantages(jnp.asarray(terms["total"]), g.group_size))
+    adv = np.where(r.valid, adv, 0.0)
+    rows, extra = build_update_batch(run.model_config, batch, r, adv, g.group_size, prompt_len)
+    # Reference log-probs, slice by slice like the updates.
+    per_update = n_rollouts // updates
+    slices = [np.arange(u * per_update, (u + 1) * per_update) for u in range(updates)]
+    ref = np.zeros_like(extra["old_logprobs"])
+    mbs = []
+    for idx in slices:
+      mb = _slice_rows(rows, {**extra, "ref_logprobs": ref}, idx, run.model_config,
+                       cfg.micro_batches)
+      if ref_params is not None:
+        lp = np.stack([np.asarray(ref_fn(ref_params, jax.tree.map(lambda x: x[i], mb)))
+                       for i in range(cfg.micro_batches)])
+        mb["ref_logprobs"] = lp
+      mbs.append(mb)
+    for mb in mbs:
+      shardings = step_lib.batch_shardings(mb, run.mesh)
+      if jitted is None:
+        jitted = step_lib.jit_train_step(train_step, run.shardings, shardings, run.mesh)
+      state, metrics = jitted(state, device_batch(mb, run.mesh, shardings))
+    step += 1
+    metrics = jax.device_get(metrics)
+    seqs = max(float(metrics.pop("tokens")), 1.0)
+    valid = r.valid
+    groups = terms["total"][valid].reshape(-1, g.group_size) if valid.all() else \
+        terms["total"].reshape(-1, g.group_size)[valid.reshape(-1, g.group_size).all(1)]
+    out = {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
+           "param_norm": metrics["param_norm"], "lr": metrics["lr"],
+           "kl": metrics["kl"] / seqs, "clip_fraction": metrics["clipped"] / seqs,
+           "ratio": metrics["ratio"] / seqs,
+           "reward_std": float(terms["total"][valid].std()) if valid.any() else 0.0,
+           "identical_reward_groups": float(np.mean(groups.std(1) == 0)) if len(groups) else 0.0,
+           "completion_length": float(r.lengths[valid].mean()) if valid.any() else 0.0,
+           "tokens": float(r.lengths[valid].sum())}
+    tasks = [rec["task"] if rec else "" for rec in r.records]
+    out.update({f"reward/{k}": v for k, v in mean_rewards(terms, valid, tasks).items()})
+    row = log.write(step, out)
+    check_finite(step, row, run.checkpointer)
+    if step % cfg.checkpoint_every == 0 or step == target:
+      run.checkpointer.save(step, state, data)
+  run.checkpointer.close()
+  run.state = state
+  if getattr(data, "skipped", 0):
+    print(f"skipped {data.skipped} bad records", file=sys.stderr)
+  return row

@@ -27,7 +27,6 @@ returns numpy arrays.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -36,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from o3jax.models import Qwen2_5_VL, prepare_inputs
+from o3jax.models.text import KVCache
 
 TEXT_KEYS = ("input_ids", "attention_mask", "position_ids", "next_position")
 MAX_EOS_IDS = 8  # eos ids are padded to this many so that their number does not recompile
@@ -129,6 +129,16 @@ def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
   return model.text.logits(h[:, -1]), cache, cache_mask
 
 
+class _Decoding(NamedTuple):
+  """The while-loop state."""
+  step: jax.Array      # index of the next token to choose
+  tokens: jax.Array    # [N, M]
+  logprobs: jax.Array  # [N, M]
+  lengths: jax.Array   # [N]
+  done: jax.Array      # [N] bool: the row has emitted an end-of-sequence id
+  cache: KVCache
+
+
 def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
             pad_id: jax.Array, *, max_new_tokens: int, num_samples: int, temperature: float,
             top_p: float, top_k: int, greedy: bool) -> SampleOutput:
@@ -142,38 +152,34 @@ def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
   logits, cache_mask = rep(logits), rep(cache_mask)
   next_position = rep(inputs["next_position"], 1)  # [3, N]
   n = logits.shape[0]
-  choose = functools.partial(choose_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                             greedy=greedy)
 
-  def record(i, carry, token, logp):
-    """Writes the token chosen at step i; rows already finished write padding."""
-    tokens, logprobs, lengths, done, cache = carry[1:]
-    token = jnp.where(done, pad_id, token)
-    tokens = tokens.at[:, i].set(token)
-    logprobs = logprobs.at[:, i].set(jnp.where(done, 0.0, logp))
-    lengths = lengths + (~done).astype(jnp.int32)
-    done = done | jnp.isin(token, eos_ids)
-    return (i + 1, tokens, logprobs, lengths, done, cache)
+  def record(s: _Decoding, logits) -> _Decoding:
+    """Chooses token s.step from logits [N, V]; rows already finished write padding."""
+    token, logp = choose_tokens(logits, jax.random.fold_in(key, s.step),
+                                temperature=temperature, top_k=top_k, top_p=top_p,
+                                greedy=greedy)
+    token = jnp.where(s.done, pad_id, token)
+    return s._replace(
+        step=s.step + 1, tokens=s.tokens.at[:, s.step].set(token),
+        logprobs=s.logprobs.at[:, s.step].set(jnp.where(s.done, 0.0, logp)),
+        lengths=s.lengths + (~s.done).astype(jnp.int32),
+        done=s.done | jnp.isin(token, eos_ids))
 
-  def step(carry):
-    i, tokens = carry[0], carry[1]
-    # Feed token i-1 at slot t+i-1 and choose token i.
-    x = model.embed(tokens[:, i - 1][:, None])
-    positions = (next_position + i - 1)[:, :, None]
-    logits, cache = model.forward_cached(x, positions, cache_mask, carry[5], t + i - 1)
-    token, logp = choose(logits[:, 0], jax.random.fold_in(key, i))
-    return record(i, carry[:5] + (cache,), token, logp)
+  def decode(s: _Decoding) -> _Decoding:
+    """Runs token s.step - 1 at cache slot t + s.step - 1, then chooses token s.step."""
+    x = model.embed(s.tokens[:, s.step - 1][:, None])
+    positions = (next_position + s.step - 1)[:, :, None]
+    logits, cache = model.forward_cached(x, positions, cache_mask, s.cache, t + s.step - 1)
+    return record(s._replace(cache=cache), logits[:, 0])
 
-  def running(carry):
-    return (carry[0] < max_new_tokens) & ~jnp.all(carry[4])
+  def running(s: _Decoding):
+    return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
-  carry = (jnp.int32(0), jnp.full((n, max_new_tokens), pad_id, jnp.int32),
-           jnp.zeros((n, max_new_tokens), jnp.float32), jnp.zeros((n,), jnp.int32),
-           jnp.zeros((n,), bool), cache)
-  token, logp = choose(logits, jax.random.fold_in(key, 0))
-  carry = record(0, carry, token, logp)
-  _, tokens, logprobs, lengths, _, _ = jax.lax.while_loop(running, step, carry)
-  return SampleOutput(tokens, logprobs, lengths)
+  s = _Decoding(jnp.int32(0), jnp.full((n, max_new_tokens), pad_id, jnp.int32),
+                jnp.zeros((n, max_new_tokens), jnp.float32), jnp.zeros((n,), jnp.int32),
+                jnp.zeros((n,), bool), cache)
+  s = jax.lax.while_loop(running, decode, record(s, logits))
+  return SampleOutput(s.tokens, s.logprobs, s.lengths)
 
 
 _sample_jit = jax.jit(_sample, static_argnames=(
@@ -207,6 +213,10 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
   missing = [k for k in TEXT_KEYS if k not in inputs]
   if missing:
     raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
+  mask = inputs["attention_mask"]
+  if isinstance(mask, np.ndarray) and not mask[:, -1].all():
+    raise ValueError("inputs['attention_mask'] has padding in the last column: prompts must be "
+                     "left-padded (o3jax.sample.prepare_prompts does it)")
   return _sample_jit(graphdef, state, inputs, key, eos_ids, jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, num_samples=num_samples,
                      temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
@@ -243,6 +253,17 @@ def next_positions(position_ids: np.ndarray, attention_mask: np.ndarray,
   return np.broadcast_to(real.max(axis=(0, 2)) + 1, position_ids.shape[:2]).copy()
 
 
+def _pad_patches(pixels, padding: dict | None):
+  """Zero rows up to padding['num_patches'] (their features are never read)."""
+  if pixels is None or not padding or "num_patches" not in padding:
+    return pixels
+  pixels = np.asarray(pixels)
+  extra = padding["num_patches"] - pixels.shape[0]
+  if extra < 0:
+    raise ValueError(f"{pixels.shape[0]} patches exceed num_patches={padding['num_patches']}")
+  return np.pad(pixels, ((0, extra), (0, 0)))
+
+
 def prepare_prompts(config, input_ids, attention_mask=None, pixel_values=None,
                     image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None,
                     second_per_grid_ts=None, *, rope_rule: str = "qwen", bucket: int = 64,
@@ -260,6 +281,8 @@ def prepare_prompts(config, input_ids, attention_mask=None, pixel_values=None,
   longest = int(ids.shape[1] if mask is None else mask.astype(bool).sum(1).max())
   length = prompt_length or -(-longest // bucket) * bucket
   ids, mask = left_pad(ids, mask, length, pad_id)
+  pixel_values = _pad_patches(pixel_values, image_padding)
+  pixel_values_videos = _pad_patches(pixel_values_videos, video_padding)
   out = prepare_inputs(config, ids, mask, pixel_values, image_grid_thw, pixel_values_videos,
                        video_grid_thw, second_per_grid_ts, rope_rule=rope_rule,
                        image_padding=image_padding, video_padding=video_padding)

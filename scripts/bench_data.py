@@ -178,12 +178,15 @@ def main() -> int:
   parser.add_argument("--skip-step", action="store_true", help="only part 1")
   parser.add_argument("--out", help="write the numbers as JSON here")
   args = parser.parse_args()
-  print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores", flush=True)
+  # Other work on the machine slows the worker processes most: report the load with the numbers.
+  print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
   tokenizer = build_demo_tokenizer()
   with tempfile.TemporaryDirectory() as workdir:
     results = {"throughput": part1(args, tokenizer, workdir)}
     if not args.skip_step:
       results["tiny_sft_step"] = part2(args, tokenizer, workdir)
+  results["load_average"] = os.getloadavg()[0]
+  print(f"load average at the end: {results['load_average']:.1f}")
   if args.out:
     with open(args.out, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=1)

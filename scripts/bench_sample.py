@@ -12,6 +12,7 @@ a warm-up (the jit compile is timed apart) and the ratio of the two.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -70,12 +71,7 @@ def main():
   parser.add_argument("--temperature", type=float, default=1.0)
   parser.add_argument("--top-p", type=float, default=0.95)
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--torch-threads", type=int, default=0,
-                      help="torch intra-op threads (0: torch's default); on a loaded machine "
-                           "one thread can be much faster than oversubscribed ones")
   args = parser.parse_args()
-  if args.torch_threads:
-    torch.set_num_threads(args.torch_threads)
 
   cfg = config_lib.tiny()
   torch.manual_seed(0)
@@ -87,7 +83,7 @@ def main():
   inputs = video_prompts(cfg, args.batch, tuple(args.grid), args.text)
   n, m = args.batch * args.samples, args.new_tokens
   print(f"jax {jax.__version__} on {jax.default_backend()} ({len(jax.devices())} device), "
-        f"torch {torch.__version__} on cpu ({torch.get_num_threads()} threads), "
+        f"torch {torch.__version__} on cpu, "
         f"transformers {transformers.__version__}")
   print(f"B={args.batch} prompts of {inputs['input_ids'].shape[1]} tokens (video grid "
         f"{tuple(args.grid)}), G={args.samples}, {m} new tokens, temperature "
@@ -107,7 +103,8 @@ def main():
       (inputs["input_ids"] == cfg.image_token_id) * 1
       + (inputs["input_ids"] == cfg.video_token_id) * 2)
 
-  def run_hf():
+  def run_hf(threads: int):
+    torch.set_num_threads(threads)
     with torch.no_grad():
       out = hf.generate(**hf_inputs, do_sample=True, num_return_sequences=args.samples,
                         max_new_tokens=m, temperature=args.temperature, top_p=args.top_p,
@@ -120,18 +117,25 @@ def main():
   compile_s = time.perf_counter() - start
   print(f"o3jax first call (compile + run): {compile_s:.2f} s")
   steps = int(out.lengths.max())
-  print(f"  rollouts ran {steps} steps; {int(out.lengths.sum())} tokens before eos")
-  hf_steps = run_hf().shape[1] - inputs["input_ids"].shape[1]  # warm-up
+  print(f"  rollouts ran {steps} steps; {int(out.lengths.sum())} tokens up to and including eos")
+  # transformers runs at torch's default thread count and at one thread (on a loaded
+  # machine oversubscribed threads can be many times slower); the faster is the baseline.
+  threads = sorted({torch.get_num_threads(), 1})
+  hf_steps = run_hf(threads[0]).shape[1] - inputs["input_ids"].shape[1]  # warm-up
   if steps != m or hf_steps != m:
     print(f"  warning: a run stopped early at eos ({steps}, {hf_steps} of {m} steps)")
 
-  times = timed_pairs({"o3jax": run_ours, "transformers": run_hf}, args.repeats)
-  ours_med, hf_med = statistics.median(times["o3jax"]), statistics.median(times["transformers"])
+  runs = {"o3jax": run_ours}
+  runs.update({f"transformers x{t}": functools.partial(run_hf, t) for t in threads})
+  times = timed_pairs(runs, args.repeats)
+  medians = {name: statistics.median(ts) for name, ts in times.items()}
   tokens = n * m  # both decode all N rows for M steps (rows past eos included)
-  print(f"\n{'':14}{'median s':>10}{'tokens/s':>12}")
-  print(f"{'o3jax':14}{ours_med:10.3f}{tokens / ours_med:12.0f}")
-  print(f"{'transformers':14}{hf_med:10.3f}{tokens / hf_med:12.0f}")
-  print(f"speed-up (o3jax / transformers tokens/s, medians): {hf_med / ours_med:.2f}x")
+  print(f"\n{'':18}{'median s':>10}{'tokens/s':>12}   (xT: torch threads)")
+  for name, med in medians.items():
+    print(f"{name:18}{med:10.3f}{tokens / med:12.0f}")
+  baseline = min(v for k, v in medians.items() if k != "o3jax")
+  print(f"speed-up (o3jax / fastest transformers, tokens/s medians): "
+        f"{baseline / medians['o3jax']:.2f}x")
 
 
 if __name__ == "__main__":

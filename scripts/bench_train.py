@@ -31,7 +31,7 @@ from o3jax.train import state as state_lib, step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import OptimConfig
 from o3jax.train.optim import make_optimizer, schedule
-from o3jax.train.sft import sft_loss
+from o3jax.train.loss import sft_loss
 
 
 def random_batch(cfg, batch: int, seq: int, images: int, grid, rng):

@@ -40,7 +40,7 @@ def test_demo_tokenizer_round_trips_grounded_text(demo_tokenizer):
   assert len(ids) < len(GROUNDED)  # the merges do shorten it
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.characters(min_codepoint=9, max_codepoint=0x2FF), max_size=80))
 def test_demo_tokenizer_round_trips_any_text(text):
   tokenizer = _SHARED.setdefault("tok", tok.build_demo_tokenizer())
@@ -56,6 +56,28 @@ def test_load_tokenizer_from_json(tmp_path, demo_tokenizer):
   loaded = tok.load_tokenizer(str(path))
   assert loaded.encode(GROUNDED).ids == demo_tokenizer.encode(GROUNDED).ids
   assert tok.special_token_ids(loaded) == tok.special_token_ids(demo_tokenizer)
+
+
+def test_qwen_layout_tokenizer(tmp_path):
+  """Like Qwen's tokenizer.json: a byte-level BPE whose special tokens are added after the
+  vocabulary (large ids), loaded from a file."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # pylint: disable=import-outside-toplevel
+  base = Tokenizer(models.BPE())
+  base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  base.decoder = decoders.ByteLevel()
+  base.train_from_iterator([GROUNDED, "Frame 1 at 0.5s: What colour is it?"] * 3, trainers.BpeTrainer(
+      vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+  base.add_special_tokens(list(tok.SPECIAL_TOKENS))
+  base.save(str(tmp_path / "tokenizer.json"))
+  loaded = tok.load_tokenizer(str(tmp_path / "tokenizer.json"))
+  ids = tok.special_token_ids(loaded)
+  assert min(ids.values()) >= loaded.get_vocab_size() - len(tok.SPECIAL_TOKENS)
+  messages = _messages(["Frame 1 at 0.5s: ", chat.Vision("image", (1, 2, 4)), "\nWhat colour is it?"])
+  tokens = chat.tokenize(loaded, messages)
+  assert tokens.input_ids.tolist() == loaded.encode(chat.render(messages), add_special_tokens=False).ids
+  assert (tokens.input_ids == ids["image_token_id"]).sum() == 2
+  trained = tokens.input_ids[tokens.loss_mask == 1].tolist()
+  assert loaded.decode(trained, skip_special_tokens=False) == GROUNDED + "<|im_end|>"
 
 
 def _messages(content, target=GROUNDED):

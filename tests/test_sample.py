@@ -174,9 +174,11 @@ def test_sampled_logprobs_and_support_match_transformers(models, prompts, sample
 
 
 def test_top_k_one_samples_the_greedy_rollout_for_every_copy(models, prompts, greedy):
+  """Also with the vision inputs padded to fixed shapes (288 real patches, 6 frames)."""
+  padding = dict(num_patches=320, num_windows=40, num_frames=8, frame_length=64)
   out = sampling.generate(models[1], jax.random.key(3), max_new_tokens=NEW, num_samples=3,
                           top_k=1, eos_id=CFG.eos_token_id, pad_id=PAD,
-                          rope_rule="transformers5", **prompts)
+                          rope_rule="transformers5", video_padding=padding, **prompts)
   np.testing.assert_array_equal(out.tokens, np.repeat(greedy[1], 3, 0))
 
 
@@ -232,5 +234,9 @@ def test_missing_inputs_are_named():
   with pytest.raises(ValueError, match="next_position"):
     sampling.sample(None, None, {"input_ids": np.zeros((1, 4), np.int32)}, jax.random.key(0),
                     max_new_tokens=2, eos_id=1)
+  right_padded = dict(input_ids=np.ones((1, 3)), attention_mask=np.array([[1, 1, 0]]),
+                      position_ids=np.zeros((3, 1, 3)), next_position=np.zeros((3, 1)))
+  with pytest.raises(ValueError, match="left-padded"):
+    sampling.sample(None, None, right_padded, jax.random.key(0), max_new_tokens=2, eos_id=1)
   with pytest.raises(ValueError, match="eos_id"):
     sampling.sample(None, None, {}, jax.random.key(0), max_new_tokens=2, eos_id=list(range(9)))

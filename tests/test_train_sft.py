@@ -17,7 +17,8 @@ from o3jax.train import optim, state as state_lib, step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.checkpoint import Checkpointer
 from o3jax.train.run import NonFiniteLoss
-from o3jax.train.sft import data_iterator, sft_loss, train_sft
+from o3jax.train.loss import sft_loss
+from o3jax.train.sft import data_iterator, train_sft
 
 HERE = os.path.dirname(__file__)
 SMALL = ["batch_size=4", "checkpoint_every=3", "total_steps=20"]

@@ -22,3 +22,12 @@ def masked_cross_entropy(logits: jax.Array, input_ids: jax.Array, loss_mask: jax
   lp = token_logprobs(logits[:, :-1], input_ids[:, 1:])
   mask = loss_mask[:, 1:].astype(jnp.float32)
   return -(lp * mask).sum(), mask.sum()
+
+
+def sft_loss(model, mb):
+  logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
+                 pixel_values_videos=mb.get("pixel_values_videos"),
+                 position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
+                 video_layout=mb.get("video_layout"))
+  total, count = masked_cross_entropy(logits, mb["input_ids"], mb["loss_mask"])
+  return (total, count), {}

@@ -15,17 +15,8 @@ from o3jax.processing.config import ProcessingConfig
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
-from o3jax.train.loss import masked_cross_entropy
+from o3jax.train.loss import sft_loss
 from o3jax.train.run import MetricsLog, check_finite, restore, setup_run
-
-
-def sft_loss(model, mb):
-  logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
-                 pixel_values_videos=mb.get("pixel_values_videos"),
-                 position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
-                 video_layout=mb.get("video_layout"))
-  total, count = masked_cross_entropy(logits, mb["input_ids"], mb["loss_mask"])
-  return (total, count), {}
 
 
 def processing_config(cfg: TrainConfig) -> ProcessingConfig:

@@ -214,7 +214,7 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
   if missing:
     raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
   mask = inputs["attention_mask"]
-  if isinstance(mask, np.ndarray) and not mask[:, -1].all():
+  if isinstance(mask, np.ndarray) and (mask.any(1) & (mask[:, -1] == 0)).any():
     raise ValueError("inputs['attention_mask'] has padding in the last column: prompts must be "
                      "left-padded (o3jax.sample.prepare_prompts does it)")
   return _sample_jit(graphdef, state, inputs, key, eos_ids, jnp.int32(pad_id),
@@ -227,15 +227,16 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
 
 def left_pad(input_ids, attention_mask, length: int, pad_id: int = 0):
   """Moves each row's real tokens (attention_mask 1, in order) to the right end of a row of
-  `length`, as decoding from one cache slot for every row needs."""
+  `length`, as decoding from one cache slot for every row needs.
+
+  A row without tokens (filler of a partial batch) stays empty; its rollouts are noise
+  that the caller ignores."""
   input_ids = np.asarray(input_ids)
   mask = (np.ones_like(input_ids, bool) if attention_mask is None
           else np.asarray(attention_mask).astype(bool))
   counts = mask.sum(1)
   if counts.max(initial=0) > length:
     raise ValueError(f"a prompt of {counts.max()} tokens does not fit prompt length {length}")
-  if (counts == 0).any():
-    raise ValueError(f"prompt rows {np.flatnonzero(counts == 0).tolist()} have no tokens")
   ids = np.full((input_ids.shape[0], length), pad_id, input_ids.dtype)
   new_mask = np.zeros((input_ids.shape[0], length), np.int32)
   for row in range(input_ids.shape[0]):
@@ -249,8 +250,9 @@ def next_positions(position_ids: np.ndarray, attention_mask: np.ndarray,
   """[3, B] rotary ids of the first new token of each (left-padded) prompt."""
   if rope_rule == "transformers5":
     return position_ids[:, :, -1] + 1
-  real = np.where(attention_mask.astype(bool)[None], position_ids, np.iinfo(np.int32).min)
-  return np.broadcast_to(real.max(axis=(0, 2)) + 1, position_ids.shape[:2]).copy()
+  real = attention_mask.astype(bool)[None]
+  top = np.where(real, position_ids, -1).max(axis=(0, 2)) + 1  # 0 on rows without tokens
+  return np.broadcast_to(top, position_ids.shape[:2]).copy()
 
 
 def _pad_patches(pixels, padding: dict | None):

@@ -103,3 +103,21 @@ def test_truncated_file_is_reported(model, tmp_path):
 
 def test_table_is_one_list():
   assert len({k for k, _, _ in TABLE}) == len(TABLE)
+
+
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_hf_to_o3jax_checkpoint_and_back_bit_for_bit(model, tmp_path, dtype):
+  from o3jax.cli import main
+  hf = str(tmp_path / "hf")
+  save_pretrained(model, hf, dtype=None if dtype is None else ml_dtypes.bfloat16)
+  ckpt, back = str(tmp_path / "ckpt"), str(tmp_path / "back")
+  kw = [] if dtype is None else ["--dtype", dtype]
+  assert main(["convert", "--to", "o3jax", "--src", hf, "--dst", ckpt, *kw]) == 0
+  assert os.path.isdir(os.path.join(ckpt, "checkpoints", "0"))
+  assert main(["convert", "--to", "hf", "--src", ckpt, "--dst", back, *kw]) == 0
+  a = dict(safetensors_io.iter_tensors(os.path.join(hf, "model.safetensors")))
+  b = dict(safetensors_io.iter_tensors(os.path.join(back, "model.safetensors")))
+  assert a.keys() == b.keys()
+  for k in a:
+    assert a[k].dtype == b[k].dtype
+    assert a[k].tobytes() == b[k].tobytes(), k

@@ -173,13 +173,29 @@ def test_sampled_logprobs_and_support_match_transformers(models, prompts, sample
   assert chosen[valid].all()
 
 
+def top_one(ours, prompts):
+  """top-k 1 sampling, 3 per prompt, vision inputs padded to fixed shapes."""
+  padding = dict(num_patches=320, num_windows=40, num_frames=8, frame_length=64)
+  return sampling.generate(ours, jax.random.key(3), max_new_tokens=NEW, num_samples=3,
+                           top_k=1, eos_id=CFG.eos_token_id, pad_id=PAD,
+                           rope_rule="transformers5", video_padding=padding, **prompts)
+
+
 def test_top_k_one_samples_the_greedy_rollout_for_every_copy(models, prompts, greedy):
   """Also with the vision inputs padded to fixed shapes (288 real patches, 6 frames)."""
-  padding = dict(num_patches=320, num_windows=40, num_frames=8, frame_length=64)
-  out = sampling.generate(models[1], jax.random.key(3), max_new_tokens=NEW, num_samples=3,
-                          top_k=1, eos_id=CFG.eos_token_id, pad_id=PAD,
-                          rope_rule="transformers5", video_padding=padding, **prompts)
+  out = top_one(models[1], prompts)
   np.testing.assert_array_equal(out.tokens, np.repeat(greedy[1], 3, 0))
+
+
+def test_filler_prompt_row_leaves_the_others_alone(models, prompts, greedy):
+  """A row without tokens (a partial batch) samples noise without disturbing row 0."""
+  grid = prompts["video_grid_thw"][:1]
+  filler = dict(prompts, attention_mask=prompts["attention_mask"] * [[1], [0]],
+                video_grid_thw=grid, second_per_grid_ts=prompts["second_per_grid_ts"][:1],
+                pixel_values_videos=prompts["pixel_values_videos"][:int(np.prod(grid))])
+  out = top_one(models[1], filler)
+  np.testing.assert_array_equal(out.tokens[:3], np.repeat(greedy[1][:1], 3, 0))
+  assert np.isfinite(out.logprobs).all()
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [
@@ -226,6 +242,7 @@ def test_left_pad_and_next_positions():
   m = np.array([[1, 1, 1]])
   np.testing.assert_array_equal(sampling.next_positions(pos, m, "transformers5"), [[10], [5], [7]])
   np.testing.assert_array_equal(sampling.next_positions(pos, m, "qwen"), [[10], [10], [10]])
+  np.testing.assert_array_equal(sampling.next_positions(pos, 0 * m, "qwen"), [[0], [0], [0]])
   with pytest.raises(ValueError, match="does not fit"):
     sampling.left_pad(ids, mask, 2)
 

@@ -111,11 +111,8 @@ def choose_tokens(logits: jax.Array, key: jax.Array, *, temperature: float, top_
 # ------------------------------------------------------------------------ the sampler
 
 def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
-  """Embeds and runs the prompts at cache slots 0..T-1; logits of the last column only.
-
-  This is `forward_cached` without the [B, T, V] logits of every prompt column (gigabytes
-  at a real vocabulary), which sampling never reads.
-  """
+  """Embeds and runs the prompts at cache slots 0..T-1; logits of the last column only
+  (the [B, T, V] logits of every prompt column would be gigabytes at a real vocabulary)."""
   ids = inputs["input_ids"]
   b, t = ids.shape
   x = model.embed(ids, inputs.get("pixel_values"), inputs.get("image_layout"),
@@ -123,10 +120,9 @@ def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
   cache = model.init_cache(b, t + max_new_tokens)
   cache_mask = jnp.concatenate(
       [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
-  slots = jnp.arange(t + max_new_tokens)
-  mask = (slots[None, :] <= jnp.arange(t)[:, None])[None] & cache_mask[:, None, :]
-  h, cache = model.text(x, inputs["position_ids"], mask, cache, 0)
-  return model.text.logits(h[:, -1]), cache, cache_mask
+  logits, cache = model.forward_cached(x, inputs["position_ids"], cache_mask, cache, 0,
+                                       last_only=True)
+  return logits[:, 0], cache, cache_mask
 
 
 class _Decoding(NamedTuple):

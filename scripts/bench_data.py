@@ -8,7 +8,7 @@ pipeline with 0, 1 and 2 worker processes against a plain sequential loop doing 
 qwen-vl-utils and the transformers image processor do per video (decord decode, PIL
 bicubic resize per frame, numpy normalise + patchify per frame), on the same synthetic
 640x360 videos. Reported: frames/s, median over repeats, and the ratio to the loop
-measured in the same run.
+measured in the same run (repeats interleaved).
 
 Part 2 (tiny processing and the tiny model on 112x84 synthetic videos): a jitted
 forward+backward of the tiny Qwen2.5-VL on pipeline batches; per step, the time spent
@@ -61,24 +61,34 @@ def frames_in(batch) -> int:
   return int((batch["image_grid_thw"][:, 0] > 0).sum() + batch["video_grid_thw"][:, 0].sum() * 2)
 
 
-def pipeline_rate(records, root, tokenizer, processing, bucket, workers, batches, repeats) -> tuple[list[float], float]:
-  """frames/s over `repeats` windows of `batches` batches each, and the startup seconds."""
-  config = PipelineConfig(batch_size=2, buckets=(bucket,), num_workers=workers, seed=0, shard_index=0,
-                          shard_count=1, worker_buffer_size=4)
-  start = time.perf_counter()
-  iterator = make_iterator(records, tokenizer=tokenizer, processing=processing, config=config, root=root)
-  next(iterator)
-  startup = time.perf_counter() - start
-  rates = []
+def measure(args, records, root, tokenizer, processing, bucket, paths) -> tuple[list[float], dict]:
+  """Interleaved repeats (loop, then each worker count), so that changes in machine load
+  hit every variant alike. Each pipeline window starts after draining what its workers
+  prefetched while the other variants ran, so it measures steady production."""
+  iterators, startup = {}, {}
+  for workers in (0, 1, 2):
+    config = PipelineConfig(batch_size=2, buckets=(bucket,), num_workers=workers, seed=0, shard_index=0,
+                            shard_count=1, worker_buffer_size=1)
+    start = time.perf_counter()
+    iterators[workers] = make_iterator(records, tokenizer=tokenizer, processing=processing, config=config, root=root)
+    next(iterators[workers])
+    startup[workers] = time.perf_counter() - start
+  baseline, rates = [], {w: [] for w in iterators}
   try:
-    for _ in range(repeats):
-      t0, frames = time.perf_counter(), 0
-      for _ in range(batches):
-        frames += frames_in(next(iterator))
-      rates.append(frames / (time.perf_counter() - t0))
+    for _ in range(args.repeats):
+      frames, seconds = baseline_pass(paths, processing)
+      baseline.append(frames / seconds)
+      for workers, iterator in iterators.items():
+        for _ in range(4):  # drain: at most 2 workers x (queue + read-ahead + in flight) examples
+          next(iterator)
+        t0, frames = time.perf_counter(), 0
+        for _ in range(len(paths)):  # 2 passes over the videos
+          frames += frames_in(next(iterator))
+        rates[workers].append(frames / (time.perf_counter() - t0))
   finally:
-    iterator.close()
-  return rates, startup
+    for iterator in iterators.values():
+      iterator.close()
+  return baseline, {w: (rates[w], startup[w]) for w in iterators}
 
 
 def part1(args, tokenizer, workdir) -> dict:
@@ -89,21 +99,15 @@ def part1(args, tokenizer, workdir) -> dict:
   paths = [os.path.join(root, r["video_path"]) for r in records]
   processing = ProcessingConfig()
   bucket = bucket_for_videos(processing, 4096, (640, 360))
-
-  baseline = []
-  for _ in range(args.repeats):
-    frames, seconds = baseline_pass(paths, processing)
-    baseline.append(frames / seconds)
+  baseline, pipelines = measure(args, records, root, tokenizer, processing, bucket, paths)
   base = statistics.median(baseline)
   result = {"videos": len(paths), "frame_size": list(F.video_frame_size(360, 640, 16, processing)[::-1]),
-            "frames_per_pass": frames, "baseline_frames_per_s": base, "pipeline": {}}
+            "baseline_frames_per_s": base, "baseline_runs": baseline, "pipeline": {}}
   print(f"\nreference processing, {len(paths)} videos of 640x360 -> frames of {result['frame_size']}")
   print(f"  sequential loop (decord + PIL + numpy per frame): {base:8.1f} frames/s (median of {args.repeats})")
-  for workers in (0, 1, 2):
-    rates, startup = pipeline_rate(records, root, tokenizer, processing, bucket, workers,
-                                   max(1, len(records) // 2), args.repeats)
+  for workers, (rates, startup) in pipelines.items():
     rate = statistics.median(rates)
-    result["pipeline"][workers] = {"frames_per_s": rate, "ratio": rate / base, "startup_s": startup}
+    result["pipeline"][workers] = {"frames_per_s": rate, "ratio": rate / base, "startup_s": startup, "runs": rates}
     print(f"  pipeline, {workers} worker process(es):          {rate:8.1f} frames/s  "
           f"ratio {rate / base:4.2f}  (startup {startup:.1f} s)", flush=True)
   return result

@@ -140,19 +140,21 @@ class Qwen2_5_VL(nnx.Module):
 
   def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
     c = self.config.text
-    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
+    shape = (c.num_hidden_layers, batch, c.num_key_value_heads, max_length, c.head_dim)
     dtype = dtype or self.text.dtype
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
-  def forward_cached(self, x, position_ids, cache_mask, cache: KVCache, index):
+  def forward_cached(self, x, position_ids, cache_mask, cache: KVCache, index,
+                     last_only: bool = False):
     """Run embeddings x [B,T,D] at cache slots index..index+T-1.
 
     `cache_mask` [B, S] marks the slots holding real tokens (prompt padding is 0); a query
-    at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache).
+    at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache), or
+    the logits of the last column only ([B,1,V]) with `last_only` (a prefill).
     """
     b, t, _ = x.shape
-    s = cache.k.shape[2]
+    s = cache.k.shape[3]
     q_slot = index + jnp.arange(t)
     mask = (jnp.arange(s)[None, :] <= q_slot[:, None])[None] & cache_mask.astype(bool)[:, None]
     h, cache = self.text(x, position_ids, mask, cache, index)
-    return self.text.logits(h), cache
+    return self.text.logits(h[:, -1:] if last_only else h), cache

@@ -20,7 +20,10 @@ from o3jax.models.layers import (RMSNorm, apply_rotary, inverse_frequencies,
 
 
 class KVCache(NamedTuple):
-  """Per-layer keys and values [layers, B, S, K, H]; slot s holds token position s."""
+  """Keys and values of every layer [layers, B, K, S, H]; slot s holds token position s.
+
+  One stacked array per side, updated in place at (layer, slot): no per-layer slicing and
+  re-stacking, and the slot axis next to H so attention reads it without a transpose."""
   k: jax.Array
   v: jax.Array
 
@@ -54,27 +57,26 @@ class Attention(nnx.Module):
     self.groups = n // k
     self.dtype = dtype
 
-  def __call__(self, x, cos, sin, mask, kv=None, index=None):
-    """x [B,T,D]; mask [B,T,S] bool. With `kv` ([B,S,K,H] pair) the new keys and values
-    are written at slots index..index+T-1 and attention runs over the whole cache."""
+  def __call__(self, x, cos, sin, mask, cache: KVCache | None = None, layer=None, index=None):
+    """x [B,T,D]; mask [B,T,S] bool. With `cache`, the new keys and values are written at
+    (layer, slots index..index+T-1) and attention runs over all S slots of that layer."""
     dt = self.dtype
     proj = lambda kern, bias: (jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt))
                                + bias[...].astype(dt))
     q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
-    k = apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin)
-    v = proj(self.v_kernel, self.v_bias)
-    if kv is not None:
-      k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
-      v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
-      kv = (k, v)
+    k = jnp.einsum("BTKH->BKTH", apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin))
+    v = jnp.einsum("BTKH->BKTH", proj(self.v_kernel, self.v_bias))
+    if cache is not None:
+      at = (layer, 0, 0, index, 0)
+      cache = KVCache(jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype)[None], at),
+                      jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype)[None], at))
+      k, v = cache.k[layer].astype(dt), cache.v[layer].astype(dt)
     b, t, n, h = q.shape
-    q = q.reshape(b, t, -1, self.groups, h)  # [B,T,K,G,H]
-    out = masked_softmax_attention(
-        jnp.einsum("BTKGH->BKGTH", q), jnp.einsum("BSKH->BKSH", k.astype(dt))[:, :, None],
-        jnp.einsum("BSKH->BKSH", v.astype(dt))[:, :, None], mask[:, None, None],
-        h ** -0.5, dt)
+    q = jnp.einsum("BTKGH->BKGTH", q.reshape(b, t, -1, self.groups, h))
+    out = masked_softmax_attention(q, k[:, :, None], v[:, :, None], mask[:, None, None],
+                                   h ** -0.5, dt)
     out = jnp.einsum("BKGTH->BTKGH", out).reshape(b, t, n, h)
-    return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel[...].astype(dt)), kv
+    return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel[...].astype(dt)), cache
 
 
 class MLP(nnx.Module):
@@ -100,11 +102,11 @@ class DecoderLayer(nnx.Module):
     self.post_attn_norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, **kw)
     self.mlp = MLP(cfg, dtype=dtype, **kw)
 
-  def __call__(self, x, cos, sin, mask, kv=None, index=None):
-    h, kv = self.attn(self.input_norm(x), cos, sin, mask, kv, index)
+  def __call__(self, x, cos, sin, mask, cache=None, layer=None, index=None):
+    h, cache = self.attn(self.input_norm(x), cos, sin, mask, cache, layer, index)
     x = x + h
     x = x + self.mlp(self.post_attn_norm(x))
-    return sharding.constrain(x, ("batch", "length", "embed")), kv
+    return sharding.constrain(x, ("batch", "length", "embed")), cache
 
 
 class TextDecoder(nnx.Module):
@@ -133,19 +135,13 @@ class TextDecoder(nnx.Module):
     """x [B,T,D] embeddings, positions [3,B,T], mask [B,T,S] -> (hidden [B,T,D], cache)."""
     cos, sin = mrope_cos_sin(positions, self.cfg, self.dtype)
     x = sharding.constrain(x, ("batch", "length", "embed"))
-    new_k, new_v = [], []
     for i, layer in enumerate(self.layers):
-      kv = None if cache is None else (cache.k[i], cache.v[i])
-      if self.remat and kv is None:
+      if self.remat and cache is None:
         # Functional split/merge around jax.checkpoint: only the layer input is kept for
         # the backward pass; everything inside the layer is recomputed.
         layer_def, layer_state = nnx.split(layer)
         x = jax.checkpoint(lambda st, *a: nnx.merge(layer_def, st)(*a)[0])(
             layer_state, x, cos, sin, mask)
       else:
-        x, kv = layer(x, cos, sin, mask, kv, index)
-      if kv is not None:
-        new_k.append(kv[0])
-        new_v.append(kv[1])
-    cache = None if cache is None else KVCache(jnp.stack(new_k), jnp.stack(new_v))
+        x, cache = layer(x, cos, sin, mask, cache, i, index)
     return self.norm(x), cache

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from rouge_score import rouge_scorer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_rewards_reference import reference_terms  # noqa: E402
 
 from o3jax.rewards import rouge, score  # noqa: E402
-from o3jax.rewards.gold import pack_gold, record_gold  # noqa: E402
+from o3jax.rewards.batch import parse_batch  # noqa: E402
+from o3jax.rewards.gold import VISUAL, pack_gold, record_gold  # noqa: E402
 from o3jax.rewards.kernels import reward_terms  # noqa: E402
-from o3jax.rewards.parse import pack, parse_completion  # noqa: E402
 
 WORDS = ("the a person dog walks red vest shirt cup table runs holding left right woman man "
          "car opens door blue green chair sits near window looks towards camera").split()
@@ -79,7 +80,8 @@ def make_batch(n: int, max_claims: int, max_boxes: int, seed: int = 0):
 
 def clear_caches():
     rouge._tokens.cache_clear()
-    rouge._MemoStemmer.stem.cache_clear()
+    rouge._reference.cache_clear()
+    rouge._word_tokens.cache_clear()
 
 
 def run_kernels(inputs):
@@ -108,13 +110,20 @@ def main():
     fraction = 0.5
 
     # Host pieces of `score`, for the kernel inputs and the breakdown.
-    parsed = [parse_completion(c) for c in completions]
-    batch = pack(parsed)
-    golds = [record_gold(r) for r in records]
+    def read_golds():  # once per record, as `score` does
+        by_record = {}
+        for r in records:
+            if id(r) not in by_record:
+                by_record[id(r)] = record_gold(r)
+        return [by_record[id(r)] for r in records]
+
+    golds = read_golds()
+    visual = [g.task == VISUAL for g in golds]
+    batch = parse_batch(completions, visual)
     n_pad = batch.arrays.has_think.shape[0]
     gold = pack_gold(golds, n_pad, batch.choice_ids)
     rouge_array = np.zeros(n_pad)
-    rouge_array[:args.n] = [rouge.rouge_accuracy(g.answer, p.choice) for g, p in zip(golds, parsed)]
+    rouge_array[:args.n] = [rouge.rouge_accuracy(g.answer, a) for g, a in zip(golds, batch.answers)]
     kernel_calls = {}
     with jax.enable_x64(True):
         for dtype in (np.float64, np.float32):
@@ -134,20 +143,18 @@ def main():
         return [reference_terms(c, r, fraction) for c, r in zip(completions, records)]
 
     def rouge_reference():  # uncached rouge_score, as the reference pays it
-        scorer = rouge.rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-        return [scorer.score(g.answer, p.choice) for g, p in zip(golds, parsed)]
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+        return [scorer.score(g.answer, a) for g, a in zip(golds, batch.answers)]
 
     def rouge_ours():
         clear_caches()
-        return [rouge.rouge_accuracy(g.answer, p.choice) for g, p in zip(golds, parsed)]
+        return [rouge.rouge_accuracy(g.answer, a) for g, a in zip(golds, batch.answers)]
 
     steps = {  # name: (function, repeats); interleaved so each repeat sees the same load
         "ref": (reference, args.repeats), "e2e": (end_to_end, args.repeats),
-        "ref_rouge": (rouge_reference, args.repeats), "parse": (
-            lambda: [parse_completion(c) for c in completions], args.repeats),
-        "pack": (lambda: pack(parsed), args.repeats),
-        "gold": (lambda: pack_gold([record_gold(r) for r in records[::4]] * 4, n_pad,
-                                   batch.choice_ids), args.repeats),
+        "ref_rouge": (rouge_reference, args.repeats),
+        "parse": (lambda: parse_batch(completions, visual), args.repeats),
+        "gold": (lambda: pack_gold(read_golds(), n_pad, batch.choice_ids), args.repeats),
         "rouge": (rouge_ours, args.repeats),
         **{f"kernels_{k}": (fn, 10) for k, fn in kernel_calls.items()}}
     wall = {name: [] for name in steps}
@@ -176,8 +183,8 @@ def main():
     rows = [("python reference, per sample", "ref"), ("  of which rouge_score", "ref_rouge"),
             ("(a) kernels, float64 (as in score)", "kernels_float64"),
             ("(a) kernels, float32", "kernels_float32"), ("(b) score, end to end", "e2e"),
-            ("  parse", "parse"), ("  pack", "pack"), ("  gold + pack_gold", "gold"),
-            ("  rouge, memoised stemmer", "rouge")]
+            ("  parse_batch", "parse"), ("  record_gold + pack_gold", "gold"),
+            ("  rouge_accuracy", "rouge")]
     for label, name in rows:
         ratio = f"{med['ref'] / med[name]:12.1f}" if label[0] in "(p" else ""
         print(f"{label:36s}{med[name]:9.4f}{med_cpu[name]:9.4f}{ratio}")

@@ -104,6 +104,18 @@ def tiny(**kw) -> Qwen2_5_VLConfig:
   return cfg.replace(**kw)
 
 
+def small(**kw) -> Qwen2_5_VLConfig:
+  """A few-million-parameter model that learns the grounded format on a CPU (the demo)."""
+  base = tiny()
+  cfg = base.replace(
+      text=TextConfig(vocab_size=1024, hidden_size=128, intermediate_size=384,
+                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                      mrope_section=(4, 6, 6), max_position_embeddings=4096),
+      vision=VisionConfig(depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
+                          window_size=56, out_hidden_size=128, fullatt_block_indexes=(1,)))
+  return cfg.replace(**kw)
+
+
 def qwen2_5_vl_7b() -> Qwen2_5_VLConfig:
   return Qwen2_5_VLConfig(
       text=TextConfig(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
@@ -119,7 +131,7 @@ def qwen2_5_vl_3b() -> Qwen2_5_VLConfig:
       vision=VisionConfig(out_hidden_size=2048))
 
 
-PRESETS = {"tiny": tiny, "qwen2_5_vl_3b": qwen2_5_vl_3b, "qwen2_5_vl_7b": qwen2_5_vl_7b}
+PRESETS = {"tiny": tiny, "small": small, "qwen2_5_vl_3b": qwen2_5_vl_3b, "qwen2_5_vl_7b": qwen2_5_vl_7b}
 
 
 def preset(name: str) -> Qwen2_5_VLConfig:

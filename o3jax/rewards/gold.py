@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from o3jax.rewards.parse import BOX_RE, Box, answer_text, bucket
+from o3jax.rewards.batch import bucket
+from o3jax.rewards.parse import BOX_RE, Box, answer_text
 
 SPATIO_TEMPORAL = "temporal-spatial free-form QA"
 TEMPORAL = "temporal QA"
@@ -193,21 +194,26 @@ class GoldArrays(NamedTuple):
 
 
 def pack_gold(golds: list[Gold], n_pad: int, choice_ids: Mapping[str, int]) -> GoldArrays:
-    """Stack gold targets; MCQ letters are looked up in the completions' choice ids."""
-    g = bucket(max((len(x.key_times) for x in golds), default=0), 1)
-    o = bucket(max((len(f) for x in golds for f in x.key_boxes), default=0), 1)
-    m = bucket(max((len(b) for x in golds for f in x.key_boxes for b in f), default=0), 1)
+    """Stack gold targets; MCQ letters are looked up in the completions' choice ids.
+
+    Each distinct Gold object is packed once and gathered (a GSPO group shares one).
+    """
+    unique = list({id(x): x for x in golds}.values())
+    g = bucket(max((len(x.key_times) for x in unique), default=0), 1)
+    o = bucket(max((len(f) for x in unique for f in x.key_boxes), default=0), 1)
+    m = bucket(max((len(b) for x in unique for f in x.key_boxes for b in f), default=0), 1)
+    u = len(unique) + 1  # and a last row for padding
     out = GoldArrays(
-        task=np.full(n_pad, TASKS.index(GENERAL_FREE_FORM), np.int32),
-        choice=np.full(n_pad, -2, np.int32),
-        span=np.zeros((n_pad, 2)),
-        box=np.zeros((n_pad, 4)),
-        key_time=np.zeros((n_pad, g)),
-        key_time_valid=np.zeros((n_pad, g), bool),
-        key_box=np.zeros((n_pad, g, o, m, 4)),
-        key_box_valid=np.zeros((n_pad, g, o, m), bool),
+        task=np.full(u, TASKS.index(GENERAL_FREE_FORM), np.int32),
+        choice=np.full(u, -2, np.int32),
+        span=np.zeros((u, 2)),
+        box=np.zeros((u, 4)),
+        key_time=np.zeros((u, g)),
+        key_time_valid=np.zeros((u, g), bool),
+        key_box=np.zeros((u, g, o, m, 4)),
+        key_box_valid=np.zeros((u, g, o, m), bool),
     )
-    for i, x in enumerate(golds):
+    for i, x in enumerate(unique):
         out.task[i] = TASKS.index(x.task)
         if x.task in (TEMPORAL_MCQ, GENERAL_MCQ):
             out.choice[i] = choice_ids.get(x.answer, -2)
@@ -220,4 +226,7 @@ def pack_gold(golds: list[Gold], n_pad: int, choice_ids: Mapping[str, int]) -> G
                 if obj_boxes:
                     out.key_box[i, j, k, :len(obj_boxes)] = obj_boxes
                     out.key_box_valid[i, j, k, :len(obj_boxes)] = True
-    return out
+    index = {id(x): i for i, x in enumerate(unique)}
+    take = np.full(n_pad, u - 1)
+    take[:len(golds)] = [index[id(x)] for x in golds]
+    return GoldArrays(*(a[take] for a in out))

@@ -3,7 +3,7 @@
 Axis legend: N completions; C claims, Q claim boxes, T think times, V visual-QA think
 boxes, each flat over the batch with the index of the completion (or claim) it belongs
 to; G key frames per record, O objects per key frame, M gold boxes per object.
-Formulas: SPEC.md section 4. Inputs are ParsedArrays (parse.py) and GoldArrays
+Formulas: SPEC.md section 4. Inputs are ParsedArrays (batch.py) and GoldArrays
 (gold.py); `score` (score.py) runs them in float64, like the python reference, so a
 claim 1.0 s from a key frame in decimal gates as it does there.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from o3jax.rewards.gold import (GENERAL_FREE_FORM, GENERAL_MCQ, SPATIO_TEMPORAL, TASKS,
                                 TEMPORAL, TEMPORAL_MCQ, VISUAL, GoldArrays)
-from o3jax.rewards.parse import ParsedArrays
+from o3jax.rewards.batch import ParsedArrays
 
 GATE_SECONDS = 1.0
 TERMS = ("ans_acc", "ans_tiou", "ans_viou", "thk_temporal_point", "thk_temporal_segment",

@@ -1,4 +1,4 @@
-"""Completion text -> flat arrays for the reward kernels (host side; never raises).
+"""Completion text -> the values the rewards read (host side; never raises).
 
 Reading of SPEC.md section 4, first match everywhere:
 - think = group 1 of `<think>(.*?)</think>` (DOTALL); the answer block is
@@ -21,10 +21,8 @@ Reading of SPEC.md section 4, first match everywhere:
 - MCQ choice: the answer text; temporal MCQ: the text between the first
   `Correct Option:` and the next one (the reference's `split(...)[1]`), stripped.
 
-Arrays (`ParsedArrays`) are per completion [N] or flat over the batch with the owning
-completion's index (claims [C], claim boxes [Q], think times [T], visual think boxes
-[V]), each padded to a power-of-two bucket with a validity mask, so jit compiles once
-per bucket and no claim is ever truncated.
+`parse_completion` reads one completion into python values; batch.py reads a batch into
+the kernels' arrays with the same pieces and a fast path for plain boxes.
 """
 
 import dataclasses
@@ -32,8 +30,6 @@ import json
 import math
 import re
 from typing import NamedTuple
-
-import numpy as np
 
 from o3jax.rewards.claims import find_claims
 
@@ -104,29 +100,34 @@ class ParsedCompletion:
     balanced: bool  # tag counts pair up (format reward)
     think_tags: tuple[int, int, int]  # counts of <obj>, <t>, <box> inside think
     visual_grounded: bool  # `<obj>(\w+)</obj><box>(\[.*?\])</box>` anywhere
-    claims: tuple[tuple[str, float, tuple[Box, ...]], ...]  # (name, time, 4-number boxes)
     times: tuple[float, ...]  # think times; empty when one failed to parse
-    think_boxes: tuple[Box, ...]  # visual QA
     span: tuple[float, float] | None
     answer_box: Box | None
     choice: str  # MCQ: the answer text
     tg_choice: str | None  # temporal MCQ: after `Correct Option:`; None if absent
+    claims: tuple[tuple[str, float, tuple[Box, ...]], ...]  # (name, time, 4-number boxes)
+    think_boxes: tuple[Box, ...]  # visual QA
 
 
-def _claims(think: str, box) -> tuple:
-    claims = []
-    for name, run, time_text in find_claims(think):
-        time = _float(time_text.strip())
-        values = [box(b) for b in CLAIM_BOX_RE.findall(run)]
-        if time is None or _INVALID_JSON in values:
-            continue
-        claims.append((name.strip(), time, tuple(filter(None, values))))  # drop non-boxes
-    return tuple(claims)
+class Fields(NamedTuple):
+    """A completion's values but its claims and think boxes (as in ParsedCompletion)."""
+    has_think: bool
+    has_answer: bool
+    balanced: bool
+    think_tags: tuple[int, int, int]
+    visual_grounded: bool
+    times: tuple[float, ...]
+    span: tuple[float, float] | None
+    answer_box: Box | None
+    choice: str
+    tg_choice: str | None
 
 
 def _times(think: str) -> tuple[float, ...]:
-    times = [_float(t) for t in TIME_RE.findall(think)]
-    return () if None in times else tuple(times)
+    try:
+        return tuple(map(float, TIME_RE.findall(think)))
+    except ValueError:  # `1.2.3`
+        return ()
 
 
 def _span(answer: str) -> tuple[float, float] | None:
@@ -145,7 +146,8 @@ def _first_box(text: str) -> Box | None:
     return None if value is _INVALID_JSON else value
 
 
-def parse_completion(text: str) -> ParsedCompletion:
+def read_fields(text: str) -> tuple[str | None, Fields]:
+    """(think text or None, the completion's fields)."""
     think = block(text, THINK)
     answer_block = block(text, ANSWER)
     answer = "" if answer_block is None else answer_block.strip()
@@ -157,27 +159,14 @@ def parse_completion(text: str) -> ParsedCompletion:
         balanced = (balanced and think_tags[0] == think.count("</obj>")
                     and think_tags[1] == think.count("</t>")
                     and think_tags[2] == think.count("</box>"))
-    think_text = think or ""
     options = answer.split(CORRECT_OPTION)
-    values: dict[str, object] = {}  # claim boxes and think boxes are mostly the same text
-
-    def box(box_text: str):
-        if box_text not in values:
-            values[box_text] = box_value(box_text)
-        return values[box_text]
-
-    claims = _claims(think_text, box)
-    think_boxes = tuple(b for b in map(box, BOX_RE.findall(think_text))
-                        if b is not None and b is not _INVALID_JSON)
-    return ParsedCompletion(
+    return think, Fields(
         has_think=think is not None,
         has_answer=answer_block is not None,
         balanced=balanced,
         think_tags=think_tags,
         visual_grounded=VISUAL_GROUNDING_RE.search(text) is not None,
-        claims=claims,
-        times=_times(think_text),
-        think_boxes=think_boxes,
+        times=_times(think or ""),
         span=_span(answer),
         answer_box=_first_box(answer),
         choice=answer,
@@ -185,119 +174,34 @@ def parse_completion(text: str) -> ParsedCompletion:
     )
 
 
-def bucket(n: int, minimum: int = 8) -> int:
-    """Padded size: the next power of two, at least `minimum`."""
-    return max(minimum, 1 << max(n - 1, 0).bit_length())
+class BoxValues(dict):
+    """box_value per distinct `[...]` text (claim and think boxes are mostly the same)."""
+
+    def __missing__(self, text: str):
+        self[text] = value = box_value(text)
+        return value
 
 
-def choice_keys(choice: str) -> tuple[str, str | None]:
-    """The gold letters g this stripped choice accepts, as one of g, g., (g), [g]."""
-    if choice.endswith("."):
-        return choice, choice[:-1]
-    if len(choice) >= 2 and (choice[0], choice[-1]) in (("(", ")"), ("[", "]")):
-        return choice, choice[1:-1]
-    return choice, None
+def read_claims(found: list[tuple[str, str, str]], boxes: BoxValues) -> list:
+    """(name, time, 4-number boxes) of find_claims' claims, less those dropped."""
+    claims = []
+    for name, run, time_text in found:
+        time = _float(time_text.strip())
+        values = [boxes[b] for b in CLAIM_BOX_RE.findall(run)]
+        if time is None or _INVALID_JSON in values:
+            continue
+        claims.append((name.strip(), time, tuple(filter(None, values))))  # drop non-boxes
+    return claims
 
 
-class ParsedArrays(NamedTuple):
-    """Kernel input read from completions; numpy, padded (see module docstring)."""
-    has_think: np.ndarray  # bool [N]
-    has_answer: np.ndarray  # bool [N]
-    balanced: np.ndarray  # bool [N]
-    think_tags: np.ndarray  # int32 [N, 3]: <obj>, <t>, <box> counts inside think
-    visual_grounded: np.ndarray  # bool [N]
-    n_claims: np.ndarray  # int32 [N]
-    n_times: np.ndarray  # int32 [N]
-    span: np.ndarray  # float64 [N, 2]
-    span_valid: np.ndarray  # bool [N]
-    answer_box: np.ndarray  # float64 [N, 4]
-    answer_box_valid: np.ndarray  # bool [N]
-    choice: np.ndarray  # int32 [N, 4]: ids of choice_keys(choice) + choice_keys(tg_choice)
-    claim_sample: np.ndarray  # int32 [C]
-    claim_time: np.ndarray  # float64 [C]
-    claim_name: np.ndarray  # int32 [C], into ParsedBatch.object_names
-    claim_valid: np.ndarray  # bool [C]
-    box_claim: np.ndarray  # int32 [Q], into the claim axis
-    box: np.ndarray  # float64 [Q, 4] xyxy pixels
-    box_valid: np.ndarray  # bool [Q]
-    time_sample: np.ndarray  # int32 [T]
-    time: np.ndarray  # float64 [T]
-    time_valid: np.ndarray  # bool [T]
-    vbox_sample: np.ndarray  # int32 [V]
-    vbox: np.ndarray  # float64 [V, 4]
-    vbox_valid: np.ndarray  # bool [V]
+def read_think_boxes(think: str, boxes: BoxValues) -> list[Box]:
+    """Every `<box>(\\[.*?\\])</box>` of think holding four finite numbers."""
+    values = (boxes[b] for b in BOX_RE.findall(think))
+    return [b for b in values if b is not None and b is not _INVALID_JSON]
 
 
-@dataclasses.dataclass(frozen=True)
-class ParsedBatch:
-    arrays: ParsedArrays
-    choice_ids: dict[str, int]  # interned choice strings; -1 in `choice` is none
-    object_names: list[str]
-
-
-def _padded(values, size: int, dtype, width: int = 0, fill=0) -> np.ndarray:
-    shape = (size, width) if width else (size,)
-    out = np.full(shape, fill, dtype)
-    if len(values):
-        out[:len(values)] = np.asarray(values, dtype).reshape((len(values),) + shape[1:])
-    return out
-
-
-def _valid(n: int, size: int) -> np.ndarray:
-    return np.arange(size) < n
-
-
-def pack(parsed: list[ParsedCompletion], n_pad: int | None = None) -> ParsedBatch:
-    """Stack parsed completions into padded arrays (N padded to n_pad or a bucket)."""
-    n = len(parsed)
-    n_pad = bucket(n) if n_pad is None else n_pad
-    ids: dict[str, int] = {}
-    names: dict[str, int] = {}
-
-    def intern(table: dict[str, int], key: str | None) -> int:
-        return -1 if key is None else table.setdefault(key, len(table))
-
-    choice = [[intern(ids, k) for k in choice_keys(p.choice) + (
-        choice_keys(p.tg_choice) if p.tg_choice is not None else (None, None))] for p in parsed]
-    claims = [claim for p in parsed for claim in p.claims]
-    claim_sample = np.repeat(np.arange(n), [len(p.claims) for p in parsed])
-    claim_time = [time for _, time, _ in claims]
-    claim_name = [intern(names, name) for name, _, _ in claims]
-    box_claim = np.repeat(np.arange(len(claims)), [len(boxes) for _, _, boxes in claims])
-    boxes = [box for _, _, claim_boxes in claims for box in claim_boxes]
-    time_sample = np.repeat(np.arange(n), [len(p.times) for p in parsed])
-    times = [time for p in parsed for time in p.times]
-    vbox_sample = np.repeat(np.arange(n), [len(p.think_boxes) for p in parsed])
-    vboxes = [box for p in parsed for box in p.think_boxes]
-
-    c, q, t, v = (bucket(len(x)) for x in (claim_sample, boxes, times, vboxes))
-    arrays = ParsedArrays(
-        has_think=_padded([p.has_think for p in parsed], n_pad, bool),
-        has_answer=_padded([p.has_answer for p in parsed], n_pad, bool),
-        balanced=_padded([p.balanced for p in parsed], n_pad, bool),
-        think_tags=_padded([p.think_tags for p in parsed], n_pad, np.int32, 3),
-        visual_grounded=_padded([p.visual_grounded for p in parsed], n_pad, bool),
-        n_claims=_padded([len(p.claims) for p in parsed], n_pad, np.int32),
-        n_times=_padded([len(p.times) for p in parsed], n_pad, np.int32),
-        span=_padded([p.span or (0.0, 0.0) for p in parsed], n_pad, np.float64, 2),
-        span_valid=_padded([p.span is not None for p in parsed], n_pad, bool),
-        answer_box=_padded([p.answer_box or (0.0,) * 4 for p in parsed], n_pad, np.float64, 4),
-        answer_box_valid=_padded([p.answer_box is not None for p in parsed], n_pad, bool),
-        choice=np.pad(np.asarray(choice, np.int32).reshape(n, 4), ((0, n_pad - n), (0, 0)),
-                      constant_values=-1),
-        # Padding entries belong to the last owner so owner indices stay sorted.
-        claim_sample=_padded(claim_sample, c, np.int32, fill=n_pad - 1),
-        claim_time=_padded(claim_time, c, np.float64),
-        claim_name=_padded(claim_name, c, np.int32),
-        claim_valid=_valid(len(claim_sample), c),
-        box_claim=_padded(box_claim, q, np.int32, fill=c - 1),
-        box=_padded(boxes, q, np.float64, 4),
-        box_valid=_valid(len(boxes), q),
-        time_sample=_padded(time_sample, t, np.int32, fill=n_pad - 1),
-        time=_padded(times, t, np.float64),
-        time_valid=_valid(len(times), t),
-        vbox_sample=_padded(vbox_sample, v, np.int32, fill=n_pad - 1),
-        vbox=_padded(vboxes, v, np.float64, 4),
-        vbox_valid=_valid(len(vboxes), v),
-    )
-    return ParsedBatch(arrays, ids, list(names))
+def parse_completion(text: str) -> ParsedCompletion:
+    think, fields = read_fields(text)
+    think, boxes = think or "", BoxValues()
+    return ParsedCompletion(**fields._asdict(), claims=tuple(read_claims(find_claims(think), boxes)),
+                            think_boxes=tuple(read_think_boxes(think, boxes)))

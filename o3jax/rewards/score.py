@@ -1,7 +1,7 @@
 """Reward entry point: completions and their records -> reward terms (SPEC.md section 4).
 
-Host side: parse each completion (parse.py), read each record's gold (gold.py), ROUGE
-for free-form answers (rouge.py). Device side: one jitted call of the kernels
+Host side: read the completions (batch.py), each record's gold (gold.py), ROUGE for
+free-form answers (rouge.py). Device side: one jitted call of the kernels
 (kernels.py) in float64, like the python reference the formulas come from.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from o3jax.rewards.gold import FREE_FORM, Gold, pack_gold, record_gold
+from o3jax.rewards.batch import parse_batch
+from o3jax.rewards.gold import FREE_FORM, VISUAL, Gold, pack_gold, record_gold
 from o3jax.rewards.kernels import TERMS, reward_terms
-from o3jax.rewards.parse import pack, parse_completion
 from o3jax.rewards.rouge import rouge_accuracy
 
 TEMPORAL_GATES = ("symmetric", "one_sided")
@@ -46,14 +46,16 @@ def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction:
         if id(record) not in by_record:
             by_record[id(record)] = record_gold(record)
     golds = [by_record[id(record)] for record in records]
-    parsed = [parse_completion(text) for text in completions]
-    batch = pack(parsed)
+    batch = parse_batch(completions, visual=[g.task == VISUAL for g in golds])
     n_pad = batch.arrays.has_think.shape[0]
     gold = pack_gold(golds, n_pad, batch.choice_ids)
     rouge = np.zeros(n_pad)
-    for i, (g, p) in enumerate(zip(golds, parsed)):
+    pairs: dict[tuple[str, str], float] = {}  # identical rollouts of a group score once
+    for i, (g, answer) in enumerate(zip(golds, batch.answers)):
         if g.task in FREE_FORM:
-            rouge[i] = rouge_accuracy(g.answer, p.choice)
+            if (g.answer, answer) not in pairs:
+                pairs[g.answer, answer] = rouge_accuracy(g.answer, answer)
+            rouge[i] = pairs[g.answer, answer]
     with jax.enable_x64(True):
         terms = reward_terms(batch.arrays, gold, rouge, np.float64(step_fraction),
                              one_sided=temporal_gate == "one_sided")

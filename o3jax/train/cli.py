@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+  from o3jax.distributed import initialize_from_env
+  initialize_from_env()  # multi-process runs (launch/); before anything touches a device
   from o3jax.train.config import load_config
   from o3jax.train.run import NonFiniteLoss
   cfg = load_config(args.config)

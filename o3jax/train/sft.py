@@ -11,7 +11,9 @@ import numpy as np
 
 from o3jax.data import pipeline
 from o3jax.data.records import load_records
+from o3jax.distributed import gather_batch
 from o3jax.processing.config import ProcessingConfig
+from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
@@ -25,6 +27,9 @@ def processing_config(cfg: TrainConfig) -> ProcessingConfig:
 
 def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str,
                   shuffle: bool = True, num_epochs: int | None = None):
+  if cfg.batch_size % jax.process_count():
+    raise ValueError(f"batch_size {cfg.batch_size} does not split over "
+                     f"{jax.process_count()} processes")
   path = os.path.join(data_dir, file)
   records = load_records(path)
   pcfg = pipeline.PipelineConfig(
@@ -36,11 +41,14 @@ def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: 
 
 
 def device_batch(batch, mesh, shardings):
-  """Host numpy -> global arrays laid out on the mesh (each host holds its rows)."""
-  if jax.process_count() == 1:
-    return jax.device_put(batch, shardings)
+  """Host numpy -> global arrays laid out on the mesh.
+
+  `batch` is the global batch, the same on every process (`o3jax.distributed.gather_batch`):
+  each process places the slices its own devices hold.
+  """
   return jax.tree.map(
-      lambda x, s: jax.make_array_from_process_local_data(s, x), batch, shardings)
+      lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda index: x[index]),
+      batch, shardings)
 
 
 def train_sft(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None,
@@ -66,8 +74,10 @@ def train_sft(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None =
     check_finite(pending[0], row, run.checkpointer)
     return row
 
+  pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
   while step < target:
-    batch = model_batch(run.model_config, next(data), cfg.micro_batches)
+    # Each process decodes its own rows; all of them build the same global batch.
+    batch = model_batch(run.model_config, gather_batch(next(data), pad_id), cfg.micro_batches)
     shardings = step_lib.batch_shardings(batch, run.mesh)
     if jitted is None:
       jitted = step_lib.jit_train_step(train_step, run.shardings, shardings, run.mesh)

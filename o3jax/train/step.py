@@ -80,7 +80,8 @@ def batch_shardings(batch, mesh):
   """Token arrays split over (data, fsdp) along their batch axis; pixels replicated.
 
   Token arrays are [M, B, T] (position ids [M, 3, B, T]); vision arrays have no batch axis
-  (all patches of a micro-batch are concatenated), so they are replicated.
+  (all patches of a micro-batch are concatenated), so they are replicated. Hence in a
+  multi-process run every process feeds the whole global batch (`o3jax.distributed`).
   """
   P = jax.sharding.PartitionSpec
   def one(path, x):

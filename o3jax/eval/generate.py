@@ -1,0 +1,261 @@
+"""Answering questions about videos with a model: loading, prompts, batched jitted sampling.
+
+`load_model(DIR)` reads a Hugging Face directory (config.json + safetensors, through
+`convert.hf.load_pretrained`) or an o3jax checkpoint directory (a training workdir or an
+`o3jax convert --to o3jax` output: model_config.json + checkpoints/<step>, params of the
+newest step); either must hold the tokenizer.json the model was trained with.
+
+`load_video` samples and presents a video as SPEC.md section 2 says and keeps the frames
+the model sees (for evidence crops and drawings). A `Query` is one single-turn question
+(system prompt, visual input, text). `generate` answers a list of queries in batches of a
+fixed number of rows, each batch padded to bucketed shapes (prompt length, vision
+patches, windows, frames) so that a benchmark compiles the sampler a handful of times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tokenizers import Tokenizer
+
+from o3jax import sample, sharding
+from o3jax.models import Qwen2_5_VL, from_hf_dict
+from o3jax.processing import chat, media
+from o3jax.processing.config import TINY, ProcessingConfig
+from o3jax.processing.presentation import VisualInput, present_image, present_video
+from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
+
+PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
+
+
+# ------------------------------------------------------------------------ the model
+
+@dataclasses.dataclass
+class LoadedModel:
+  model: Qwen2_5_VL
+  tokenizer: Tokenizer
+  graphdef: Any
+  state: Any
+  eos_ids: tuple[int, ...]  # <|im_end|>, <|endoftext|>
+  pad_id: int
+  kind: str  # "hf" or "o3jax"
+
+  @property
+  def config(self):
+    return self.model.config
+
+
+def model_kind(path: str) -> str:
+  """"hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
+  if os.path.isfile(os.path.join(path, "config.json")):
+    return "hf"
+  if os.path.isfile(os.path.join(path, "model_config.json")):
+    return "o3jax"
+  raise FileNotFoundError(f"{path}: not a model directory (no config.json of a Hugging Face "
+                          "model, no model_config.json of an o3jax checkpoint)")
+
+
+def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
+  """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc)."""
+  from o3jax.convert.hf import abstract_model, load_pretrained
+  from o3jax.train.run import load_params_from_workdir
+  kind = model_kind(path)
+  tokenizer_path = os.path.join(path, "tokenizer.json")
+  if not os.path.isfile(tokenizer_path):
+    raise FileNotFoundError(f"{path}: no tokenizer.json next to the model")
+  tokenizer = load_tokenizer(tokenizer_path)
+  mesh = mesh or sharding.make_mesh(devices=jax.devices()[:1])
+  dt = jnp.dtype(dtype)
+  if kind == "hf":
+    model = load_pretrained(path, dtype=dt, mesh=mesh)
+  else:
+    with open(os.path.join(path, "model_config.json"), encoding="utf-8") as f:
+      config = from_hf_dict(json.load(f))
+    graphdef, abstract = nnx.split(abstract_model(config, dt, dt))
+    model = nnx.merge(graphdef, load_params_from_workdir(path, abstract, mesh))
+  ids = special_token_ids(tokenizer)
+  for name in ("image_token_id", "video_token_id", "vision_start_token_id"):
+    if ids[name] != getattr(model.config, name):
+      raise ValueError(f"{path}: tokenizer.json gives {name}={ids[name]} but the model config "
+                       f"has {getattr(model.config, name)}: not the model's tokenizer")
+  graphdef, state = nnx.split(model)
+  return LoadedModel(model, tokenizer, graphdef, state,
+                     (ids["eos_token_id"], ids["pad_token_id"]), ids["pad_token_id"], kind)
+
+
+def processing_config(spec: str = "reference", presentation: str | None = None) -> ProcessingConfig:
+  """A preset ("reference": SPEC.md section 2; "tiny": the tiny model's small frames), or a
+  training config file (configs/*.py) whose `processing` overrides are used."""
+  if spec in PROCESSING_PRESETS:
+    config = PROCESSING_PRESETS[spec]
+  elif spec.endswith(".py"):
+    from o3jax.train.config import load_config
+    config = ProcessingConfig(**load_config(spec).processing)
+  else:
+    raise ValueError(f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
+                     f"file (configs/*.py), got {spec!r}")
+  return dataclasses.replace(config, presentation=presentation) if presentation else config
+
+
+# ------------------------------------------------------------------------ inputs
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+  """A sampled video as the model sees it."""
+
+  path: str
+  visual: VisualInput
+  frames: np.ndarray  # uint8 [n, H, W, 3], the frames shown
+  frame_times: tuple[float, ...]  # seconds of each frame shown
+  duration: float  # seconds
+  source_size: tuple[int, int]  # (W, H) of the file
+
+  @property
+  def frame_size(self) -> tuple[int, int]:
+    return self.visual.frame_size
+
+
+def load_video(path: str, processing: ProcessingConfig) -> Video:
+  """Raises media.MediaError naming the file when it cannot be used."""
+  clip = media.read_video(path, processing)
+  visual = present_video(clip, processing)
+  times = visual.frame_times or tuple(round(i / clip.sample_fps, 2) for i in range(len(clip.frames)))
+  return Video(path, visual, clip.frames, tuple(times), clip.total_frames / clip.video_fps,
+               clip.source_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+  """One single-turn question: [system] + user (visual input, then text)."""
+
+  text: str
+  visual: VisualInput | None = None
+  system: str | None = None
+
+  def messages(self) -> list[chat.Message]:
+    content = (list(self.visual.content) if self.visual else []) + [self.text]
+    system = [chat.Message("system", [self.system])] if self.system else []
+    return system + [chat.Message("user", content)]
+
+
+def image_query(image: np.ndarray, text: str, processing: ProcessingConfig,
+                system: str | None = None) -> Query:
+  return Query(text, present_image(image, processing), system)
+
+
+# ------------------------------------------------------------------------ shapes
+
+def bucket(x: int, least: int) -> int:
+  """x rounded up to one of least * 2^k * {1, 1.125, ..., 1.875}: at most 12.5% padding
+  and 8 sizes per doubling, so a benchmark compiles a handful of times."""
+  x = max(int(x), least)
+  step = max(least, (1 << (x - 1).bit_length()) // 16)
+  return -(-x // step) * step
+
+
+def vision_padding(config, grids: np.ndarray, num_patches: int) -> dict:
+  """Padded layout sizes (see `vision_layout`) for the concatenated grids of a batch."""
+  v = config.vision
+  m, wm = v.spatial_merge_size, v.window_merge_units
+  windows = frames = 0
+  frame_length = 1
+  for t, h, w in np.asarray(grids).reshape(-1, 3).tolist():
+    windows += t * -(-(h // m) // wm) * -(-(w // m) // wm)
+    frames += t
+    frame_length = max(frame_length, h * w)
+  return dict(num_patches=bucket(num_patches, 64), num_windows=bucket(windows, 8),
+              num_frames=bucket(frames, 8), frame_length=bucket(frame_length, 16))
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+  """A tokenized query with its vision arrays."""
+
+  ids: np.ndarray
+  visual: VisualInput | None
+
+
+def encode(tokenizer: Tokenizer, query: Query, merge_size: int) -> Encoded:
+  tokens = chat.tokenize(tokenizer, query.messages(), add_generation_prompt=True,
+                         merge_size=merge_size)
+  return Encoded(tokens.input_ids, query.visual)
+
+
+def batch_inputs(loaded: LoadedModel, rows: Sequence[Encoded], batch_size: int,
+                 prompt_bucket: int = 64, rope_rule: str = "qwen") -> dict:
+  """Sampler inputs for up to `batch_size` encoded queries; missing rows are empty filler."""
+  if not 0 < len(rows) <= batch_size:
+    raise ValueError(f"a batch holds 1 to {batch_size} queries, got {len(rows)}")
+  longest = max(len(r.ids) for r in rows)
+  ids = np.full((batch_size, longest), loaded.pad_id, np.int32)
+  mask = np.zeros((batch_size, longest), np.int32)
+  for i, r in enumerate(rows):
+    ids[i, :len(r.ids)], mask[i, :len(r.ids)] = r.ids, 1
+  kw: dict[str, Any] = {}
+  for prefix, pixels_of, grid_of in (
+      ("image", lambda v: v.pixel_values, lambda v: v.image_grid_thw),
+      ("video", lambda v: v.pixel_values_videos, lambda v: v.video_grid_thw)):
+    visuals = [r.visual for r in rows if r.visual is not None and len(grid_of(r.visual))]
+    if not visuals:
+      continue
+    pixels = np.concatenate([pixels_of(v) for v in visuals])
+    grids = np.concatenate([grid_of(v) for v in visuals]).astype(np.int64)
+    padding = vision_padding(loaded.config, grids, len(pixels))
+    if prefix == "image":
+      kw.update(pixel_values=pixels, image_grid_thw=grids, image_padding=padding)
+    else:
+      kw.update(pixel_values_videos=pixels, video_grid_thw=grids, video_padding=padding,
+                second_per_grid_ts=np.concatenate([v.second_per_grid_ts for v in visuals]))
+  return sample.prepare_prompts(loaded.config, ids, mask, rope_rule=rope_rule,
+                                prompt_length=bucket(longest, prompt_bucket),
+                                pad_id=loaded.pad_id, **kw)
+
+
+# ------------------------------------------------------------------------ generation
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+  """How to choose tokens. greedy ignores temperature/top_p/top_k."""
+
+  max_new_tokens: int = 512
+  greedy: bool = True
+  temperature: float = 1.0
+  top_p: float = 1.0
+  top_k: int = 0
+
+
+def generate(loaded: LoadedModel, queries: Sequence[Query], key: jax.Array, decoding: Decoding,
+             *, num_samples: int = 1, batch_size: int = 4, prompt_bucket: int = 64,
+             rope_rule: str = "qwen", progress: str | None = None) -> list[list[str]]:
+  """`num_samples` completions (text, special tokens dropped) of each query, in order.
+
+  Batch b samples with key fold_in(key, b). `progress` names a log line per batch."""
+  merge = loaded.config.vision.spatial_merge_size
+  out: list[list[str]] = []
+  batches = range(0, len(queries), batch_size)
+  for b, start in enumerate(batches):
+    rows = [encode(loaded.tokenizer, q, merge) for q in queries[start:start + batch_size]]
+    inputs = batch_inputs(loaded, rows, batch_size, prompt_bucket, rope_rule)
+    result = sample.sample(
+        loaded.graphdef, loaded.state, inputs, jax.random.fold_in(key, b),
+        max_new_tokens=decoding.max_new_tokens, num_samples=num_samples,
+        temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k,
+        greedy=decoding.greedy, eos_id=list(loaded.eos_ids), pad_id=loaded.pad_id)
+    tokens, lengths = np.asarray(result.tokens), np.asarray(result.lengths)
+    texts = loaded.tokenizer.decode_batch(
+        [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True)
+    for i in range(len(rows)):
+      out.append(texts[i * num_samples:(i + 1) * num_samples])
+    if progress:
+      print(f"{progress}: batch {b + 1}/{len(batches)} ({min(start + batch_size, len(queries))}"
+            f"/{len(queries)} queries, prompt length {inputs['input_ids'].shape[1]})",
+            file=sys.stderr, flush=True)
+  return out

@@ -1,0 +1,213 @@
+"""Multi-process training: two CPU processes over `jax.distributed` train like one.
+
+How the comparison is made a true equality: the pipeline shards records by process
+(process i of n takes records i, i+n, ...). With shuffling off, process i's k-th batch of
+2 holds records 4k+i and 4k+i+2, and the global batch (process 0's rows first, see
+`o3jax.distributed.gather_batch`) is records 4k, 4k+2, 4k+1, 4k+3. The one-process
+reference reads a copy of the records file written in that order, unshuffled, batch 4:
+the same global batch, made by the ordinary one-process path, which gathers nothing.
+
+Run as a script, this file is the worker: `python test_multihost.py DATA FILE WORKDIR STEPS`
+(started by launch/local.py, which sets the O3JAX_* variables).
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CONFIG = os.path.join(ROOT, "configs", "tiny_synthetic.py")
+
+
+def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
+  """SFT on `file`, unshuffled, global batch 4, on every device of every process."""
+  import jax
+  from o3jax.processing.tokenizer import build_demo_tokenizer
+  from o3jax.train.config import MeshConfig, load_config
+  from o3jax.train.sft import data_iterator, train_sft
+  cfg = load_config(CONFIG)
+  cfg = cfg.replace(batch_size=4, total_steps=20, checkpoint_every=1,
+                    mesh=MeshConfig(data=jax.device_count()),
+                    optim=dataclasses.replace(cfg.optim, warmup_steps=0))
+  # The run's tokenizer is the demo tokenizer, saved in the workdir beforehand (below).
+  batches = data_iterator(cfg, data_dir, build_demo_tokenizer(), "sft", file, shuffle=False)
+  return train_sft(cfg, data_dir, workdir, steps=steps, batches=batches)
+
+
+def save_tokenizer(workdir: str) -> None:
+  # Every process then loads this file; none writes it while another may read it.
+  from o3jax.processing.tokenizer import build_demo_tokenizer
+  os.makedirs(workdir, exist_ok=True)
+  build_demo_tokenizer().save(os.path.join(workdir, "tokenizer.json"))
+
+
+def interleaved_copy(data_dir: str, out: str, file: str = "STGR-SFT.json") -> str:
+  """`out` holding `file`'s records in the order 0, 2, 1, 3, 4, 6, 5, 7, ... and links to
+  the media; returns the name of the records file."""
+  os.makedirs(out, exist_ok=True)
+  for name in os.listdir(data_dir):
+    if not name.endswith(".json"):
+      os.symlink(os.path.join(data_dir, name), os.path.join(out, name))
+  with open(os.path.join(data_dir, file)) as f:
+    records = json.load(f)
+  usable = len(records) - len(records) % 4
+  order = [k + j for k in range(0, usable, 4) for j in (0, 2, 1, 3)]
+  with open(os.path.join(out, "interleaved.json"), "w") as f:
+    json.dump([records[i] for i in order], f)
+  return "interleaved.json"
+
+
+def metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_two_processes_equal_one(synthetic_data, tmp_path):
+  multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+  save_tokenizer(multi)
+  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2", "--",
+         sys.executable, __file__, synthetic_data, "STGR-SFT.json", multi, "2"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "process 0 of 2" in proc.stdout and "process 1 of 2" in proc.stdout, proc.stdout
+
+  save_tokenizer(single)
+  file = interleaved_copy(synthetic_data, str(tmp_path / "interleaved"))
+  train(str(tmp_path / "interleaved"), file, single, 2)
+
+  a, b = metrics(single), metrics(multi)
+  assert [r["step"] for r in b] == [1, 2]  # written once, by process 0
+  for ra, rb in zip(a, b):
+    assert ra["tokens"] == rb["tokens"]  # the same global batch
+    assert abs(ra["loss"] - rb["loss"]) < 1e-5, (ra["step"], ra["loss"], rb["loss"])
+  assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # the steps differ: data and an update
+
+  # One checkpoint per step, written collectively: the state once, the data iterator
+  # position once per process.
+  from o3jax.train.checkpoint import Checkpointer
+  steps = {}
+  for workdir in (single, multi):
+    ckpt = Checkpointer(workdir, asynchronous=False)
+    assert ckpt.manager.all_steps() == [1, 2]
+    steps[workdir] = ckpt.read_params(2)
+    ckpt.close()
+  data_files = sorted(os.listdir(os.path.join(multi, "checkpoints", "2", "data")))
+  assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
+  pa, pb = steps[single], steps[multi]
+  assert pa.keys() == pb.keys() and len(pa) > 50
+  for k in pa:
+    np.testing.assert_allclose(np.asarray(pb[k]), np.asarray(pa[k]), atol=1e-5, rtol=0,
+                               err_msg=k)
+
+
+# ------------------------------------------------------------------ merging the batches
+
+SMALL_SFT = (460, 200, 8)  # fits process 1's first batch (records 1, 3), not process 0's
+SMALL_RL = (350, 200, 8)
+
+
+@pytest.mark.parametrize("stage,presentation,small", [
+    ("sft", "frames", None), ("sft", "frames", SMALL_SFT), ("sft", "video", None),
+    ("rl", "frames", SMALL_RL)])
+def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, presentation, small):
+  from o3jax.data import pipeline
+  from o3jax.data.records import load_records
+  from o3jax.distributed import concat_batches
+  from o3jax.processing.config import TINY
+  from o3jax.processing.tokenizer import build_demo_tokenizer, special_token_ids
+  tokenizer = build_demo_tokenizer()
+  processing = dataclasses.replace(TINY, presentation=presentation)
+  records = load_records(os.path.join(synthetic_data, "STGR-SFT.json" if stage == "sft"
+                                      else "STGR-RL.json"))
+  big = pipeline.bucket_for_videos(processing, 640, (112, 84), max_key_frames=2,
+                                   image_size=(112, 84))
+  buckets = (big,) if small is None else (pipeline.BatchShape(*small), big)
+
+  def batches(recs, size, index, count):
+    config = pipeline.PipelineConfig(batch_size=size, buckets=buckets, stage=stage,
+                                     shuffle=False, shard_index=index, shard_count=count)
+    return pipeline.make_iterator(recs, tokenizer=tokenizer, processing=processing,
+                                  config=config, root=synthetic_data)
+
+  order = [k + j for k in range(0, 8, 4) for j in (0, 2, 1, 3)]
+  one = batches([records[i] for i in order], 4, 0, 1)
+  shards = [batches(records, 2, i, 2) for i in (0, 1)]
+  pad_id = special_token_ids(tokenizer)["pad_token_id"]
+  for _ in range(2):
+    want = next(one)
+    parts = [next(s) for s in shards]
+    ids = "input_ids" if stage == "sft" else "prompt_ids"
+    if small is not None:
+      assert parts[0][ids].shape != parts[1][ids].shape  # the processes' buckets differ
+    got = concat_batches(parts, pad_id)
+    assert got.keys() == want.keys()
+    for key in want:
+      if key == "meta":
+        assert got[key] == want[key]
+        continue
+      assert got[key].dtype == want[key].dtype, key
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    if presentation == "video":
+      assert want["second_per_grid_ts"].any() and want["pixel_values_mask"].any()
+
+
+def test_merge_rejects_unknown_fields():
+  from o3jax.distributed import concat_batches
+  batch = {"input_ids": np.zeros((1, 4), np.int32), "position_ids": np.zeros((3, 1, 4))}
+  with pytest.raises(ValueError, match="position_ids"):
+    concat_batches([batch, batch], 0)
+
+
+# ------------------------------------------------------------- initialize from the env
+
+@pytest.fixture
+def calls(monkeypatch):
+  import jax
+  seen = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: seen.append((a, kw)))
+  return seen
+
+
+def test_initialize_from_env(calls):
+  from o3jax.distributed import initialize_from_env
+  assert initialize_from_env({}) is False
+  assert initialize_from_env({"O3JAX_DISTRIBUTED": "0"}) is False
+  assert calls == []
+  env = {"O3JAX_COORDINATOR": "10.0.0.1:1234", "O3JAX_NUM_PROCESSES": "4",
+         "O3JAX_PROCESS_ID": "3"}
+  assert initialize_from_env(env) is True
+  assert calls.pop() == (("10.0.0.1:1234", 4, 3), {"cluster_detection_method": "deactivate"})
+  assert initialize_from_env({**env, "O3JAX_NUM_PROCESSES": "1", "O3JAX_PROCESS_ID": "0"}) \
+      is False
+  assert initialize_from_env({"O3JAX_DISTRIBUTED": "1", "SLURM_JOB_ID": "7"}) is True
+  assert calls.pop() == ((), {})
+  assert calls == []
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "2"}, "O3JAX_PROCESS_ID not"),
+    ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "2", "O3JAX_PROCESS_ID": "2"},
+     r"not in \[0, O3JAX_NUM_PROCESSES=2\)"),
+    ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "two", "O3JAX_PROCESS_ID": "0"},
+     "must be integers")])
+def test_initialize_from_env_rejects_bad_settings(calls, env, message):
+  from o3jax.distributed import initialize_from_env
+  with pytest.raises(ValueError, match=message):
+    initialize_from_env(env)
+  assert calls == []
+
+
+if __name__ == "__main__":
+  from o3jax.distributed import initialize_from_env
+  initialize_from_env()
+  import jax
+  print(f"process {jax.process_index()} of {jax.process_count()}", flush=True)
+  data_dir, file, workdir, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+  train(data_dir, file, workdir, steps)

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from o3jax.eval.cli import add_model_arguments
 from o3jax.processing import prompts
 from o3jax.viz import Evidence, assign_frames, evidence_gif, evidence_sheet
 
@@ -43,19 +44,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.set_defaults(func=run)
   return p
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-  """Options shared with `o3jax eval ... --model`."""
-  p.add_argument("--processing", default="reference",
-                 help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
-                      "tiny model's small frames), or a training config file configs/*.py")
-  p.add_argument("--presentation", choices=("frames", "video"), default=None,
-                 help="frames: one image per frame (training format, default); video: "
-                      "Qwen2.5-VL's native video input")
-  p.add_argument("--prompt-stage", choices=("rl", "sft"), default="rl",
-                 help="system prompts of the RL (default) or SFT stage")
-  p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
 
 
 @dataclasses.dataclass

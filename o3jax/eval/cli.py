@@ -1,14 +1,24 @@
-"""`o3jax eval {vstar,tvg,mcq}`: score an existing results file, write the metrics JSON.
+"""`o3jax eval {vstar,tvg,mcq}`: answer a benchmark with a model and/or score results.
 
+Score an existing results file:
     o3jax eval vstar --results results.json --out metrics.json [--judge offline|none]
     o3jax eval tvg   --results results.jsonl --out metrics.json
     o3jax eval mcq   --results results.json --out metrics.json
+Answer the annotations with a model, write the results file, then score it:
+    o3jax eval vstar --annotations vstar.json --videos DIR --model DIR [--results FILE]
+                     [--out metrics.json] [--processing tiny] [--limit N]
+    o3jax eval tvg   --annotations FILE --videos DIR --model DIR ...
+    o3jax eval mcq   --annotations FILE --videos DIR --model DIR [--n 8 --vote confidence]
 
-Results files are a JSON list of records or JSONL (one record per line); the record
-fields are described in o3jax/eval/{vstar,tvg,mcq}.py. Metrics are written as fractions;
-the printed summary is x100. Generating the results (--model/--videos) needs the
-sampler and is not wired in yet: those flags are accepted and refused with a message.
-Hook into a top-level parser with `add_parser(subparsers)`; it sets `func=run`.
+--model is a Hugging Face directory or an o3jax checkpoint directory; --videos defaults
+to the annotation file's directory; the results file defaults to OUT's name with
+.results.json (or <benchmark>_results.json). Annotation and results files are a JSON
+list of records or JSONL (one record per line); the fields are described in
+o3jax/eval/{vstar,tvg,mcq}.py and {vstar,tvg,mcq}_run.py. Metrics are written as
+fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per
+question and votes (SPEC.md section 7); the summary adds N=1 / majority@N /
+confidence@N accuracies. Hook into a top-level parser with `add_parser(subparsers)`;
+it sets `func=run`.
 """
 
 from __future__ import annotations
@@ -20,15 +30,14 @@ from pathlib import Path
 
 from o3jax.eval import mcq, tvg, vstar
 
-GENERATION_MISSING = ("o3jax eval: generating results (--model/--videos) needs the sampler, which "
-                      "is not available yet; score an existing results file with --results FILE")
+DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
 
 
-def load_records(path: str | Path) -> list:
+def load_records(path: str | Path, what: str = "results") -> list:
   """A JSON list of records, or JSONL with one record per line."""
   path = Path(path)
   if not path.is_file():
-    raise SystemExit(f"o3jax eval: results file not found: {path}")
+    raise SystemExit(f"o3jax eval: {what} file not found: {path}")
   text = path.read_text(encoding="utf-8")
   try:
     data = json.loads(text)
@@ -57,11 +66,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
            "mcq": "multiple-choice accuracy (VideoMME style) with per-category breakdowns"}
   for name, text in helps.items():
     sub = benchmarks.add_parser(name, help=text, description=text)
-    sub.add_argument("--results", help="results file to score (JSON list or JSONL)")
+    sub.add_argument("--results", help="results file to score (JSON list or JSONL); with "
+                                       "--model: where the generated results are written")
     sub.add_argument("--out", help="where to write the metrics JSON")
-    sub.add_argument("--model", help="generate results with this model (needs the sampler; "
-                                     "not yet)")
-    sub.add_argument("--videos", help="video folder for generation (needs the sampler; not yet)")
+    gen = sub.add_argument_group("generating results with a model")
+    gen.add_argument("--model", help="Hugging Face dir or o3jax checkpoint dir")
+    gen.add_argument("--annotations", help="benchmark annotation file (JSON list or JSONL)")
+    gen.add_argument("--videos", help="video folder (default: the annotation file's folder)")
+    add_model_arguments(gen)
+    gen.add_argument("--max-new-tokens", type=int, default=512)
+    gen.add_argument("--batch-size", type=int, default=DEFAULT_BATCH[name],
+                     help=f"queries per sampler call (default {DEFAULT_BATCH[name]})")
+    gen.add_argument("--limit", type=int, default=None, help="answer the first N records only")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--strict", action="store_true",
+                     help="stop at the first bad record (default: log it, score it 0)")
+    gen.add_argument("--temperature", type=float, default=None,
+                     help="sampling temperature (default: greedy; mcq --n > 1: 1.0)")
+    gen.add_argument("--top-p", type=float, default=1.0)
     if name == "vstar":
       sub.add_argument("--judge", choices=("offline", "none"), default="offline",
                        help="what-judge for records without vqa_score: offline = ROUGE-L "
@@ -70,11 +92,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       sub.add_argument("--reference-skip-empty-vqa", action="store_true",
                        help="drop records with an empty answer_vqa from all means but Acc's "
                             "denominator, as the reference script does")
+      gen.add_argument("--no-think", action="store_true",
+                       help="leave out the grounded-reasoning instruction of the prompts")
     if name == "mcq":
       sub.add_argument("--group-by", default=",".join(mcq.GROUP_FIELDS),
                        help="comma-separated category fields to break accuracy down by")
+      gen.add_argument("--n", type=int, default=1,
+                       help="answers sampled per question (test-time scaling when > 1)")
+      gen.add_argument("--vote", choices=("majority", "confidence"), default="confidence",
+                       help="how the N answers are combined into `response` (both are kept)")
   parser.set_defaults(func=run)
   return parser
+
+
+def add_model_arguments(p) -> None:
+  """Options of a model run, shared with `o3jax infer`."""
+  p.add_argument("--processing", default="reference",
+                 help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
+                      "tiny model's small frames), or a training config file configs/*.py")
+  p.add_argument("--presentation", choices=("frames", "video"), default=None,
+                 help="frames: one image per frame (training format, default); video: "
+                      "Qwen2.5-VL's native video input")
+  p.add_argument("--prompt-stage", choices=("rl", "sft"), default="rl",
+                 help="system prompts of the RL (default) or SFT stage")
+  p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
 
 
 def _pct(x: float) -> str:
@@ -111,12 +152,83 @@ def _summary_mcq(m: dict) -> str:
   return "\n".join(lines)
 
 
+def results_path(args: argparse.Namespace) -> Path:
+  if args.results:
+    return Path(args.results)
+  if args.out:
+    return Path(args.out).with_suffix(".results.json")
+  return Path(f"{args.benchmark}_results.json")
+
+
+def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
+  """Answers --annotations with --model; writes the results file; returns (its path, the
+  generation settings for the metrics file)."""
+  import jax
+
+  from o3jax.eval import generate
+  from o3jax.processing.media import MediaError
+  name = f"o3jax eval {args.benchmark}"
+  if not (args.model and args.annotations):
+    raise SystemExit(f"{name}: generating results needs --model DIR and --annotations FILE "
+                     "(--videos DIR defaults to the annotation file's folder)")
+  records = load_records(args.annotations, "annotation")
+  if args.benchmark != "vstar":
+    from o3jax.eval import mcq_run, tvg_run
+    stgr = (mcq_run if args.benchmark == "mcq" else tvg_run).STGR_TASKS
+    records = generate.select_tasks(records, stgr)
+  records = records[:args.limit]
+  videos = args.videos or str(Path(args.annotations).resolve().parent)
+  n = getattr(args, "n", 1)
+  greedy = args.temperature is None and n == 1
+  decoding = generate.Decoding(max_new_tokens=args.max_new_tokens, greedy=greedy,
+                               temperature=args.temperature or 1.0, top_p=args.top_p)
+  try:
+    processing = generate.processing_config(args.processing, args.presentation)
+    loaded = generate.load_model(args.model, args.dtype)
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise SystemExit(f"{name}: {e}")
+  common = dict(key=jax.random.key(args.seed), decoding=decoding, stage=args.prompt_stage,
+                batch_size=args.batch_size, strict=args.strict)
+  try:
+    if args.benchmark == "vstar":
+      from o3jax.eval.vstar_run import vstar_results
+      results, errors = vstar_results(loaded, records, videos, processing,
+                                      think=not args.no_think, **common)
+    elif args.benchmark == "tvg":
+      from o3jax.eval.tvg_run import tvg_results
+      results, errors = tvg_results(loaded, records, videos, processing, **common)
+    else:
+      from o3jax.eval.mcq_run import mcq_results
+      results, errors = mcq_results(loaded, records, videos, processing, n=n, vote=args.vote,
+                                    **common)
+  except (ValueError, MediaError) as e:
+    raise SystemExit(f"{name}: {args.annotations}: {e}")
+  path = results_path(args)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  print(f"results of {len(results)} records written to {path}"
+        + (f" ({len(errors)} could not be answered)" if errors else ""))
+  settings = {"model": args.model, "model_kind": loaded.kind, "annotations": args.annotations,
+              "processing": args.processing, "presentation": processing.presentation,
+              "prompt_stage": args.prompt_stage, "max_new_tokens": args.max_new_tokens,
+              "greedy": greedy, "temperature": None if greedy else decoding.temperature,
+              "top_p": args.top_p, "seed": args.seed, "errors": errors}
+  if args.benchmark == "mcq":
+    settings.update(n=n, vote=args.vote)
+  return path, settings
+
+
 def run(args: argparse.Namespace) -> int:
-  if args.model or args.videos:
-    raise SystemExit(GENERATION_MISSING)
-  if not args.results:
-    raise SystemExit(f"o3jax eval {args.benchmark}: --results FILE is required")
-  records = load_records(args.results)
+  generation = None
+  if args.model or args.annotations or args.videos:
+    path, generation = generate_results(args)
+  elif args.results:
+    path = Path(args.results)
+  else:
+    raise SystemExit(f"o3jax eval {args.benchmark}: --results FILE is required (or --model "
+                     "and --annotations to generate it)")
+  records = load_records(path)
+  tts_table = None
   try:
     if args.benchmark == "vstar":
       judge = vstar.offline_judge if args.judge == "offline" else None
@@ -129,13 +241,21 @@ def run(args: argparse.Namespace) -> int:
       fields = tuple(f.strip() for f in args.group_by.split(",") if f.strip())
       metrics = mcq.score_mcq(records, fields)
       summary = _summary_mcq(metrics)
+      if any(isinstance(r, dict) and isinstance(r.get("answers"), list) for r in records):
+        from o3jax.eval.mcq_run import print_tts, tts_accuracy
+        tts_table = tts_accuracy(records)
   except ValueError as err:
-    raise SystemExit(f"o3jax eval {args.benchmark}: {args.results}: {err}")
+    raise SystemExit(f"o3jax eval {args.benchmark}: {path}: {err}")
   print(summary)
+  if tts_table:
+    print_tts(tts_table)
+    metrics["tts"] = tts_table
+  if generation:
+    metrics["generation"] = generation
   if args.out:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": args.benchmark, "results": str(args.results), **metrics}
+    report = {"benchmark": args.benchmark, "results": str(path), **metrics}
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(f"metrics written to {out}")
   return 0

@@ -154,8 +154,9 @@ def image_query(image: np.ndarray, text: str, processing: ProcessingConfig,
 # ------------------------------------------------------------------------ shapes
 
 def bucket(x: int, least: int) -> int:
-  """x rounded up to one of least * 2^k * {1, 1.125, ..., 1.875}: at most 12.5% padding
-  and 8 sizes per doubling, so a benchmark compiles a handful of times."""
+  """x rounded up to a multiple of max(least, 2^ceil(log2 x) / 16): multiples of `least`
+  for small x, else less than x/8 of padding and 8 sizes per doubling, so a benchmark
+  compiles the sampler a handful of times."""
   x = max(int(x), least)
   step = max(least, (1 << (x - 1).bit_length()) // 16)
   return -(-x // step) * step
@@ -259,3 +260,90 @@ def generate(loaded: LoadedModel, queries: Sequence[Query], key: jax.Array, deco
             f"/{len(queries)} queries, prompt length {inputs['input_ids'].shape[1]})",
             file=sys.stderr, flush=True)
   return out
+
+
+# ------------------------------------------------------------------------ benchmarks
+
+VIDEO_FIELDS = ("video_path", "video")
+VIDEO_ID_FIELDS = ("vid", "video_id", "videoID")
+
+
+def video_file(record: dict, videos_dir: str) -> str:
+  """DIR/<video_path or video> when the record names a file, else DIR/<vid>.mp4 (V-STaR,
+  VideoMME layouts); ValueError naming the fields when it has none of them."""
+  for field in VIDEO_FIELDS:
+    if record.get(field):
+      return os.path.join(videos_dir, str(record[field]))
+  for field in VIDEO_ID_FIELDS:
+    if record.get(field):
+      return os.path.join(videos_dir, f"{record[field]}.mp4")
+  raise ValueError(f"field 'video_path' is missing (nor {', '.join(VIDEO_FIELDS[1:] + VIDEO_ID_FIELDS)})")
+
+
+def select_tasks(records: list, tasks: Sequence[str]) -> list:
+  """STGR files (records with a `task` of SPEC.md section 3) hold every task: keep the
+  records of `tasks`. Other files are returned as they are."""
+  from o3jax.processing.prompts import TASKS
+  if not any(isinstance(r, dict) and r.get("task") in TASKS for r in records):
+    return records
+  return [r for r in records if isinstance(r, dict) and r.get("task") in tasks]
+
+
+def record_name(record, index: int) -> str:
+  if isinstance(record, dict):
+    for field in ("id", "qid", "question_id") + VIDEO_ID_FIELDS:
+      if record.get(field) is not None:
+        return f"record {index} ({field} {record[field]})"
+  return f"record {index}"
+
+
+@dataclasses.dataclass
+class Answered:
+  index: int
+  record: dict
+  video: Video | None
+  texts: list[list[str]]  # per query of the record: num_samples completions
+  error: str | None = None
+
+
+def answer_records(loaded: LoadedModel, records: Sequence, videos_dir: str,
+                   processing: ProcessingConfig, make_queries, *, key: jax.Array,
+                   decoding: Decoding, queries_per_record: int = 1, num_samples: int = 1,
+                   batch_size: int = 4, strict: bool = False, name: str = "eval"):
+  """Yields, chunk by chunk and in record order, an `Answered` per record.
+
+  make_queries(record, index, video) -> the record's queries (ValueError for a malformed
+  record). A chunk holds batch_size // queries_per_record records (at least one), so
+  only their videos are in memory. A record that fails (bad fields, unreadable video) is
+  yielded with its error and no texts, or raises ValueError when strict."""
+  per_chunk = max(1, batch_size // queries_per_record)
+  for c, start in enumerate(range(0, len(records), per_chunk)):
+    chunk: list[Answered] = []
+    queries: list[Query] = []
+    counts: list[int] = []
+    for index in range(start, min(start + per_chunk, len(records))):
+      record = records[index]
+      try:
+        if not isinstance(record, dict):
+          raise ValueError("not a JSON object")
+        video = load_video(video_file(record, videos_dir), processing)
+        own = make_queries(record, index, video)
+      except (ValueError, media.MediaError) as e:
+        message = f"{name} {record_name(record, index)}: {e}"
+        if strict:
+          raise ValueError(message) from None
+        print(f"skipping {message}", file=sys.stderr, flush=True)
+        chunk.append(Answered(index, record if isinstance(record, dict) else {}, None, [],
+                              str(e)))
+        continue
+      chunk.append(Answered(index, record, video, []))
+      queries += own
+      counts.append(len(own))
+    if queries:
+      texts = iter(generate(loaded, queries, jax.random.fold_in(key, c), decoding,
+                            num_samples=num_samples, batch_size=batch_size))
+      for item, count in zip([a for a in chunk if a.error is None], counts):
+        item.texts = [next(texts) for _ in range(count)]
+    print(f"{name}: {min(start + per_chunk, len(records))}/{len(records)} records",
+          file=sys.stderr, flush=True)
+    yield chunk

@@ -17,24 +17,22 @@ scores) and an `o3jax` entry (frame size, the raw where-completions, any error):
   as a JSON object text {"second": box or [boxes]}; a completion with no readable box is
   kept as written (it scores 0 either way).
 A sample whose video cannot be read gets empty answers (scored 0) and its error in
-`o3jax.error`; with strict=True it raises instead.
+`o3jax.error`; one whose annotation is malformed is left out; with strict=True either
+raises instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Sequence
 
 import jax
 
 from o3jax.eval import vstar, vstar_prompts
-from o3jax.eval.generate import Decoding, LoadedModel, Query, Video, generate, load_video
+from o3jax.eval.generate import Decoding, LoadedModel, Query, Video, answer_records
 from o3jax.eval.iou import is_number
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
-from o3jax.processing.media import MediaError
 
 ANSWER_FIELDS = ("answer_vqa", "answer_temporal", "answer_spatial", "answer_spatial_2",
                  "answer_temporal_2")
@@ -42,13 +40,6 @@ SPATIAL_FIELDS = ("answer_spatial", "answer_spatial_2")
 SYSTEM_TASK = {"answer_vqa": prompts.SPATIO_TEMPORAL, "answer_temporal": "temporal QA",
                "answer_spatial": prompts.SPATIO_TEMPORAL,
                "answer_spatial_2": prompts.SPATIO_TEMPORAL, "answer_temporal_2": "temporal QA"}
-
-
-def video_file(record: dict, videos_dir: str, index: int) -> str:
-  """DIR/video_path when the record has one, else DIR/<vid>.mp4 (the V-STaR layout)."""
-  if record.get("video_path"):
-    return os.path.join(videos_dir, str(record["video_path"]))
-  return os.path.join(videos_dir, f"{vstar.record_field(record, 'vid', index)}.mp4")
 
 
 def sample_queries(record: dict, video: Video, stage: str = "rl", think: bool = True) -> list[Query]:
@@ -100,39 +91,27 @@ def failed_record(record: dict, error: str) -> dict:
 def vstar_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
                   processing: ProcessingConfig, *, key: jax.Array, decoding: Decoding,
                   stage: str = "rl", think: bool = True, batch_size: int = 5,
-                  strict: bool = False, progress: bool = True) -> tuple[list[dict], list[str]]:
-  """(results records in annotation order, errors). Samples are answered a few at a time
-  (batch_size // 5 samples, at least one), so only their videos are held in memory."""
-  per_chunk = max(1, batch_size // len(ANSWER_FIELDS))
-  results: list[dict] = []
-  errors: list[str] = []
-  for c, start in enumerate(range(0, len(records), per_chunk)):
-    chunk = list(enumerate(records[start:start + per_chunk], start))
-    answered, queries = [], []
-    for index, record in chunk:
-      try:
-        if not isinstance(record, dict):
-          raise ValueError(f"V-STaR record {index}: not a JSON object")
-        video = load_video(video_file(record, videos_dir, index), processing)
-        queries += sample_queries(record, video, stage, think)
-        vstar.gold_span(record, index)  # malformed annotations fail here, not when scored
-        answered.append((index, record, video))
-      except (ValueError, MediaError) as e:
-        message = f"V-STaR record {index} (vid {record.get('vid', '?') if isinstance(record, dict) else '?'}): {e}"
-        if strict:
-          raise ValueError(message) from None
-        print(f"skipping: {message}", file=sys.stderr)
-        errors.append(message)
-        results.append(failed_record(record if isinstance(record, dict) else {}, str(e)))
-        queries = queries[:len(answered) * len(ANSWER_FIELDS)]
-    if queries:
-      texts = generate(loaded, queries, jax.random.fold_in(key, c), decoding,
-                       batch_size=batch_size)
-      for k, (index, record, video) in enumerate(answered):
-        own = [t[0] for t in texts[k * len(ANSWER_FIELDS):(k + 1) * len(ANSWER_FIELDS)]]
-        results.append(results_record(record, own, video.frame_size))
-    results.sort(key=lambda r: 0)  # keeps order; failed ones are placed below
-    if progress:
-      print(f"V-STaR: {min(start + per_chunk, len(records))}/{len(records)} samples",
-            file=sys.stderr, flush=True)
+                  strict: bool = False) -> tuple[list[dict], list[str]]:
+  """(results records in annotation order, errors); batch_size queries per sampler call."""
+
+  def make_queries(record, index, video):
+    vstar.gold_span(record, index)  # a malformed annotation fails here, not when scored
+    return sample_queries(record, video, stage, think)
+
+  results, errors = [], []
+  for chunk in answer_records(loaded, records, videos_dir, processing, make_queries, key=key,
+                              decoding=decoding, queries_per_record=len(ANSWER_FIELDS),
+                              batch_size=batch_size, strict=strict, name="V-STaR"):
+    for item in chunk:
+      if item.error is not None:
+        errors.append(f"record {item.index}: {item.error}")
+        failed = failed_record(item.record, item.error)
+        try:  # an unanswered sample scores 0; one whose annotation is malformed cannot be scored
+          vstar.score_sample(failed, item.index, None)
+          results.append(failed)
+        except ValueError:
+          pass
+      else:
+        results.append(results_record(item.record, [t[0] for t in item.texts],
+                                      item.video.frame_size))
   return results, errors

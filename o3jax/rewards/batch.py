@@ -1,17 +1,19 @@
 """Completions -> padded flat arrays for the reward kernels, read in bulk (host side).
 
 `parse_batch` reads what parse.py's `parse_completion` reads, with the same functions,
-straight into flat lists of numbers: no tuple per claim or box. Its fast path is for
-the think texts whose claim boxes are all plain: the box runs, joined, are `<box>[a,b,c,d]
-</box>` units with fields of at most 24 of the characters `0-9 . - space` (`_PLAIN_RUNS`).
-Then each claim's boxes are its units (the `\\[.*?\\]` matches of its run hold no `]` nor
-newline), and all of them are decoded by one json.loads of their fields joined with
-commas. That succeeds exactly when every field is a JSON number, that is when every box
-is valid JSON; then every box is four numbers, finite (24 characters), so none is
-dropped, and json reads each number as it does inside its box. When every claim time
-parses too, no claim is dropped. When, further, the think holds as many `<box>` as the
-claims' runs, its visual think boxes are the same units. Any other think goes through
-parse.py's per-box path. The equality is tested on adversarial text (test_rewards_parse).
+straight into flat lists and arrays of numbers: no tuple per claim or box. Its fast path
+is for a think whose claim boxes are integers, as the training targets write them: the
+claims' box runs (claims.py), joined, are `<box>[a,b,c,d]</box>` units whose fields are
+JSON integers of at most 15 digits with spaces around them (`_INT_RUNS`). Then the
+`\\[.*?\\]` matches of a run are its units (they hold no `]` nor newline), each is valid
+JSON and four finite numbers, and float64 holds each integer exactly, so all of them are
+read at once by np.fromstring from their fields joined with commas. With every claim
+time parsing too, no claim is dropped and no box left out. Two more values come from the
+claims when the counts allow: if the think holds one `<t>` per claim and the claim times
+are `[\\d.]+`, the think times are the claim times (each `<t>` is a claim's
+`at<t>T</t>s`); if it holds one `<box>` per unit, the visual think boxes are the units.
+Anything else goes through parse.py's per-box path. test_rewards_parse checks that both
+paths read the same on adversarial text.
 
 Arrays (`ParsedArrays`) are per completion [N] or flat over the batch with the owning
 completion's index (claims [C], claim boxes [Q], think times [T], visual think boxes
@@ -20,7 +22,6 @@ per bucket and no claim is ever truncated.
 """
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -28,10 +29,13 @@ from typing import NamedTuple
 import numpy as np
 
 from o3jax.rewards.claims import find_claims
-from o3jax.rewards.parse import BoxValues, read_claims, read_fields, read_think_boxes
+from o3jax.rewards.parse import (BoxValues, Fields, read_claims, read_fields, read_think_boxes,
+                                 read_times)
 
-_FIELD = r"[0-9. -]{1,24}"
-_PLAIN_RUNS = re.compile(rf"(?:<box>\[{_FIELD},{_FIELD},{_FIELD},{_FIELD}\]</box>)*")
+# A JSON integer of at most 15 digits (exact in float64), spaces around it.
+_INT = r" *+-?+(?:0|[1-9][0-9]{0,14}+) *+"
+_INT_RUNS = re.compile(rf"(?:<box>\[{_INT},{_INT},{_INT},{_INT}\]</box>)*")
+_TIME_TEXTS = re.compile(r"[\d.]*")  # TIME_RE's time characters
 
 
 def bucket(n: int, minimum: int = 8) -> int:
@@ -83,54 +87,69 @@ class ParsedBatch:
     answers: list[str]  # answer text of each completion (ROUGE reads it)
 
 
-def _plain_numbers(runs: str) -> list | None:
-    """The numbers of plain box runs (module docstring), flat; None for any other text."""
-    if _PLAIN_RUNS.fullmatch(runs) is None:
+def _int_boxes(runs: str) -> np.ndarray | None:
+    """The numbers of box runs of integer boxes (module docstring), flat; else None."""
+    if _INT_RUNS.fullmatch(runs) is None:
         return None
-    try:
-        return json.loads("[" + runs.replace("<box>[", "").replace("]</box>", ",")[:-1] + "]")
-    except ValueError:
-        return None
+    return np.fromstring(runs.replace("<box>[", "").replace("]</box>", ",")[:-1], np.int64,
+                         sep=",")
 
 
 class _Flat:
-    """Per completion counts and flat values of claims, claim boxes and think boxes."""
+    """Per completion counts and flat values of claims, claim boxes, think times and
+    think boxes, in completion order (box coordinates in one array per completion)."""
 
     def __init__(self):
         self.n_claims, self.claim_time, self.n_boxes, self.box = [], [], [], []
-        self.n_vboxes, self.vbox = [], []
+        self.n_times, self.time, self.n_vboxes, self.vbox = [], [], [], []
 
-    def add(self, think: str, box_count: int, visual: bool):
+    def add(self, think: str, tags: tuple[int, int, int], visual: bool):
+        """One completion's think text, with its counts of <obj>, <t>, <box>."""
         found = find_claims(think)
         runs = [run for _, run, _ in found]
-        numbers = _plain_numbers("".join(runs))
-        times = None
+        time_texts = [time for _, _, time in found]
+        numbers = _int_boxes("".join(runs))
+        claim_times = None
         if numbers is not None:
             try:
-                times = [float(time.strip()) for _, _, time in found]
+                claim_times = list(map(float, map(str.strip, time_texts)))
             except ValueError:  # a claim to drop
                 pass
         boxes = BoxValues()
-        if times is not None:
+        if claim_times is not None:  # fast path: no claim dropped, no box left out
             self.n_claims.append(len(found))
-            self.claim_time += times
+            self.claim_time += claim_times
             self.n_boxes += [run.count("<box>") for run in runs]
-            self.box += numbers
+            self.box.append(numbers)
         else:
             claims = read_claims(found, boxes)
             self.n_claims.append(len(claims))
             self.claim_time += [time for _, time, _ in claims]
             self.n_boxes += [len(claim_boxes) for _, _, claim_boxes in claims]
-            self.box += [v for _, _, claim_boxes in claims for b in claim_boxes for v in b]
+            self.box.append(np.array([b for _, _, claim_boxes in claims for b in claim_boxes]))
+
+        if (claim_times is not None and tags[1] == len(found)
+                and _TIME_TEXTS.fullmatch("".join(time_texts))):
+            times = claim_times  # every <t> is a claim's, and its time is `[\d.]+`
+        else:
+            times = read_times(think)
+        self.n_times.append(len(times))
+        self.time += times
+
         if not visual:
             self.n_vboxes.append(0)
-        elif numbers is not None and len(numbers) == 4 * box_count:  # every <box> in a claim
-            self.n_vboxes.append(box_count)
-            self.vbox += numbers
+        elif numbers is not None and len(numbers) == 4 * tags[2]:  # every <box> is a claim's
+            self.n_vboxes.append(tags[2])
+            self.vbox.append(numbers)
         else:
             vboxes = read_think_boxes(think, boxes)
             self.n_vboxes.append(len(vboxes))
-            self.vbox += [v for b in vboxes for v in b]
+            self.vbox.append(np.array(vboxes))
+
+
+def _stacked(chunks: list[np.ndarray]) -> np.ndarray:
+    """Box coordinate chunks as one float64 [k, 4] array."""
+    return np.concatenate([np.zeros(0)] + [c.ravel() for c in chunks]).reshape(-1, 4)
 
 
 def _padded(values, size: int, dtype, width: int = 0, fill=0) -> np.ndarray:
@@ -157,14 +176,16 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
     visual: per completion, whether its think boxes are read (only visual QA scores
     them); all by default.
     """
-    n = len(texts)
-    n_pad = bucket(n) if n_pad is None else n_pad
     fields, flat = [], _Flat()
     for i, text in enumerate(texts):
         think, f = read_fields(text)
         fields.append(f)
-        flat.add(think or "", f.think_tags[2], visual is None or visual[i])
+        flat.add(think or "", f.think_tags, visual is None or visual[i])
+    return _pack(fields, flat, bucket(len(texts)) if n_pad is None else n_pad)
 
+
+def _pack(fields: list[Fields], flat: _Flat, n_pad: int) -> ParsedBatch:
+    n = len(fields)
     ids: dict[str, int] = {}
 
     def intern(key: str | None) -> int:
@@ -172,11 +193,8 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
 
     choice = [[intern(k) for k in choice_keys(f.choice) + (
         choice_keys(f.tg_choice) if f.tg_choice is not None else (None, None))] for f in fields]
-    n_times = [len(f.times) for f in fields]
-    times = [t for f in fields for t in f.times]
-    boxes = np.asarray(flat.box, np.float64).reshape(-1, 4)
-    vboxes = np.asarray(flat.vbox, np.float64).reshape(-1, 4)
-    c, q, t, v = (bucket(len(x)) for x in (flat.claim_time, boxes, times, vboxes))
+    boxes, vboxes = _stacked(flat.box), _stacked(flat.vbox)
+    c, q, t, v = (bucket(len(x)) for x in (flat.claim_time, boxes, flat.time, vboxes))
     arrays = ParsedArrays(
         has_think=_padded([f.has_think for f in fields], n_pad, bool),
         has_answer=_padded([f.has_answer for f in fields], n_pad, bool),
@@ -184,7 +202,7 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
         think_tags=_padded([f.think_tags for f in fields], n_pad, np.int32, 3),
         visual_grounded=_padded([f.visual_grounded for f in fields], n_pad, bool),
         n_claims=_padded(flat.n_claims, n_pad, np.int32),
-        n_times=_padded(n_times, n_pad, np.int32),
+        n_times=_padded(flat.n_times, n_pad, np.int32),
         span=_padded([f.span or (0.0, 0.0) for f in fields], n_pad, np.float64, 2),
         span_valid=_padded([f.span is not None for f in fields], n_pad, bool),
         answer_box=_padded([f.answer_box or (0.0,) * 4 for f in fields], n_pad, np.float64, 4),
@@ -198,9 +216,9 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
         box_claim=_owners(flat.n_boxes, q, c - 1),
         box=_padded(boxes, q, np.float64, 4),
         box_valid=_valid(len(boxes), q),
-        time_sample=_owners(n_times, t, n_pad - 1),
-        time=_padded(times, t, np.float64),
-        time_valid=_valid(len(times), t),
+        time_sample=_owners(flat.n_times, t, n_pad - 1),
+        time=_padded(flat.time, t, np.float64),
+        time_valid=_valid(len(flat.time), t),
         vbox_sample=_owners(flat.n_vboxes, v, n_pad - 1),
         vbox=_padded(vboxes, v, np.float64, 4),
         vbox_valid=_valid(len(vboxes), v),

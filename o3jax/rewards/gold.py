@@ -76,16 +76,28 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _numbers(values: list | tuple) -> list[float | None]:
+    """_number of each value; plain finite ints and floats (the usual) in bulk."""
+    if set(map(type, values)) <= {int, float}:
+        try:
+            floats = list(map(float, values))
+        except OverflowError:  # an int beyond float range
+            floats = [math.inf]
+        if all(map(math.isfinite, floats)):
+            return floats
+    return [_number(v) for v in values]
+
+
 def _size(record: Mapping, field: str) -> tuple[float, float]:
     value = _get(record, field)
-    size = [_number(v) for v in value] if isinstance(value, (list, tuple)) else []
+    size = _numbers(value) if isinstance(value, (list, tuple)) else []
     if len(size) != 2 or None in size or min(size) <= 0:
         raise _error(record, field, f"expected [W, H], two positive numbers, got {value!r}")
     return size[0], size[1]
 
 
 def _box(record: Mapping, field: str, value) -> Box:
-    box = [_number(v) for v in value] if isinstance(value, (list, tuple)) else []
+    box = _numbers(value) if isinstance(value, (list, tuple)) else []
     if len(box) != 4 or None in box or box[0] > box[2] or box[1] > box[3]:
         raise _error(record, field, f"expected [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, "
                                     f"got {value!r}")
@@ -97,7 +109,7 @@ def _span(record: Mapping, text: str) -> tuple[float, float]:
         value = ast.literal_eval(text.strip())
     except Exception:
         value = None
-    span = [_number(v) for v in value] if isinstance(value, (list, tuple)) else []
+    span = _numbers(value) if isinstance(value, (list, tuple)) else []
     if len(span) != 2 or None in span or span[1] < span[0]:
         raise _error(record, "answer", f"expected a span [s, e] with s <= e, got {text!r}")
     return span[0], span[1]
@@ -221,11 +233,13 @@ def pack_gold(golds: list[Gold], n_pad: int, choice_ids: Mapping[str, int]) -> G
         out.box[i] = x.box or (0.0,) * 4
         out.key_time[i, :len(x.key_times)] = x.key_times
         out.key_time_valid[i, :len(x.key_times)] = True
-        for j, frame in enumerate(x.key_boxes):
-            for k, obj_boxes in enumerate(frame):
-                if obj_boxes:
-                    out.key_box[i, j, k, :len(obj_boxes)] = obj_boxes
-                    out.key_box_valid[i, j, k, :len(obj_boxes)] = True
+    where = [(i, j, k, n) for i, x in enumerate(unique) for j, frame in enumerate(x.key_boxes)
+             for k, obj_boxes in enumerate(frame) for n in range(len(obj_boxes))]
+    if where:
+        where = tuple(np.array(where).T)
+        out.key_box[where] = [b for x in unique for frame in x.key_boxes for boxes in frame
+                              for b in boxes]
+        out.key_box_valid[where] = True
     index = {id(x): i for i, x in enumerate(unique)}
     take = np.full(n_pad, u - 1)
     take[:len(golds)] = [index[id(x)] for x in golds]

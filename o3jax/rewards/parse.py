@@ -110,20 +110,20 @@ class ParsedCompletion:
 
 
 class Fields(NamedTuple):
-    """A completion's values but its claims and think boxes (as in ParsedCompletion)."""
+    """A completion's values but its think times, claims and think boxes."""
     has_think: bool
     has_answer: bool
     balanced: bool
     think_tags: tuple[int, int, int]
     visual_grounded: bool
-    times: tuple[float, ...]
     span: tuple[float, float] | None
     answer_box: Box | None
     choice: str
     tg_choice: str | None
 
 
-def _times(think: str) -> tuple[float, ...]:
+def read_times(think: str) -> tuple[float, ...]:
+    """The think times; none when one fails to parse."""
     try:
         return tuple(map(float, TIME_RE.findall(think)))
     except ValueError:  # `1.2.3`
@@ -166,7 +166,6 @@ def read_fields(text: str) -> tuple[str | None, Fields]:
         balanced=balanced,
         think_tags=think_tags,
         visual_grounded=VISUAL_GROUNDING_RE.search(text) is not None,
-        times=_times(think or ""),
         span=_span(answer),
         answer_box=_first_box(answer),
         choice=answer,
@@ -203,5 +202,6 @@ def read_think_boxes(think: str, boxes: BoxValues) -> list[Box]:
 def parse_completion(text: str) -> ParsedCompletion:
     think, fields = read_fields(text)
     think, boxes = think or "", BoxValues()
-    return ParsedCompletion(**fields._asdict(), claims=tuple(read_claims(find_claims(think), boxes)),
+    return ParsedCompletion(**fields._asdict(), times=read_times(think),
+                            claims=tuple(read_claims(find_claims(think), boxes)),
                             think_boxes=tuple(read_think_boxes(think, boxes)))

@@ -15,12 +15,14 @@ scorer's python table.
 import collections
 import functools
 import itertools
+import re
 from typing import NamedTuple
 
 from nltk.stem import porter
 from rouge_score import scoring, tokenize
 
 _STEMMER = porter.PorterStemmer()
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -30,16 +32,17 @@ def _word_tokens(word: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1 << 12)
 def _tokens(text: str) -> tuple[str, ...]:
-    """rouge_score.tokenize.tokenize(text, stemmer): lower-cased, split at non [a-z0-9],
-    then each word stemmed and checked alone, which here is memoised per word."""
-    words = tokenize.SPACES_RE.split(tokenize.NON_ALPHANUM_RE.sub(" ", text.lower()))
+    """rouge_score.tokenize.tokenize(text, stemmer), which lower-cases, turns each run of
+    characters other than [a-z0-9] into a space, splits at spaces (the words are the
+    runs of [a-z0-9]), then stems and checks each word alone: that part is memoised."""
+    words = _WORD.findall(text.lower())
     return tuple(itertools.chain.from_iterable(map(_word_tokens, words)))
 
 
 class _Reference(NamedTuple):
     length: int  # tokens
-    unigrams: collections.Counter
-    bigrams: collections.Counter
+    unigrams: dict[str, int]  # counts
+    bigrams: dict[tuple[str, str], int]
     masks: dict[str, int]  # token -> the bits i where tokens[i] is that token
 
 
@@ -49,25 +52,31 @@ def _reference(text: str) -> _Reference:
     masks: dict[str, int] = {}
     for i, token in enumerate(tokens):
         masks[token] = masks.get(token, 0) | 1 << i
-    return _Reference(len(tokens), collections.Counter(tokens),
-                      collections.Counter(zip(tokens, tokens[1:])), masks)
+    return _Reference(len(tokens), dict(collections.Counter(tokens)),
+                      dict(collections.Counter(zip(tokens, tokens[1:]))), masks)
 
 
-def _lcs_length(reference: _Reference, tokens: tuple[str, ...]) -> int:
-    """Longest common subsequence length; bit i of `rows` ends clear once reference
-    token i is matched (the bit-vector form of the LCS table, one column at a time)."""
+def _matches(reference: _Reference, tokens: tuple[str, ...]) -> tuple[int, int, int]:
+    """Unigram and bigram overlaps (the sum over n-grams of the smaller count, as in
+    rouge_score) and LCS length of the prediction's tokens with the reference's.
+
+    The LCS is the bit-vector form of the LCS table, one prediction token at a time:
+    bit i of `rows` is clear once reference token i ends a longer common subsequence.
+    """
+    unigrams, bigrams = dict(reference.unigrams), dict(reference.bigrams)  # left to match
     full = (1 << reference.length) - 1
-    rows = full
+    rows, overlap1, overlap2, previous = full, 0, 0, None
     for token in tokens:
+        if unigrams.get(token):
+            unigrams[token] -= 1
+            overlap1 += 1
+        if bigrams.get((previous, token)):
+            bigrams[previous, token] -= 1
+            overlap2 += 1
         matched = rows & reference.masks.get(token, 0)
         rows = ((rows + matched) | (rows - matched)) & full
-    return reference.length - rows.bit_count()
-
-
-def _overlap(reference: collections.Counter, prediction: collections.Counter) -> int:
-    """rouge_score's n-gram intersection: sum over the reference's n-grams of min counts."""
-    return sum(map(min, reference.values(), map(prediction.get, reference,
-                                                 itertools.repeat(0))))
+        previous = token
+    return overlap1, overlap2, reference.length - rows.bit_count()
 
 
 def _fmeasure(overlap: int, n_prediction: int, n_reference: int) -> float:
@@ -77,9 +86,8 @@ def _fmeasure(overlap: int, n_prediction: int, n_reference: int) -> float:
 
 def rouge_accuracy(reference: str, prediction: str) -> float:
     ref, tokens = _reference(reference), _tokens(prediction)
-    rouge1 = _fmeasure(_overlap(ref.unigrams, collections.Counter(tokens)),
-                       len(tokens), ref.length)
-    rouge2 = _fmeasure(_overlap(ref.bigrams, collections.Counter(zip(tokens, tokens[1:]))),
-                       max(len(tokens) - 1, 0), max(ref.length - 1, 0))
-    rouge_l = _fmeasure(_lcs_length(ref, tokens), len(tokens), ref.length)
+    overlap1, overlap2, lcs = _matches(ref, tokens)
+    rouge1 = _fmeasure(overlap1, len(tokens), ref.length)
+    rouge2 = _fmeasure(overlap2, max(len(tokens) - 1, 0), max(ref.length - 1, 0))
+    rouge_l = _fmeasure(lcs, len(tokens), ref.length)
     return max(0.0, min(1.0, (rouge1 + rouge2 + rouge_l) / 3))

@@ -1,0 +1,324 @@
+"""Answering benchmarks with a model: loading, batched sampling, V-STaR / MCQ / TVG
+results files, confidence-aware test-time scaling."""
+
+import argparse
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from o3jax import sample
+from o3jax.eval import cli, generate as G, mcq_run, tvg_run, vstar, vstar_run
+from o3jax.models import Qwen2_5_VL
+from o3jax.models import config as config_lib
+from o3jax.processing.tokenizer import SPECIAL_TOKENS, build_demo_tokenizer, special_token_ids
+from tokenizers import Tokenizer, models
+
+PROCESSING = G.processing_config("tiny")
+
+
+def make_tiny_model_dirs(root: str) -> tuple[str, str]:
+  """A random tiny model with the demo tokenizer, as a Hugging Face directory and as an
+  o3jax checkpoint directory (`o3jax convert --to o3jax`)."""
+  from o3jax.convert.cli import hf_to_o3jax
+  from o3jax.convert.hf import save_pretrained
+  tokenizer = build_demo_tokenizer()
+  ids = special_token_ids(tokenizer)
+  config = config_lib.tiny(**{k: v for k, v in ids.items() if k != "pad_token_id"})
+  hf_dir, o3_dir = os.path.join(root, "hf"), os.path.join(root, "o3jax")
+  save_pretrained(Qwen2_5_VL(config, rngs=nnx.Rngs(3)), hf_dir)
+  tokenizer.save(os.path.join(hf_dir, "tokenizer.json"))
+  hf_to_o3jax(hf_dir, o3_dir)
+  return hf_dir, o3_dir
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+  return make_tiny_model_dirs(str(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dirs):
+  return G.load_model(model_dirs[0])
+
+
+def _run_cli(argv):
+  parser = argparse.ArgumentParser(prog="o3jax")
+  cli.add_parser(parser.add_subparsers(dest="command", required=True))
+  args = parser.parse_args(argv)
+  return args.func(args)
+
+
+# ------------------------------------------------------------------ loading, shapes
+
+def test_hf_and_o3jax_directories_load_the_same_model(model_dirs, loaded, synthetic_data, tmp_path):
+  from_ckpt = G.load_model(model_dirs[1])
+  assert (loaded.kind, from_ckpt.kind) == ("hf", "o3jax")
+  a = dict(nnx.to_flat_state(nnx.state(loaded.model, nnx.Param)))
+  b = dict(nnx.to_flat_state(nnx.state(from_ckpt.model, nnx.Param)))
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(np.asarray(a[k].get_value()), np.asarray(b[k].get_value()))
+  assert loaded.eos_ids == from_ckpt.eos_ids and loaded.pad_id == from_ckpt.pad_id
+
+  with pytest.raises(FileNotFoundError, match="not a model directory"):
+    G.load_model(str(tmp_path))
+  bad = tmp_path / "bad"
+  bad.mkdir()
+  for name in ("config.json", "model.safetensors"):
+    os.symlink(os.path.join(model_dirs[0], name), bad / name)
+  with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+    G.load_model(str(bad))
+  other = Tokenizer(models.WordLevel({"a": 0}, unk_token="a"))
+  other.add_special_tokens(list(reversed(SPECIAL_TOKENS)))  # same tokens, other ids
+  other.save(str(bad / "tokenizer.json"))
+  with pytest.raises(ValueError, match="not the model's tokenizer"):
+    G.load_model(str(bad))
+
+
+@pytest.mark.parametrize("x,least,expected", [
+    (1, 64, 64), (64, 64, 64), (65, 64, 128), (1000, 64, 1024), (1025, 64, 1152),
+    (1500, 64, 1536), (3000, 8, 3072), (9, 8, 16), (17, 8, 24), (200, 8, 208)])
+def test_bucket(x, least, expected):
+  assert G.bucket(x, least) == expected
+  assert expected >= x and (expected - x) < max(least, x / 8)
+
+
+def test_processing_config(tmp_path):
+  assert G.processing_config("tiny").max_frames == 8
+  assert G.processing_config("reference", "video").presentation == "video"
+  cfg = tmp_path / "c.py"
+  cfg.write_text("from o3jax.train.config import TrainConfig\n"
+                 "def get_config():\n  return TrainConfig(processing={'max_frames': 6})\n")
+  assert G.processing_config(str(cfg)).max_frames == 6
+  with pytest.raises(ValueError, match="processing must be one of"):
+    G.processing_config("huge")
+
+
+def _video_queries(data_dir):
+  """Three queries over two videos of different lengths (so different prompt lengths)."""
+  records = json.load(open(os.path.join(data_dir, "STGR-RL.json")))
+  paths = sorted({r["video_path"] for r in records if "video_path" in r})[:2]
+  videos = [G.load_video(os.path.join(data_dir, p), PROCESSING) for p in paths]
+  return [G.Query("What colour is the square?", videos[0].visual, "You are helpful."),
+          G.Query("When does the red circle appear? Answer briefly.", videos[1].visual),
+          G.Query("How many objects?", videos[0].visual, "Be grounded.")]
+
+
+def test_batched_greedy_tokens_are_the_unpadded_models_argmax(loaded, synthetic_data):
+  """Bucketed left padding, padded vision layouts and a filler row change nothing: each
+  generated token is the argmax of the plain (unpadded, uncached) forward pass."""
+  queries = _video_queries(synthetic_data)
+  merge = loaded.config.vision.spatial_merge_size
+  rows = [G.encode(loaded.tokenizer, q, merge) for q in queries]
+  inputs = G.batch_inputs(loaded, rows, batch_size=4, prompt_bucket=64)
+  assert inputs["input_ids"].shape[1] % 64 == 0
+  assert not inputs["attention_mask"][3].any()  # filler row
+  new = 6
+  out = sample.sample(loaded.graphdef, loaded.state, inputs, jax.random.key(0),
+                      max_new_tokens=new, greedy=True, eos_id=[10 ** 6], pad_id=loaded.pad_id)
+  tokens = np.asarray(out.tokens)
+  for i, row in enumerate(rows):
+    ids = np.concatenate([row.ids, tokens[i, :-1]])[None]
+    v = row.visual
+    logits = np.asarray(loaded.model(ids, pixel_values=v.pixel_values,
+                                     image_grid_thw=v.image_grid_thw))[0]
+    step_logits = logits[len(row.ids) - 1:]
+    chosen = np.take_along_axis(step_logits, tokens[i][:, None], 1)[:, 0]
+    np.testing.assert_array_less(step_logits.max(1) - chosen, 1e-4)
+
+  texts = G.generate(loaded, queries, jax.random.key(0), G.Decoding(max_new_tokens=new),
+                     batch_size=2)
+  one_by_one = [G.generate(loaded, [q], jax.random.key(0), G.Decoding(max_new_tokens=new),
+                           batch_size=1)[0] for q in queries]
+  assert texts == one_by_one
+  assert [t[0] for t in texts] == loaded.tokenizer.decode_batch(
+      [r[:n].tolist() for r, n in zip(tokens[:3], np.asarray(out.lengths)[:3])],
+      skip_special_tokens=True)
+
+
+# ------------------------------------------------------------------ V-STaR
+
+def _vstar_record(width=168, height=112):
+  return {"vid": "x", "domain": "d", "fps": 1.0, "frame_count": 10, "width": width,
+          "height": height, "question": "q?", "answer": "a", "timestamps": [2.0, 4.0],
+          "temporal_question": "when?", "spatial_question": "where?",
+          "spatial_question_2": "where 2?",
+          "bboxes": [{"timestamp": 2, "frame_index": 2, "xmin": 10, "ymin": 20, "xmax": 50, "ymax": 60},
+                     {"timestamp": 3, "frame_index": 3, "xmin": 20, "ymin": 20, "xmax": 60, "ymax": 60}]}
+
+
+def test_vstar_results_record_moves_boxes_to_the_annotation_size():
+  record = _vstar_record()  # frames of 84x56: every coordinate doubles
+  texts = ["<think>..</think><answer>It is blue.</answer>",
+           "<answer>[2.0, 3.0]</answer>",
+           '<think>..</think><answer>{"2": [5, 10, 25, 30], "3": [[10, 10, 30, 30], [0, 0, 1, 1]],'
+           ' "3.5": [1, 1, 2, 2]}</answer>',
+           "no boxes here",
+           "From <t>2</t>s to <t>4</t>s"]
+  out = vstar_run.results_record(record, texts, (84, 56))
+  assert {k: out[k] for k in record} == record
+  assert out["answer_vqa"] == texts[0] and out["answer_temporal"] == texts[1]
+  assert out["answer_temporal_2"] == texts[4]
+  assert json.loads(out["answer_spatial"]) == {"2": [10, 20, 50, 60],
+                                               "3": [[20, 20, 60, 60], [0, 0, 2, 2]]}
+  assert out["answer_spatial_2"] == "no boxes here"
+  assert out["o3jax"] == {"frame_size": [84, 56], "raw": {"answer_spatial": texts[2],
+                                                          "answer_spatial_2": texts[3]}}
+  m = vstar.score_vstar([out])
+  assert m["m_viou_1"] == pytest.approx(1.0) and m["m_viou_2"] == 0.0
+  assert m["m_tiou_1"] == pytest.approx(0.5) and m["m_tiou_2"] == pytest.approx(1.0)
+  # non-integer scale: 112 / 84 and 84 / 56
+  assert json.loads(vstar_run.rescale_boxes('{"1": [42, 28, 84, 56]}', (84, 56), (112, 84))) == {
+      "1": [56.0, 42.0, 112.0, 84.0]}
+  assert vstar_run.rescale_boxes("{}", (84, 56), (112, 84)) is None
+
+
+def test_vstar_queries_state_the_frame_size(loaded, synthetic_data):
+  record = json.load(open(os.path.join(synthetic_data, "vstar.json")))[0]
+  video = G.load_video(G.video_file(record, synthetic_data), PROCESSING)
+  queries = vstar_run.sample_queries(record, video, stage="rl")
+  assert len(queries) == 5 and all(q.visual is video.visual for q in queries)
+  assert record["question"] in queries[0].text and "84x56 pixels" in queries[2].text
+  assert "84x56 pixels" in queries[3].text and "84x56 pixels" in queries[4].text
+  assert "Assistant determines the precise time period" in queries[1].system
+
+
+def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsys):
+  records = json.load(open(os.path.join(synthetic_data, "vstar.json")))
+  missing = dict(records[0], vid="gone", video_path="videos/gone.mp4")
+  broken = {k: v for k, v in records[0].items() if k != "timestamps"}
+  annotations = tmp_path / "vstar.json"
+  annotations.write_text(json.dumps(records[:1] + [missing, broken]))
+  out = tmp_path / "m" / "vstar.json"
+  assert _run_cli(["eval", "vstar", "--annotations", str(annotations), "--videos", synthetic_data,
+                   "--model", model_dirs[1], "--processing", "tiny", "--max-new-tokens", "8",
+                   "--out", str(out)]) == 0
+  results = json.loads((tmp_path / "m" / "vstar.results.json").read_text())
+  assert len(results) == 2  # the malformed annotation is left out
+  first, gone = results
+  for field in vstar_run.ANSWER_FIELDS:
+    assert isinstance(first[field], str)
+    assert gone[field] == ""
+  assert first["o3jax"]["frame_size"] == [84, 56]
+  assert "does not exist" in gone["o3jax"]["error"]
+  assert {k: first[k] for k in records[0]} == records[0]
+  m = json.loads(out.read_text())
+  assert m["n"] == 2 and len(m["generation"]["errors"]) == 2
+  assert m["generation"]["model_kind"] == "o3jax"
+  assert m == {**json.loads(json.dumps({"benchmark": "vstar", "results": m["results"],
+                                        **vstar.score_vstar(results), "generation": m["generation"]}))}
+  assert "V-STaR (N=2)" in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="record 1 .*does not exist"):
+    _run_cli(["eval", "vstar", "--annotations", str(annotations), "--videos", synthetic_data,
+              "--model", model_dirs[1], "--processing", "tiny", "--max-new-tokens", "8",
+              "--results", str(tmp_path / "r.json"), "--strict"])
+
+
+# ------------------------------------------------------------------ MCQ, TVG, test-time scaling
+
+def test_mcq_and_tvg_record_helpers():
+  assert mcq_run.question_of({"question": "Q?", "options": ["red", "B. blue"]}) == \
+      "Q?\nOptions:\nA. red\nB. blue"
+  assert mcq_run.question_of({"question": "Q?\nA. red\nB. blue", "options": ["A. red", "B. blue"]}) == \
+      "Q?\nA. red\nB. blue"
+  assert mcq_run.gold_letter({"answer": "B\n[1.0, 2.0]"}) == "B"
+  with pytest.raises(ValueError, match="'answer'"):
+    mcq_run.gold_letter({"answer": "none"})
+  assert tvg_run.target_of({"answer": "[1.5, 3.0]"}) == [1.5, 3.0]
+  assert tvg_run.target_of({"timestamp": [2, 5]}) == [2.0, 5.0]
+  with pytest.raises(ValueError, match="start <= end"):
+    tvg_run.target_of({"target": [5, 2]})
+  assert tvg_run.unwrap_times("<think>at<t>1.5</t>s</think><answer>From <t>2.0</t>s to "
+                              "<t>5</t>s</answer>") == \
+      "<think>at1.5</think><answer>From 2.0 to 5</answer>"
+  records = [{"task": "temporal QA"}, {"task": "General video QA MCQ"}, {"task": "visual QA"}]
+  assert G.select_tasks(records, mcq_run.STGR_TASKS) == records[1:2]
+  plain = [{"question": "q", "answer": "A"}]
+  assert G.select_tasks(plain, mcq_run.STGR_TASKS) == plain
+
+
+def test_scale_weights_and_votes_by_hand():
+  """Four completions for one question; the rater says 2 for a bright crop, 0 for a dark one."""
+  frames = np.zeros((2, 20, 30, 3), np.uint8)
+  frames[1, 0:10, 0:10] = (220, 40, 40)  # a red square in the second frame (t = 1 s)
+  video = G.Video("v.mp4", None, frames, (0.0, 1.0), 2.0, (30, 20))
+  claim = "<obj>red square</obj><box>[{}]</box>at<t>{}</t>s"
+  completions = [[
+      "<think>The " + claim.format("0,0,10,10", "0.9") + " is red.</think><answer>A</answer>",
+      "<think>No claim.</think><answer>B</answer>",
+      "<think>The " + claim.format("15,10,30,20", "1.0") + "</think><answer>(B)</answer>",
+      "<answer>B</answer>",
+  ]]
+  calls = []
+
+  def rate(crops, questions):
+    calls.append((len(crops), list(questions)))
+    return ["2" if crop.mean() > 20 else "Rating: 0" for crop in crops]
+
+  record = {"question": "Which colour?", "options": ["red", "blue"], "answer": "A"}
+  [out] = mcq_run.scale([record], [video], completions, rate, "confidence")
+  assert calls == [(2, ["Which colour?\nOptions:\nA. red\nB. blue"] * 2)]
+  assert out["answers"] == ["A", "B", "B", "B"]
+  assert out["weights"] == [1.0, 0.2, 0.2, 0.0]
+  assert out["crops"] == [1, 0, 1, 0] and out["ratings"] == [["2"], [], ["Rating: 0"], []]
+  assert (out["majority"], out["confidence"], out["response"]) == ("B", "A", "A")
+  [out] = mcq_run.scale([record], [video], completions, rate, "majority")
+  assert out["response"] == "B"
+
+
+def test_tts_accuracy_table():
+  rows = [{"answer": "A", "answers": ["A", "B", "A"], "majority": "A", "confidence": "A"},
+          {"answer": "B", "answers": ["C", "B", "C"], "majority": "C", "confidence": "B"},
+          {"answer": "C\n[1, 2]", "answers": [None, None, "A"], "majority": "A", "confidence": None}]
+  acc = mcq_run.tts_accuracy(rows)
+  assert acc == {"n_questions": 3, "n_samples": 3, "first_sample": pytest.approx(1 / 3),
+                 "mean_single_sample": pytest.approx((2 / 3 + 1 / 3 + 0) / 3),
+                 "majority": pytest.approx(1 / 3), "confidence": pytest.approx(2 / 3)}
+
+
+def test_mcq_test_time_scaling_and_tvg_end_to_end(model_dirs, synthetic_data, tmp_path, capsys):
+  stgr = os.path.join(synthetic_data, "STGR-RL.json")
+  out = tmp_path / "mcq.json"
+  assert _run_cli(["eval", "mcq", "--annotations", stgr, "--model", model_dirs[0],
+                   "--processing", "tiny", "--max-new-tokens", "8", "--limit", "3", "--n", "3",
+                   "--batch-size", "2", "--vote", "majority", "--out", str(out)]) == 0
+  results = json.loads((tmp_path / "mcq.results.json").read_text())
+  assert [r["task"] for r in results] == [r["task"] for r in json.load(open(stgr))
+                                          if r["task"] in mcq_run.STGR_TASKS][:3]
+  for r in results:
+    assert len(r["responses"]) == 3 and len(r["answers"]) == 3 and len(r["weights"]) == 3
+    assert all(0.0 <= w <= 1.0 for w in r["weights"])
+    assert r["majority"] == mcq_run.tts.majority_vote(r["answers"])
+    assert r["response"] == (r["majority"] or "")
+  m = json.loads(out.read_text())
+  gold = [mcq_run.gold_letter(r) for r in results]
+  assert m["tts"]["majority"] == pytest.approx(np.mean([r["majority"] == g for r, g in zip(results, gold)]))
+  assert m["acc"] == pytest.approx(m["tts"]["majority"])
+  assert m["generation"]["n"] == 3 and m["generation"]["temperature"] == 1.0
+  assert "majority@3" in capsys.readouterr().out
+
+  out = tmp_path / "tvg.json"
+  assert _run_cli(["eval", "tvg", "--annotations", stgr, "--model", model_dirs[0],
+                   "--processing", "tiny", "--max-new-tokens", "8", "--limit", "2",
+                   "--out", str(out)]) == 0
+  results = json.loads((tmp_path / "tvg.results.json").read_text())
+  assert [r["task"] for r in results] == ["temporal QA"] * 2
+  for r in results:
+    assert r["output"] == tvg_run.unwrap_times(r["raw_output"])
+    assert r["target"] == list(map(float, json.loads(r["answer"])))
+  assert json.loads(out.read_text())["n"] == 2
+
+
+def test_cli_generation_errors(tmp_path):
+  with pytest.raises(SystemExit, match="needs --model DIR and --annotations FILE"):
+    _run_cli(["eval", "vstar", "--model", "ckpt", "--videos", "vids/"])
+  annotations = tmp_path / "a.json"
+  annotations.write_text("[]")
+  with pytest.raises(SystemExit, match="not a model directory"):
+    _run_cli(["eval", "tvg", "--annotations", str(annotations), "--model", str(tmp_path)])
+  with pytest.raises(SystemExit, match="annotation file not found"):
+    _run_cli(["eval", "mcq", "--annotations", str(tmp_path / "x.json"), "--model", "m"])

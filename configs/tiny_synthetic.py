@@ -9,7 +9,10 @@ def get_config() -> TrainConfig:
   processing = {"max_frames": TINY.max_frames, "video_min_pixels": TINY.video_min_pixels,
                 "video_max_pixels": TINY.video_max_pixels,
                 "image_min_pixels": TINY.image_min_pixels,
-                "image_max_pixels": TINY.image_max_pixels}
+                "image_max_pixels": TINY.image_max_pixels,
+                # A model this small cannot carry the SFT format over to the reference's
+                # differently worded RL prompts: it is rewarded on the SFT ones.
+                "prompt_style": "sft"}
   # Synthetic videos are 112x84; spatio-temporal records add up to 2 key frames.
   bucket = bucket_for_videos(TINY, 640, (112, 84), max_key_frames=2, image_size=(112, 84))
   return TrainConfig(

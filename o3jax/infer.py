@@ -36,7 +36,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
   p.add_argument("--out", default="o3jax_infer", help="output directory (default o3jax_infer)")
   p.add_argument("--gif", action="store_true", help="also write evidence.gif")
   add_model_arguments(p)
-  p.add_argument("--task", default=prompts.SPATIO_TEMPORAL, choices=prompts.TASKS[:3] + prompts.TASKS[4:],
+  p.add_argument("--task", default=prompts.SPATIO_TEMPORAL,
+                 choices=[t for t in prompts.TASKS if t not in prompts.IMAGE_TASKS],
                  help="whose system prompt to use (default: spatio-temporal free-form QA)")
   p.add_argument("--max-new-tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=None, help="sample (default: greedy)")
@@ -129,7 +130,8 @@ def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> 
 
 def run(args: argparse.Namespace) -> int:
   import jax
-  from o3jax.eval.generate import Decoding, load_model, load_video, processing_config
+  from o3jax.eval.generate import (Decoding, inference_mesh, load_model, load_video,
+                                   processing_config)
   from o3jax.processing.media import MediaError
   try:
     processing = processing_config(args.processing, args.presentation)
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
   except (ValueError, MediaError) as e:
     raise SystemExit(f"o3jax infer: {e}")
   try:
-    loaded = load_model(args.model, args.dtype)
+    loaded = load_model(args.model, args.dtype, inference_mesh(args.mesh))
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"o3jax infer: --model {args.model}: {e}")
   greedy = args.temperature is None

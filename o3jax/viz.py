@@ -112,9 +112,15 @@ def evidence_panels(frames: np.ndarray, frame_times: Sequence[float],
   """One captioned panel per shown frame that holds evidence, in time order."""
   palette = colours(evidence)
   scale = scale_for(frames.shape[2], min_width)
-  return [_caption(draw_evidence(frames[i], items, scale, palette),
-                   f"frame {i + 1} at {frame_times[i]:g}s")
-          for i, items in assign_frames(frame_times, evidence).items()]
+  size = (frames.shape[2] * scale, frames.shape[1] * scale)
+  panels = []
+  for i, items in assign_frames(frame_times, evidence).items():
+    caption = f"frame {i + 1} at {frame_times[i]:g}s"
+    hidden = sum(box_on_panel(e.box, scale, size) is None for e in items)
+    if hidden:  # listed in the evidence table, but empty or outside the frame
+      caption += f" ({hidden} empty or outside box{'es' if hidden > 1 else ''})"
+    panels.append(_caption(draw_evidence(frames[i], items, scale, palette), caption))
+  return panels
 
 
 def evidence_sheet(frames: np.ndarray, frame_times: Sequence[float], evidence: Sequence[Evidence],

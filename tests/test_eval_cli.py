@@ -63,9 +63,9 @@ def test_vstar_cli_errors(tmp_path):
   results.write_text(json.dumps(hand_records()))
   with pytest.raises(SystemExit, match="vid r2.*vqa_score"):
     _run(["eval", "vstar", "--results", str(results), "--judge", "none"])
-  with pytest.raises(SystemExit, match="needs the sampler"):
+  with pytest.raises(SystemExit, match="needs --model DIR and --annotations FILE"):
     _run(["eval", "vstar", "--model", "ckpt", "--videos", "vids/"])
-  with pytest.raises(SystemExit, match="needs the sampler"):
+  with pytest.raises(SystemExit, match="needs --model DIR and --annotations FILE"):
     _run(["eval", "tvg", "--results", str(results), "--model", "ckpt"])
   with pytest.raises(SystemExit, match="--results FILE is required"):
     _run(["eval", "mcq"])

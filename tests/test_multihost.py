@@ -2,10 +2,14 @@
 
 How the comparison is made a true equality: the pipeline shards records by process
 (process i of n takes records i, i+n, ...). With shuffling off, process i's k-th batch of
-2 holds records 4k+i and 4k+i+2, and the global batch (process 0's rows first, see
-`o3jax.distributed.gather_batch`) is records 4k, 4k+2, 4k+1, 4k+3. The one-process
-reference reads a copy of the records file written in that order, unshuffled, batch 4:
-the same global batch, made by the ordinary one-process path, which gathers nothing.
+2 holds records 4k+i and 4k+i+2 of its file, and the global batch (process 0's rows first,
+see `o3jax.distributed.gather_batch`) is records 4k, 4k+2, 4k+1, 4k+3. The one-process
+reference reads a file with the records in that interleaved order, unshuffled, batch 4:
+the same global batches, made by the ordinary one-process path, which gathers nothing.
+
+The two-process file holds synthetic records 0 1 2 3 2 3 0 1: its second global batch has
+the first one's rows in another order (other rows on each process), so both steps have
+the same shapes and the test compiles the train step once.
 
 Run as a script, this file is the worker: `python test_multihost.py DATA FILE WORKDIR STEPS`
 (started by launch/local.py, which sets the O3JAX_* variables).
@@ -23,6 +27,12 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONFIG = os.path.join(ROOT, "configs", "tiny_synthetic.py")
+TWO_PROCESS_ORDER = [0, 1, 2, 3, 2, 3, 0, 1]
+
+
+def interleaved(order):
+  """The order one process with batch 4 must read to see what two processes see."""
+  return [order[k + j] for k in range(0, len(order), 4) for j in (0, 2, 1, 3)]
 
 
 def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
@@ -47,20 +57,17 @@ def save_tokenizer(workdir: str) -> None:
   build_demo_tokenizer().save(os.path.join(workdir, "tokenizer.json"))
 
 
-def interleaved_copy(data_dir: str, out: str, file: str = "STGR-SFT.json") -> str:
-  """`out` holding `file`'s records in the order 0, 2, 1, 3, 4, 6, 5, 7, ... and links to
-  the media; returns the name of the records file."""
+def records_copy(data_dir: str, out: str, order: list[int]) -> str:
+  """`out` holding STGR-SFT.json's records `order` and links to the media; returns `out`."""
   os.makedirs(out, exist_ok=True)
   for name in os.listdir(data_dir):
     if not name.endswith(".json"):
       os.symlink(os.path.join(data_dir, name), os.path.join(out, name))
-  with open(os.path.join(data_dir, file)) as f:
+  with open(os.path.join(data_dir, "STGR-SFT.json")) as f:
     records = json.load(f)
-  usable = len(records) - len(records) % 4
-  order = [k + j for k in range(0, usable, 4) for j in (0, 2, 1, 3)]
-  with open(os.path.join(out, "interleaved.json"), "w") as f:
+  with open(os.path.join(out, "STGR-SFT.json"), "w") as f:
     json.dump([records[i] for i in order], f)
-  return "interleaved.json"
+  return out
 
 
 def metrics(workdir):
@@ -69,41 +76,43 @@ def metrics(workdir):
 
 
 def test_two_processes_equal_one(synthetic_data, tmp_path):
+  assert interleaved([0, 1, 2, 3, 4, 5, 6, 7]) == [0, 2, 1, 3, 4, 6, 5, 7]
   multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+  data = records_copy(synthetic_data, str(tmp_path / "two"), TWO_PROCESS_ORDER)
   save_tokenizer(multi)
   cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2", "--",
-         sys.executable, __file__, synthetic_data, "STGR-SFT.json", multi, "2"]
+         sys.executable, __file__, data, "STGR-SFT.json", multi, "2"]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "process 0 of 2" in proc.stdout and "process 1 of 2" in proc.stdout, proc.stdout
 
   save_tokenizer(single)
-  file = interleaved_copy(synthetic_data, str(tmp_path / "interleaved"))
-  train(str(tmp_path / "interleaved"), file, single, 2)
+  data = records_copy(synthetic_data, str(tmp_path / "one"), interleaved(TWO_PROCESS_ORDER))
+  train(data, "STGR-SFT.json", single, 2)
 
   a, b = metrics(single), metrics(multi)
   assert [r["step"] for r in b] == [1, 2]  # written once, by process 0
   for ra, rb in zip(a, b):
     assert ra["tokens"] == rb["tokens"]  # the same global batch
     assert abs(ra["loss"] - rb["loss"]) < 1e-5, (ra["step"], ra["loss"], rb["loss"])
-  assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # the steps differ: data and an update
+  assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # step 2 sees the update of step 1
 
   # One checkpoint per step, written collectively: the state once, the data iterator
-  # position once per process.
+  # position once per process; readable by one process.
   from o3jax.train.checkpoint import Checkpointer
-  steps = {}
+  params = {}
   for workdir in (single, multi):
     ckpt = Checkpointer(workdir, asynchronous=False)
     assert ckpt.manager.all_steps() == [1, 2]
-    steps[workdir] = ckpt.read_params(2)
+    params[workdir] = ckpt.read_params(2)
     ckpt.close()
-  data_files = sorted(os.listdir(os.path.join(multi, "checkpoints", "2", "data")))
+  data_files = sorted(name for name in os.listdir(os.path.join(multi, "checkpoints", "2", "data"))
+                      if name.endswith(".json"))
   assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
-  pa, pb = steps[single], steps[multi]
+  pa, pb = params[single], params[multi]
   assert pa.keys() == pb.keys() and len(pa) > 50
   for k in pa:
-    np.testing.assert_allclose(np.asarray(pb[k]), np.asarray(pa[k]), atol=1e-5, rtol=0,
-                               err_msg=k)
+    np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, rtol=0, err_msg=k)
 
 
 # ------------------------------------------------------------------ merging the batches

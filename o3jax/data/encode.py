@@ -75,11 +75,13 @@ def encode_record(record: Record, *, tokenizer: Tokenizer, config: ProcessingCon
                   root: str = ".", index: int | None = None, decode_threads: int = 1) -> Example:
   """Raises RecordError (naming the record and the field) for anything wrong with it."""
   check_record(record, stage=stage, root=root, index=index)
+  prompt_stage = stage if config.prompt_style == "stage" else config.prompt_style
   rid = record_id(record, index)
   visual, facts = _visual_input(record, rid, root, config, decode_threads)
   messages = [
-      chat.Message("system", [prompts.system_prompt(record["task"], stage)]),
-      chat.Message("user", visual.content + [prompts.question_text(record["task"], record["question"], stage)]),
+      chat.Message("system", [prompts.system_prompt(record["task"], prompt_stage)]),
+      chat.Message("user", visual.content + [prompts.question_text(record["task"], record["question"],
+                                                                   prompt_stage)]),
   ]
   if stage == "sft":
     try:

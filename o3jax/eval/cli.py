@@ -116,6 +116,8 @@ def add_model_arguments(p) -> None:
   p.add_argument("--prompt-stage", choices=("rl", "sft"), default="rl",
                  help="system prompts of the RL (default) or SFT stage")
   p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
+  p.add_argument("--mesh", default="1,1,1",
+                 help="data,fsdp,tensor: the device mesh the parameters are sharded over")
 
 
 def _pct(x: float) -> str:
@@ -184,7 +186,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
                                temperature=args.temperature or 1.0, top_p=args.top_p)
   try:
     processing = generate.processing_config(args.processing, args.presentation)
-    loaded = generate.load_model(args.model, args.dtype)
+    loaded = generate.load_model(args.model, args.dtype, generate.inference_mesh(args.mesh))
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"{name}: {e}")
   common = dict(key=jax.random.key(args.seed), decoding=decoding, stage=args.prompt_stage,

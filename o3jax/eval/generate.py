@@ -63,8 +63,18 @@ def model_kind(path: str) -> str:
                           "model, no model_config.json of an o3jax checkpoint)")
 
 
+def inference_mesh(spec: str = "1,1,1"):
+  """A (data, fsdp, tensor) mesh over the first data*fsdp*tensor devices, from "D,F,T"."""
+  try:
+    data, fsdp, tensor = (int(x) for x in spec.split(","))
+  except ValueError:
+    raise ValueError(f"mesh must be D,F,T (three integers), got {spec!r}") from None
+  return sharding.make_mesh(data, fsdp, tensor, devices=jax.devices()[:data * fsdp * tensor])
+
+
 def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
-  """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc)."""
+  """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc),
+  parameters placed on `mesh` (default: one device) by the logical sharding rules."""
   from o3jax.convert.hf import abstract_model, load_pretrained
   from o3jax.train.run import load_params_from_workdir
   kind = model_kind(path)
@@ -72,7 +82,7 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   if not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(f"{path}: no tokenizer.json next to the model")
   tokenizer = load_tokenizer(tokenizer_path)
-  mesh = mesh or sharding.make_mesh(devices=jax.devices()[:1])
+  mesh = mesh or inference_mesh()
   dt = jnp.dtype(dtype)
   if kind == "hf":
     model = load_pretrained(path, dtype=dt, mesh=mesh)
@@ -120,7 +130,8 @@ class Video:
 
   @property
   def frame_size(self) -> tuple[int, int]:
-    return self.visual.frame_size
+    """(W, H) of the frames shown."""
+    return int(self.frames.shape[2]), int(self.frames.shape[1])
 
 
 def load_video(path: str, processing: ProcessingConfig) -> Video:
@@ -235,14 +246,12 @@ class Decoding:
 
 def generate(loaded: LoadedModel, queries: Sequence[Query], key: jax.Array, decoding: Decoding,
              *, num_samples: int = 1, batch_size: int = 4, prompt_bucket: int = 64,
-             rope_rule: str = "qwen", progress: str | None = None) -> list[list[str]]:
-  """`num_samples` completions (text, special tokens dropped) of each query, in order.
-
-  Batch b samples with key fold_in(key, b). `progress` names a log line per batch."""
+             rope_rule: str = "qwen") -> list[list[str]]:
+  """`num_samples` completions (text, special tokens dropped) of each query, in order;
+  batch b samples with key fold_in(key, b)."""
   merge = loaded.config.vision.spatial_merge_size
   out: list[list[str]] = []
-  batches = range(0, len(queries), batch_size)
-  for b, start in enumerate(batches):
+  for b, start in enumerate(range(0, len(queries), batch_size)):
     rows = [encode(loaded.tokenizer, q, merge) for q in queries[start:start + batch_size]]
     inputs = batch_inputs(loaded, rows, batch_size, prompt_bucket, rope_rule)
     result = sample.sample(
@@ -255,10 +264,6 @@ def generate(loaded: LoadedModel, queries: Sequence[Query], key: jax.Array, deco
         [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True)
     for i in range(len(rows)):
       out.append(texts[i * num_samples:(i + 1) * num_samples])
-    if progress:
-      print(f"{progress}: batch {b + 1}/{len(batches)} ({min(start + batch_size, len(queries))}"
-            f"/{len(queries)} queries, prompt length {inputs['input_ids'].shape[1]})",
-            file=sys.stderr, flush=True)
   return out
 
 

@@ -21,7 +21,6 @@ greedy); the record gets `responses, answers, weights, majority, confidence` and
 from __future__ import annotations
 
 import re
-import sys
 from typing import Sequence
 
 import jax

@@ -24,6 +24,10 @@ class ProcessingConfig:
     (temporal patches of 2 frames, `second_per_grid_ts`).
   video_total_pixels: qwen-vl-utils' budget for a whole video; a frame may use at most
     max(min(video_max_pixels, total / n_frames * 2), int(video_min_pixels * 1.05)).
+  prompt_style: "stage" uses the system prompts of the record's stage, as the reference
+    (SFT and RL prompts differ); "sft" or "rl" uses that stage's prompts for both, e.g.
+    so that a tiny CPU model, which cannot generalise across prompt wordings, is
+    rewarded on the prompts it was fine-tuned on.
   """
 
   fps: float = 2.0
@@ -38,10 +42,13 @@ class ProcessingConfig:
   temporal_patch_size: int = 2
   merge_size: int = 2
   presentation: str = "frames"
+  prompt_style: str = "stage"
   image_mean: tuple[float, float, float] = CLIP_MEAN
   image_std: tuple[float, float, float] = CLIP_STD
 
   def __post_init__(self):
+    if self.prompt_style not in ("stage", "sft", "rl"):
+      raise ValueError(f"prompt_style must be stage, sft or rl, got {self.prompt_style!r}")
     if self.presentation not in PRESENTATIONS:
       raise ValueError(f"presentation must be one of {PRESENTATIONS}, got {self.presentation!r}")
     if self.min_frames < 1 or self.max_frames < self.min_frames:

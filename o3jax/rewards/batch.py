@@ -2,18 +2,24 @@
 
 `parse_batch` reads what parse.py's `parse_completion` reads, with the same functions,
 straight into flat lists and arrays of numbers: no tuple per claim or box. Its fast path
-is for a think whose claim boxes are integers, as the training targets write them: the
-claims' box runs (claims.py), joined, are `<box>[a,b,c,d]</box>` units whose fields are
-JSON integers of at most 15 digits with spaces around them (`_INT_RUNS`). Then the
-`\\[.*?\\]` matches of a run are its units (they hold no `]` nor newline), each is valid
-JSON and four finite numbers, and float64 holds each integer exactly, so all of them are
-read at once by np.fromstring from their fields joined with commas. With every claim
-time parsing too, no claim is dropped and no box left out. Two more values come from the
-claims when the counts allow: if the think holds one `<t>` per claim and the claim times
-are `[\\d.]+`, the think times are the claim times (each `<t>` is a claim's
-`at<t>T</t>s`); if it holds one `<box>` per unit, the visual think boxes are the units.
-Anything else goes through parse.py's per-box path. test_rewards_parse checks that both
-paths read the same on adversarial text.
+is for a think whose claim boxes are all integers, as the training targets write them.
+
+`_INT_CLAIM` is the claim regex with no `<` in the name or the time and boxes of four
+JSON integers of at most 15 digits, spaces around them. The think is split at its
+matches. Each match holds one `<obj>`, `</obj>`, `<t>`, `</t>` and one `<box>`, `</box>`
+per unit, and no tag straddles its edges (a tag holds `<` only first; a match starts at
+`<obj>` and ends with `</t>s`), so the think's tag counts (THINK_TAGS) are the matches'
+plus those of the text between them, joined with a NUL that no tag holds. When that
+text holds no `<obj>`, every `<obj>` starts a match and, as in claims.py's fast path
+(whose argument holds for any box contents without `<` or `]`), the matches are the
+claim regex's. Then the `\\[.*?\\]` matches of a run are its units (they hold no `]` nor
+newline), each is valid JSON and four finite numbers, and float64 holds each integer
+exactly: np.fromstring reads them all from their fields joined with commas. With every
+claim time parsing too, no claim is dropped and no box left out. When the text between
+the matches holds no `<t>` and the claim times are `[\\d.]+`, the think times are the
+claim times; when it holds no `<box>`, the visual think boxes are the units. Anything
+else goes through parse.py's per-box path. test_rewards_parse checks that both paths
+read the same on adversarial text.
 
 Arrays (`ParsedArrays`) are per completion [N] or flat over the batch with the owning
 completion's index (claims [C], claim boxes [Q], think times [T], visual think boxes
@@ -22,6 +28,7 @@ per bucket and no claim is ever truncated.
 """
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -29,12 +36,14 @@ from typing import NamedTuple
 import numpy as np
 
 from o3jax.rewards.claims import find_claims
-from o3jax.rewards.parse import (BoxValues, Fields, read_claims, read_fields, read_think_boxes,
-                                 read_times)
+from o3jax.rewards.parse import (THINK, BoxValues, Fields, block, read_claims, read_fields,
+                                 read_think_boxes, read_times, tag_counts)
 
 # A JSON integer of at most 15 digits (exact in float64), spaces around it.
 _INT = r" *+-?+(?:0|[1-9][0-9]{0,14}+) *+"
-_INT_RUNS = re.compile(rf"(?:<box>\[{_INT},{_INT},{_INT},{_INT}\]</box>)*")
+# The claim regex less any `<` in the name or time, with integer boxes (module docstring).
+_INT_CLAIM = re.compile(
+    rf"<obj>[^<]*</obj>((?:<box>\[{_INT},{_INT},{_INT},{_INT}\]</box>)+)at<t>([^<]*)</t>s")
 _TIME_TEXTS = re.compile(r"[\d.]*")  # TIME_RE's time characters
 
 
@@ -43,8 +52,10 @@ def bucket(n: int, minimum: int = 8) -> int:
     return max(minimum, 1 << max(n - 1, 0).bit_length())
 
 
-def choice_keys(choice: str) -> tuple[str, str | None]:
+def choice_keys(choice: str | None) -> tuple[str | None, str | None]:
     """The gold letters g this stripped choice accepts, as one of g, g., (g), [g]."""
+    if choice is None:
+        return None, None
     if choice.endswith("."):
         return choice, choice[:-1]
     if len(choice) >= 2 and (choice[0], choice[-1]) in (("(", ")"), ("[", "]")):
@@ -87,49 +98,48 @@ class ParsedBatch:
     answers: list[str]  # answer text of each completion (ROUGE reads it)
 
 
-def _int_boxes(runs: str) -> np.ndarray | None:
-    """The numbers of box runs of integer boxes (module docstring), flat; else None."""
-    if _INT_RUNS.fullmatch(runs) is None:
-        return None
-    return np.fromstring(runs.replace("<box>[", "").replace("]</box>", ",")[:-1], np.int64,
-                         sep=",")
-
-
-class _Flat:
-    """Per completion counts and flat values of claims, claim boxes, think times and
-    think boxes, in completion order (box coordinates in one array per completion)."""
+class _Reader:
+    """Reads completions in order: their Fields, and per completion counts and flat
+    values of claims, claim boxes, think times and think boxes (box coordinates in one
+    array per completion)."""
 
     def __init__(self):
         self.n_claims, self.claim_time, self.n_boxes, self.box = [], [], [], []
         self.n_times, self.time, self.n_vboxes, self.vbox = [], [], [], []
 
-    def add(self, think: str, tags: tuple[int, int, int], visual: bool):
-        """One completion's think text, with its counts of <obj>, <t>, <box>."""
-        found = find_claims(think)
-        runs = [run for _, run, _ in found]
-        time_texts = [time for _, _, time in found]
-        numbers = _int_boxes("".join(runs))
-        claim_times = None
-        if numbers is not None:
+    def read(self, text: str, visual: bool) -> Fields:
+        think = block(text, THINK)
+        pieces = _INT_CLAIM.split(think or "")  # outside, (run, time, outside) per match
+        runs, time_texts = pieces[1::3], pieces[2::3]
+        n_units = list(map(str.count, runs, itertools.repeat("<box>")))
+        outside = tag_counts("\0".join(pieces[::3]))
+        k, u = len(runs), sum(n_units)  # each match holds <obj>, </obj>, <t>, </t> once
+        fields = read_fields(text, think, (outside[0] + k, outside[1] + k, outside[2] + k,
+                                           outside[3] + k, outside[4] + u, outside[5] + u))
+        think = think or ""
+        numbers = claim_times = None
+        if outside[0] == 0:  # every <obj> starts a match: they are all the claims
+            units = "".join(runs)[len("<box>["):-len("]</box>")]
+            numbers = np.fromstring(units.replace("]</box><box>[", ","), np.int64, sep=",")
             try:
                 claim_times = list(map(float, map(str.strip, time_texts)))
             except ValueError:  # a claim to drop
                 pass
         boxes = BoxValues()
         if claim_times is not None:  # fast path: no claim dropped, no box left out
-            self.n_claims.append(len(found))
+            self.n_claims.append(k)
             self.claim_time += claim_times
-            self.n_boxes += [run.count("<box>") for run in runs]
+            self.n_boxes += n_units
             self.box.append(numbers)
         else:
-            claims = read_claims(found, boxes)
+            claims = read_claims(find_claims(think), boxes)
             self.n_claims.append(len(claims))
             self.claim_time += [time for _, time, _ in claims]
             self.n_boxes += [len(claim_boxes) for _, _, claim_boxes in claims]
             self.box.append(np.array([b for _, _, claim_boxes in claims for b in claim_boxes]))
 
-        if (claim_times is not None and tags[1] == len(found)
-                and _TIME_TEXTS.fullmatch("".join(time_texts))):
+        if claim_times is not None and outside[2] == 0 and _TIME_TEXTS.fullmatch("".join(
+                time_texts)):
             times = claim_times  # every <t> is a claim's, and its time is `[\d.]+`
         else:
             times = read_times(think)
@@ -138,13 +148,14 @@ class _Flat:
 
         if not visual:
             self.n_vboxes.append(0)
-        elif numbers is not None and len(numbers) == 4 * tags[2]:  # every <box> is a claim's
-            self.n_vboxes.append(tags[2])
+        elif numbers is not None:  # every <box> is a claim's
+            self.n_vboxes.append(u)
             self.vbox.append(numbers)
         else:
             vboxes = read_think_boxes(think, boxes)
             self.n_vboxes.append(len(vboxes))
             self.vbox.append(np.array(vboxes))
+        return fields
 
 
 def _stacked(chunks: list[np.ndarray]) -> np.ndarray:
@@ -176,23 +187,18 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
     visual: per completion, whether its think boxes are read (only visual QA scores
     them); all by default.
     """
-    fields, flat = [], _Flat()
-    for i, text in enumerate(texts):
-        think, f = read_fields(text)
-        fields.append(f)
-        flat.add(think or "", f.think_tags, visual is None or visual[i])
-    return _pack(fields, flat, bucket(len(texts)) if n_pad is None else n_pad)
+    reader = _Reader()
+    fields = [reader.read(text, visual is None or visual[i]) for i, text in enumerate(texts)]
+    return _pack(fields, reader, bucket(len(texts)) if n_pad is None else n_pad)
 
 
-def _pack(fields: list[Fields], flat: _Flat, n_pad: int) -> ParsedBatch:
+def _pack(fields: list[Fields], flat: _Reader, n_pad: int) -> ParsedBatch:
     n = len(fields)
-    ids: dict[str, int] = {}
-
-    def intern(key: str | None) -> int:
-        return -1 if key is None else ids.setdefault(key, len(ids))
-
-    choice = [[intern(k) for k in choice_keys(f.choice) + (
-        choice_keys(f.tg_choice) if f.tg_choice is not None else (None, None))] for f in fields]
+    keys = [k for f in fields for k in choice_keys(f.choice) + choice_keys(f.tg_choice)]
+    unique = dict.fromkeys(keys)
+    unique.pop(None, None)
+    ids = dict(zip(unique, range(len(unique))))  # interned choice strings
+    choice = np.fromiter(map({**ids, None: -1}.__getitem__, keys), np.int32, len(keys))
     boxes, vboxes = _stacked(flat.box), _stacked(flat.vbox)
     c, q, t, v = (bucket(len(x)) for x in (flat.claim_time, boxes, flat.time, vboxes))
     arrays = ParsedArrays(
@@ -207,8 +213,7 @@ def _pack(fields: list[Fields], flat: _Flat, n_pad: int) -> ParsedBatch:
         span_valid=_padded([f.span is not None for f in fields], n_pad, bool),
         answer_box=_padded([f.answer_box or (0.0,) * 4 for f in fields], n_pad, np.float64, 4),
         answer_box_valid=_padded([f.answer_box is not None for f in fields], n_pad, bool),
-        choice=np.pad(np.asarray(choice, np.int32).reshape(n, 4), ((0, n_pad - n), (0, 0)),
-                      constant_values=-1),
+        choice=np.pad(choice.reshape(n, 4), ((0, n_pad - n), (0, 0)), constant_values=-1),
         # Padding entries belong to the last owner so owner indices stay sorted.
         claim_sample=_owners(flat.n_claims, c, n_pad - 1),
         claim_time=_padded(flat.claim_time, c, np.float64),

@@ -76,9 +76,12 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
 def _numbers(values: list | tuple) -> list[float | None]:
     """_number of each value; plain finite ints and floats (the usual) in bulk."""
-    if set(map(type, values)) <= {int, float}:
+    if _PLAIN_NUMBERS.issuperset(map(type, values)):
         try:
             floats = list(map(float, values))
         except OverflowError:  # an int beyond float range
@@ -96,12 +99,19 @@ def _size(record: Mapping, field: str) -> tuple[float, float]:
     return size[0], size[1]
 
 
-def _box(record: Mapping, field: str, value) -> Box:
+def _box_or_none(value) -> Box | None:
     box = _numbers(value) if isinstance(value, (list, tuple)) else []
     if len(box) != 4 or None in box or box[0] > box[2] or box[1] > box[3]:
+        return None
+    return tuple(box)
+
+
+def _box(record: Mapping, field: str, value) -> Box:
+    box = _box_or_none(value)
+    if box is None:
         raise _error(record, field, f"expected [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, "
                                     f"got {value!r}")
-    return tuple(box)
+    return box
 
 
 def _span(record: Mapping, text: str) -> tuple[float, float]:
@@ -128,23 +138,24 @@ def _key_frames(record: Mapping) -> tuple[tuple[float, ...], tuple]:
     width, height = _size(record, "frame_size")
     times, boxes = [], []
     for k, frame in enumerate(frames):
-        where = f"key_frames[{k}]"
         idx = frame.get("idx") if isinstance(frame, Mapping) else None
         time = _number(frame.get("time")) if isinstance(frame, Mapping) else None
         if isinstance(idx, bool) or not isinstance(idx, int) or time is None or time < 0:
-            raise _error(record, where, f"expected {{idx: int, time: seconds >= 0}}, "
-                                        f"got {frame!r}")
+            raise _error(record, f"key_frames[{k}]", f"expected {{idx: int, time: seconds >= 0}}, "
+                                                     f"got {frame!r}")
         objects = items.get(str(idx))
         if not isinstance(objects, Mapping):
             raise _error(record, f"key_items[{str(idx)!r}]", "no objects for this key frame")
         frame_boxes = []
         for name, obj_boxes in objects.items():
-            field = f"key_items[{str(idx)!r}][{name!r}]"
-            if not isinstance(obj_boxes, list):
-                raise _error(record, field, "expected a list of boxes")
-            frame_boxes.append(tuple(
-                (x1 * width, y1 * height, x2 * width, y2 * height)
-                for x1, y1, x2, y2 in (_box(record, field, b) for b in obj_boxes)))
+            obj = list(map(_box_or_none, obj_boxes)) if isinstance(obj_boxes, list) else None
+            if obj is None or None in obj:  # the field is named only for the error
+                field = f"key_items[{str(idx)!r}][{name!r}]"
+                if obj is None:
+                    raise _error(record, field, "expected a list of boxes")
+                _box(record, field, obj_boxes[obj.index(None)])
+            frame_boxes.append(tuple((x1 * width, y1 * height, x2 * width, y2 * height)
+                                     for x1, y1, x2, y2 in obj))
         times.append(time)
         boxes.append(tuple(frame_boxes))
     return tuple(times), tuple(boxes)

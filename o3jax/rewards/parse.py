@@ -146,21 +146,28 @@ def _first_box(text: str) -> Box | None:
     return None if value is _INVALID_JSON else value
 
 
-def read_fields(text: str) -> tuple[str | None, Fields]:
-    """(think text or None, the completion's fields)."""
-    think = block(text, THINK)
+# Tags whose counts inside think the format reward reads, each opening before its closing.
+THINK_TAGS = ("<obj>", "</obj>", "<t>", "</t>", "<box>", "</box>")
+
+
+def tag_counts(think: str) -> tuple[int, ...]:
+    """The number of times each of THINK_TAGS occurs in think."""
+    return tuple(map(think.count, THINK_TAGS))
+
+
+def read_fields(text: str, think: str | None, think_counts: tuple[int, ...]) -> Fields:
+    """The fields of a completion, given its think text (None without a think block) and
+    tag_counts of it."""
     answer_block = block(text, ANSWER)
     answer = "" if answer_block is None else answer_block.strip()
     balanced = (text.count(THINK[0]) == text.count(THINK[1])
                 and text.count(ANSWER[0]) == text.count(ANSWER[1]))
     think_tags = (0, 0, 0)
     if think is not None:
-        think_tags = (think.count("<obj>"), think.count("<t>"), think.count("<box>"))
-        balanced = (balanced and think_tags[0] == think.count("</obj>")
-                    and think_tags[1] == think.count("</t>")
-                    and think_tags[2] == think.count("</box>"))
+        think_tags = think_counts[::2]  # <obj>, <t>, <box>
+        balanced = balanced and think_tags == think_counts[1::2]
     options = answer.split(CORRECT_OPTION)
-    return think, Fields(
+    return Fields(
         has_think=think is not None,
         has_answer=answer_block is not None,
         balanced=balanced,
@@ -200,8 +207,9 @@ def read_think_boxes(think: str, boxes: BoxValues) -> list[Box]:
 
 
 def parse_completion(text: str) -> ParsedCompletion:
-    think, fields = read_fields(text)
-    think, boxes = think or "", BoxValues()
-    return ParsedCompletion(**fields._asdict(), times=read_times(think),
-                            claims=tuple(read_claims(find_claims(think), boxes)),
-                            think_boxes=tuple(read_think_boxes(think, boxes)))
+    think = block(text, THINK)
+    think_text, boxes = think or "", BoxValues()
+    return ParsedCompletion(**read_fields(text, think, tag_counts(think_text))._asdict(),
+                            times=read_times(think_text),
+                            claims=tuple(read_claims(find_claims(think_text), boxes)),
+                            think_boxes=tuple(read_think_boxes(think_text, boxes)))

@@ -13,6 +13,7 @@ import os
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -56,8 +57,14 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
   def read_params(self, step: int) -> dict[str, object]:
-    """The params of a checkpoint as {dotted path: host array}, whatever its optimizer."""
-    raw = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    """The params of a checkpoint as {dotted path: host array}, whatever its optimizer and
+    whatever the devices and processes that saved it."""
+    # Numpy targets (zero-strided: nothing allocated) restore as numpy; without a target
+    # orbax would rebuild the saved shardings, which fails on another topology.
+    metadata = self.manager.item_metadata(step)["state"].tree
+    target = jax.tree.map(lambda m: np.broadcast_to(np.zeros((), m.dtype), m.shape), metadata)
+    raw = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     flat = jax.tree_util.tree_flatten_with_path(raw["state"]["params"])[0]
     out = {}
     for path, value in flat:

@@ -1,0 +1,27 @@
+"""GSPO on the synthetic data for the tiny model, from a `tiny_synthetic.py` SFT run.
+
+Same data, buckets and prompts as the SFT config; a lower constant learning rate, no KL
+term (beta 0: the reference forward would cost a third of a CPU step) and two updates
+per rollout batch, so the clip acts.
+"""
+
+import dataclasses
+import importlib.util
+import os
+
+from o3jax.train.config import GSPOConfig, OptimConfig, TrainConfig
+
+_spec = importlib.util.spec_from_file_location(
+    "tiny_synthetic", os.path.join(os.path.dirname(__file__), "tiny_synthetic.py"))
+_sft = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sft)
+
+
+def get_config() -> TrainConfig:
+  cfg = _sft.get_config()
+  return cfg.replace(
+      optim=OptimConfig(learning_rate=3e-4, warmup_steps=0, decay="constant", weight_decay=0.0,
+                        max_grad_norm=1.0),
+      gspo=GSPOConfig(group_size=4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=192,
+                      eps_low=0.2, eps_high=0.2, beta=0.0, updates_per_batch=2),
+      total_steps=40, batch_size=8, checkpoint_every=10)

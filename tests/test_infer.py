@@ -1,0 +1,115 @@
+"""`o3jax infer` and the evidence drawings (o3jax/viz.py)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from o3jax import infer, viz
+from o3jax.eval import generate as G
+from test_eval_generate import make_tiny_model_dirs
+
+RED = viz.PALETTE[0]
+
+
+def _frames(n=3, h=20, w=30):
+  return np.zeros((n, h, w, 3), np.uint8)
+
+
+@pytest.mark.parametrize("box,scale,expected", [
+    ((2, 3, 12, 9), 1, (2, 3, 11, 8)),
+    ((2, 3, 12, 9), 2, (4, 6, 23, 17)),
+    ((12, 9, 2, 3), 1, (2, 3, 11, 8)),          # corners in the other order
+    ((-5, -5, 40, 40), 1, (0, 0, 29, 19)),      # clipped to the 30x20 frame
+    ((2.4, 3.6, 11.5, 8.2), 2, (5, 7, 22, 15)),  # round(4.8)=5, round(7.2)=7, round(23)-1, round(16.4)-1
+    ((31, 0, 40, 5), 1, None), ((5, 5, 5, 9), 1, None)])
+def test_box_on_panel(box, scale, expected):
+  assert viz.box_on_panel(box, scale, (30 * scale, 20 * scale)) == expected
+
+
+def test_draw_evidence_outlines_the_box_pixels():
+  frame = _frames(1)[0]
+  e = viz.Evidence("red square", (2, 3, 12, 9), 1.0)
+  image = np.asarray(viz.draw_evidence(frame, [e], 2, {"red square": RED}, line_width=1))
+  assert image.shape == (40, 60, 3)
+  # outline of (4, 6)-(23, 17) on the 2x frame; the label sits below the box (no room above)
+  for x, y in ((4, 6), (4, 12), (23, 10), (10, 6), (23, 6)):
+    assert tuple(image[y, x]) == RED, (x, y)
+  for x, y in ((5, 7), (12, 12), (22, 16), (3, 6), (24, 10), (10, 5)):
+    assert tuple(image[y, x]) == (0, 0, 0), (x, y)
+  assert (image[18:, 4:] == RED).all(-1).any()  # the label background, under the box
+
+
+def test_assign_frames_and_sheet_layout(tmp_path):
+  times = (0.0, 1.0, 2.0)
+  evidence = [viz.Evidence("a", (0, 0, 5, 5), 1.9), viz.Evidence("b", (1, 1, 4, 4), 0.4),
+              viz.Evidence("a", (2, 2, 6, 6), 2.2), viz.Evidence("c", (0, 0, 3, 3), 0.5)]
+  on = viz.assign_frames(times, evidence)
+  assert list(on) == [0, 2] and on[0] == [evidence[1], evidence[3]]  # 0.5: the earlier on a tie
+  assert viz.colours(evidence) == {"a": viz.PALETTE[0], "b": viz.PALETTE[1], "c": viz.PALETTE[2]}
+  sheet = viz.evidence_sheet(_frames(), times, evidence, title="Q", min_width=60)
+  pw, ph = 60, 40 + viz.CAPTION_HEIGHT  # scale 2, one caption line under each panel
+  assert sheet.size == (2 * pw + 3 * 4, viz.CAPTION_HEIGHT + 4 + ph + 2 * 4)
+  empty = viz.evidence_sheet(_frames(), times, [], min_width=60)
+  assert empty.size == (pw + 8, ph + 8)
+  viz.evidence_gif(_frames(), times, evidence, str(tmp_path / "e.gif"), min_width=60)
+  with Image.open(tmp_path / "e.gif") as gif:
+    assert gif.n_frames == 3 and gif.size == (pw, ph)
+
+
+GROUNDED = ("<think>The <obj>red square</obj><box>[0,0,10,10]</box><box>[5,5,20,15]</box>at"
+            "<t>0.9</t>s moves; the <obj>blue circle</obj><box>[bad]</box>at<t>1</t>s is "
+            "dropped; the <obj>cyan triangle</obj><box>[1,2,3]</box>at<t>2.0</t>s has no box."
+            "</think>\n<answer>The square is red.</answer>")
+
+
+def test_read_evidence_table_and_outputs(tmp_path):
+  result = infer.read_inference("Which colour?", GROUNDED)
+  assert result.answer == "The square is red."
+  assert result.evidence == [viz.Evidence("red square", (0.0, 0.0, 10.0, 10.0), 0.9),
+                             viz.Evidence("red square", (5.0, 5.0, 20.0, 15.0), 0.9)]
+  frames = _frames()
+  frames[1, 0:10, 0:10] = (220, 40, 40)
+  video = G.Video("v.mp4", None, frames, (0.0, 1.0, 2.0), 3.0, (30, 20))
+  table = infer.evidence_table(result, video).splitlines()
+  assert table[0].split() == ["object", "box", "(px", "of", "the", "30x20", "frame)", "time",
+                              "drawn", "on"]
+  assert table[2].split() == ["red", "square", "[0,0,10,10]", "0.9s", "frame", "2", "(1s)"]
+  assert table[3].split() == ["red", "square", "[5,5,20,15]", "0.9s", "frame", "2", "(1s)"]
+  paths = infer.write_outputs(result, video, str(tmp_path / "out"), gif=True)
+  report = json.loads(open(paths["json"]).read())
+  assert report["evidence"][1] == {"object": "red square", "box": [5.0, 5.0, 20.0, 15.0],
+                                   "time": 0.9, "frame": 2}
+  sheet = np.asarray(Image.open(paths["png"]).convert("RGB"))
+  scale = viz.scale_for(30, 320)  # 11: one panel of 330 x 220 under the title line
+  top, left = viz.CAPTION_HEIGHT + 4 + 4, 4
+  # box 2 is outlined from x = 55 (5 px wide) on the frame's square, left alone inside box 1
+  assert tuple(sheet[top + 100, left + 57]) == RED
+  assert tuple(sheet[top + 30, left + 30]) == (220, 40, 40)
+  assert os.path.exists(paths["gif"])
+  none = infer.read_inference("q", "<answer>A</answer>")
+  assert "no grounded evidence" in infer.evidence_table(none, video)
+
+
+def test_infer_cli_end_to_end(tmp_path, synthetic_data, capsys):
+  hf_dir, o3_dir, _ = make_tiny_model_dirs(str(tmp_path))
+  from o3jax.cli import main
+  video = os.path.join(synthetic_data, "videos", "v0000.mp4")
+  out = tmp_path / "infer"
+  assert main(["infer", "--model", o3_dir, "--video", video, "--question", "What moves?",
+               "--processing", "tiny", "--max-new-tokens", "8", "--out", str(out)]) == 0
+  report = json.loads((out / "answer.json").read_text())
+  assert report["frame_size"] == [84, 56] and report["video"] == video
+  assert report["evidence"] == [
+      {"object": e.name, "box": list(e.box), "time": e.time, "frame": report["evidence"][i]["frame"]}
+      for i, e in enumerate(infer.read_evidence(report["completion"]))]
+  assert Image.open(out / "evidence.png").size[0] > 0
+  printed = capsys.readouterr().out
+  assert "completion:" in printed and "written:" in printed
+  with pytest.raises(SystemExit, match="missing video"):
+    main(["infer", "--model", o3_dir, "--video", str(tmp_path / "none.mp4"), "--question", "q"])
+  with pytest.raises(SystemExit, match="not a model directory"):
+    main(["infer", "--model", str(tmp_path), "--video", video, "--question", "q",
+          "--processing", "tiny"])

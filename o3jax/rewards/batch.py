@@ -40,7 +40,7 @@ from o3jax.rewards.parse import (THINK, BoxValues, Fields, block, read_claims, r
                                  read_think_boxes, read_times, tag_counts)
 
 # A JSON integer of at most 15 digits (exact in float64), spaces around it.
-_INT = r" *+-?+(?:0|[1-9][0-9]{0,14}+) *+"
+_INT = r" *+-?+(?:0|[1-9][0-9]{0,16}+) *+"
 # The claim regex less any `<` in the name or time, with integer boxes (module docstring).
 _INT_CLAIM = re.compile(
     rf"<obj>[^<]*</obj>((?:<box>\[{_INT},{_INT},{_INT},{_INT}\]</box>)+)at<t>([^<]*)</t>s")
@@ -148,7 +148,7 @@ class _Reader:
 
         if not visual:
             self.n_vboxes.append(0)
-        elif numbers is not None:  # every <box> is a claim's
+        elif numbers is not None and outside[4] == 0:  # every <box> is a claim's
             self.n_vboxes.append(u)
             self.vbox.append(numbers)
         else:

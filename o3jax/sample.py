@@ -10,7 +10,8 @@ end-of-sequence id or M tokens. Shapes are fixed by (B, T, vision padding, M), s
 compiles once per prompt bucket.
 
 Token choice follows transformers' `generate`: logits / temperature, then top-k, then
-top-p (nucleus); greedy takes the argmax. The returned log-probs are those of the chosen
+top-p (nucleus); greedy takes the argmax. The vision placeholder ids (image/video pad,
+vision start/end) are never chosen. The returned log-probs are those of the chosen
 token under softmax(logits / temperature) -- temperature applied, top-k/top-p truncation
 not (greedy: temperature 1). This is the policy that GSPO's trainer recomputes (TRL also
 scales by the sampling temperature), so pi_old and pi_theta are the same distribution.
@@ -95,14 +96,18 @@ def _smallest_kept(probs: jax.Array, above, limit) -> jax.Array:
 
 
 def choose_tokens(logits: jax.Array, key: jax.Array, *, temperature: float, top_k: int,
-                  top_p: float, greedy: bool) -> tuple[jax.Array, jax.Array]:
-  """logits [N, V] -> (tokens [N] int32, log-probs [N] float32, see the module docstring)."""
+                  top_p: float, greedy: bool, banned: tuple[int, ...] = ()
+                  ) -> tuple[jax.Array, jax.Array]:
+  """logits [N, V] -> (tokens [N] int32, log-probs [N] float32, see the module docstring).
+
+  `banned` ids are never chosen; the log-probs stay those of the unmodified policy."""
   logits = logits.astype(jnp.float32)
+  allowed = logits.at[:, jnp.asarray(banned, jnp.int32)].set(-jnp.inf) if banned else logits
   if greedy:
-    tokens = jnp.argmax(logits, axis=-1)
+    tokens = jnp.argmax(allowed, axis=-1)
     logp = jax.nn.log_softmax(logits, axis=-1)
   else:
-    tokens = jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p))
+    tokens = jax.random.categorical(key, filter_logits(allowed, temperature, top_k, top_p))
     logp = jax.nn.log_softmax(logits / temperature, axis=-1)
   tokens = tokens.astype(jnp.int32)
   return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
@@ -148,12 +153,16 @@ def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
   logits, cache_mask = rep(logits), rep(cache_mask)
   next_position = rep(inputs["next_position"], 1)  # [3, N]
   n = logits.shape[0]
+  # Vision placeholders are never generated: a completion holding one could not be fed
+  # back to the model (its pad tokens would claim image features that do not exist).
+  c = model.config
+  banned = (c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision_end_token_id)
 
   def record(s: _Decoding, logits) -> _Decoding:
     """Chooses token s.step from logits [N, V]; rows already finished write padding."""
     token, logp = choose_tokens(logits, jax.random.fold_in(key, s.step),
                                 temperature=temperature, top_k=top_k, top_p=top_p,
-                                greedy=greedy)
+                                greedy=greedy, banned=banned)
     token = jnp.where(s.done, pad_id, token)
     return s._replace(
         step=s.step + 1, tokens=s.tokens.at[:, s.step].set(token),

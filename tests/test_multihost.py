@@ -75,40 +75,65 @@ def metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+def start_workers(data: str, workdir: str, steps: int, log) -> subprocess.Popen:
+  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2", "--",
+         sys.executable, __file__, data, "STGR-SFT.json", workdir, str(steps)]
+  with open(log, "w") as f:
+    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+
+
+def finished(proc: subprocess.Popen, log) -> str:
+  try:
+    proc.wait(timeout=600)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  out = log.read_text()
+  assert proc.returncode == 0, out[-4000:]
+  assert "process 0 of 2" in out and "process 1 of 2" in out, out[-4000:]
+  return out
+
+
 def test_two_processes_equal_one(synthetic_data, tmp_path):
   assert interleaved([0, 1, 2, 3, 4, 5, 6, 7]) == [0, 2, 1, 3, 4, 6, 5, 7]
   multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-  data = records_copy(synthetic_data, str(tmp_path / "two"), TWO_PROCESS_ORDER)
   save_tokenizer(multi)
-  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2", "--",
-         sys.executable, __file__, data, "STGR-SFT.json", multi, "2"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  assert "process 0 of 2" in proc.stdout and "process 1 of 2" in proc.stdout, proc.stdout
-
   save_tokenizer(single)
-  data = records_copy(synthetic_data, str(tmp_path / "one"), interleaved(TWO_PROCESS_ORDER))
-  train(data, "STGR-SFT.json", single, 2)
+  two = records_copy(synthetic_data, str(tmp_path / "two"), TWO_PROCESS_ORDER)
+  one = records_copy(synthetic_data, str(tmp_path / "one"), interleaved(TWO_PROCESS_ORDER))
+  # The reference runs here meanwhile: one of the workers mostly waits for the other.
+  proc = start_workers(two, multi, 2, tmp_path / "first.log")
+  try:
+    train(one, "STGR-SFT.json", single, 3)
+  finally:
+    finished(proc, tmp_path / "first.log")
 
   a, b = metrics(single), metrics(multi)
   assert [r["step"] for r in b] == [1, 2]  # written once, by process 0
+  assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # step 2 sees the update of step 1
+  # One checkpoint per step, written collectively: the state once, the data iterator
+  # position once per process.
+  data_files = sorted(name for name in os.listdir(os.path.join(multi, "checkpoints", "2", "data"))
+                      if name.endswith(".json"))
+  assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
+
+  # Both processes resume from it: the state and each one's place in its shard.
+  out = finished(start_workers(two, multi, 3, tmp_path / "resumed.log"), tmp_path / "resumed.log")
+  assert out.count("resumed from") == 2, out[-4000:]
+  b = metrics(multi)
+  assert [r["step"] for r in b] == [1, 2, 3]
   for ra, rb in zip(a, b):
     assert ra["tokens"] == rb["tokens"]  # the same global batch
     assert abs(ra["loss"] - rb["loss"]) < 1e-5, (ra["step"], ra["loss"], rb["loss"])
-  assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # step 2 sees the update of step 1
 
-  # One checkpoint per step, written collectively: the state once, the data iterator
-  # position once per process; readable by one process.
+  # The two-process checkpoint is readable by one process, and equals the reference's.
   from o3jax.train.checkpoint import Checkpointer
   params = {}
   for workdir in (single, multi):
     ckpt = Checkpointer(workdir, asynchronous=False)
-    assert ckpt.manager.all_steps() == [1, 2]
-    params[workdir] = ckpt.read_params(2)
+    assert ckpt.manager.all_steps() == [2, 3]
+    params[workdir] = ckpt.read_params(3)
     ckpt.close()
-  data_files = sorted(name for name in os.listdir(os.path.join(multi, "checkpoints", "2", "data"))
-                      if name.endswith(".json"))
-  assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
   pa, pb = params[single], params[multi]
   assert pa.keys() == pb.keys() and len(pa) > 50
   for k in pa:

@@ -91,7 +91,7 @@ TIMES = ["1", "2.5", " 3 ", "4.0", "12.25", "1.2.3", "nan", "inf", "", "\u0663.5
          "-1", "1_0", "x"]
 STRAYS = ["<obj>", "</obj>", "<t>", "</t>", "<box>", "</box>", "<box>[1,2,3,4]</box>",
           "<obj>cup</obj><box>[1,2,3,4]</box>", "at<t>", "</t>s", "]</box>", "<box>[", "\n",
-          "<think>", "</answer>"]
+          "<think>", "</answer>", "<t", "</bo", "<ob", ">", "j>", "x>", "\0"]
 WORDS = ["the", "a dog", " ", "at", "s", "walks", "1", "[", "]"]
 
 
@@ -106,8 +106,8 @@ int_claims = claims(st.sampled_from(INT_BOXES))
 any_claims = claims(st.sampled_from(INT_BOXES + OTHER_BOXES))
 parts = (int_claims | any_claims | st.sampled_from(STRAYS + WORDS)
          | st.sampled_from(TIMES).map("<t>{}</t>s".format) | st.text(max_size=3))
-thinks = st.lists(int_claims | st.sampled_from(WORDS), max_size=12).map(" ".join) | st.lists(
-    parts, max_size=12).map(" ".join)
+thinks = (st.lists(int_claims | st.sampled_from(WORDS), max_size=12).map(" ".join)
+          | st.lists(parts, max_size=12).map(" ".join) | st.lists(parts, max_size=12).map("".join))
 answers = st.sampled_from(["A", " (B) ", "[C]", "D.", "dog walks", "", "From <t>2</t>s to "
                            "<t>5.5</t>s\nCorrect Option: C", "<obj>cup</obj><box>[1,2,3,4]"
                            "</box>", "<box>[1, 2,3,4]</box>"])
@@ -126,6 +126,7 @@ def completions(draw):
 @given(st.lists(st.tuples(completions(), st.booleans()), min_size=1, max_size=6))
 @example([("<think><obj>a</obj><box>[1,2,3,4]</box>at<t>1</t>s</think><answer>x</answer>",
            True)])
+@example([("<think><t<obj>a</obj><box>[1,2,3,4]</box>at<t>1</t>s></think>", True)])
 def test_parse_batch_equals_parse_completion(batch_items):
     texts, visual = zip(*batch_items)
     assert_same_reading(list(texts), list(visual))

@@ -2,8 +2,10 @@
 
 import copy
 
+import numpy as np
 import pytest
-from test_rewards_reference import MCQ_RECORD, ST_RECORD, TG_MCQ_RECORD, TG_RECORD, VQA_RECORD
+from test_rewards_reference import (HAND_CASES, MCQ_RECORD, ST_RECORD, TG_MCQ_RECORD, TG_RECORD,
+                                    VQA_RECORD)
 
 from o3jax.rewards import RecordError, record_gold, score
 
@@ -65,3 +67,25 @@ def test_records_without_key_frames_score_zero_on_them():
                  "<answer>x</answer>"], [record], 0.5)
     assert got["thk_spatial"][0] == 0.0 and got["thk_temporal_point"][0] == 0.0
     assert got["format"][0] == 1.0
+
+
+def test_numbers_in_bulk_equal_one_at_a_time():
+    from o3jax.rewards.gold import _number, _numbers
+    values = [1, 2.5, -0.0, True, False, None, "1", 10 ** 400, float("nan"), float("inf"),
+              np.float64(3.5), np.int64(2), 1e308, -(10 ** 20)]
+    for a in values:
+        for b in values:
+            got, want = _numbers([a, b, 1, 2.0]), [_number(v) for v in (a, b, 1, 2.0)]
+            assert got == want or (np.isnan(got[0]) and np.isnan(want[0])), (a, b)
+
+
+def test_records_shared_by_a_group_score_as_copies():
+    """Gold is read and packed once per shared record object, then gathered."""
+    texts = [case[0] for case in HAND_CASES]
+    shared = {}
+    records = [shared.setdefault(case[1]["id"], case[1]) for case in HAND_CASES]
+    assert len({id(r) for r in records}) < len(records)
+    got = score(texts, records, 0.5)
+    want = score(texts, [copy.deepcopy(r) for r in records], 0.5)
+    for k in got:
+        np.testing.assert_array_equal(got[k], want[k])

@@ -257,3 +257,16 @@ def test_missing_inputs_are_named():
     sampling.sample(None, None, right_padded, jax.random.key(0), max_new_tokens=2, eos_id=1)
   with pytest.raises(ValueError, match="eos_id"):
     sampling.sample(None, None, {}, jax.random.key(0), max_new_tokens=2, eos_id=list(range(9)))
+
+
+def test_vision_placeholders_are_never_sampled():
+  from o3jax.sample import choose_tokens
+  logits = jnp.full((64, 8), -5.0).at[:, 3].set(5.0).at[:, 5].set(4.0)
+  tokens, logp = choose_tokens(logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0,
+                               greedy=False, banned=(3,))
+  assert not np.any(np.asarray(tokens) == 3)
+  full = jax.nn.log_softmax(logits, axis=-1)
+  np.testing.assert_allclose(np.asarray(logp), np.asarray(full[0, tokens]), rtol=1e-6)
+  greedy, _ = choose_tokens(logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0,
+                            greedy=True, banned=(3,))
+  assert np.all(np.asarray(greedy) == 5)

@@ -40,7 +40,7 @@ from o3jax.rewards.parse import (THINK, BoxValues, Fields, block, read_claims, r
                                  read_think_boxes, read_times, tag_counts)
 
 # A JSON integer of at most 15 digits (exact in float64), spaces around it.
-_INT = r" *+-?+(?:0|[1-9][0-9]{0,16}+) *+"
+_INT = r" *+-?+(?:0|[1-9][0-9]{0,14}+) *+"
 # The claim regex less any `<` in the name or time, with integer boxes (module docstring).
 _INT_CLAIM = re.compile(
     rf"<obj>[^<]*</obj>((?:<box>\[{_INT},{_INT},{_INT},{_INT}\]</box>)+)at<t>([^<]*)</t>s")
@@ -138,9 +138,9 @@ class _Reader:
             self.n_boxes += [len(claim_boxes) for _, _, claim_boxes in claims]
             self.box.append(np.array([b for _, _, claim_boxes in claims for b in claim_boxes]))
 
-        if claim_times is not None and outside[2] == 0 and _TIME_TEXTS.fullmatch("".join(
-                time_texts)):
-            times = claim_times  # every <t> is a claim's, and its time is `[\d.]+`
+        every_time_a_claims = outside[2] == 0 and _TIME_TEXTS.fullmatch("".join(time_texts))
+        if claim_times is not None and every_time_a_claims:
+            times = claim_times  # each <t> is a claim's `at<t>T</t>s` with T `[\d.]+`
         else:
             times = read_times(think)
         self.n_times.append(len(times))
@@ -193,6 +193,7 @@ def parse_batch(texts: Sequence[str], visual: Sequence[bool] | None = None,
 
 
 def _pack(fields: list[Fields], flat: _Reader, n_pad: int) -> ParsedBatch:
+    """Stack the fields and the reader's flat values into padded arrays."""
     n = len(fields)
     keys = [k for f in fields for k in choice_keys(f.choice) + choice_keys(f.tg_choice)]
     unique = dict.fromkeys(keys)

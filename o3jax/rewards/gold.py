@@ -80,14 +80,14 @@ _PLAIN_NUMBERS = frozenset((int, float))
 
 
 def _numbers(values: list | tuple) -> list[float | None]:
-    """_number of each value; plain finite ints and floats (the usual) in bulk."""
+    """_number of each value, with finite plain ints and floats (the usual) in bulk."""
     if _PLAIN_NUMBERS.issuperset(map(type, values)):
         try:
             floats = list(map(float, values))
+            if all(map(math.isfinite, floats)):
+                return floats
         except OverflowError:  # an int beyond float range
-            floats = [math.inf]
-        if all(map(math.isfinite, floats)):
-            return floats
+            pass
     return [_number(v) for v in values]
 
 
@@ -138,11 +138,12 @@ def _key_frames(record: Mapping) -> tuple[tuple[float, ...], tuple]:
     width, height = _size(record, "frame_size")
     times, boxes = [], []
     for k, frame in enumerate(frames):
+        where = f"key_frames[{k}]"
         idx = frame.get("idx") if isinstance(frame, Mapping) else None
         time = _number(frame.get("time")) if isinstance(frame, Mapping) else None
         if isinstance(idx, bool) or not isinstance(idx, int) or time is None or time < 0:
-            raise _error(record, f"key_frames[{k}]", f"expected {{idx: int, time: seconds >= 0}}, "
-                                                     f"got {frame!r}")
+            raise _error(record, where, f"expected {{idx: int, time: seconds >= 0}}, "
+                                        f"got {frame!r}")
         objects = items.get(str(idx))
         if not isinstance(objects, Mapping):
             raise _error(record, f"key_items[{str(idx)!r}]", "no objects for this key frame")

@@ -22,7 +22,7 @@ Reading of SPEC.md section 4, first match everywhere:
   `Correct Option:` and the next one (the reference's `split(...)[1]`), stripped.
 
 `parse_completion` reads one completion into python values; batch.py reads a batch into
-the kernels' arrays with the same pieces and a fast path for plain boxes.
+the kernels' arrays with the same functions and a fast path for integer boxes.
 """
 
 import dataclasses

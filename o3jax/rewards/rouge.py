@@ -60,21 +60,25 @@ def _matches(reference: _Reference, tokens: tuple[str, ...]) -> tuple[int, int, 
     """Unigram and bigram overlaps (the sum over n-grams of the smaller count, as in
     rouge_score) and LCS length of the prediction's tokens with the reference's.
 
-    The LCS is the bit-vector form of the LCS table, one prediction token at a time:
-    bit i of `rows` is clear once reference token i ends a longer common subsequence.
+    The LCS is the bit-vector form of the LCS table, updated one prediction token at a
+    time: bit i of `rows` is clear where the table's column (the LCS of the prediction
+    so far with the first i + 1 reference tokens) steps up, so the clear bits count the
+    LCS length.
     """
     unigrams, bigrams = dict(reference.unigrams), dict(reference.bigrams)  # left to match
     full = (1 << reference.length) - 1
     rows, overlap1, overlap2, previous = full, 0, 0, None
     for token in tokens:
-        if unigrams.get(token):
-            unigrams[token] -= 1
-            overlap1 += 1
-        if bigrams.get((previous, token)):
-            bigrams[previous, token] -= 1
-            overlap2 += 1
-        matched = rows & reference.masks.get(token, 0)
-        rows = ((rows + matched) | (rows - matched)) & full
+        mask = reference.masks.get(token)
+        if mask is not None:  # else nothing changes
+            if unigrams[token]:
+                unigrams[token] -= 1
+                overlap1 += 1
+            if bigrams.get((previous, token)):
+                bigrams[previous, token] -= 1
+                overlap2 += 1
+            matched = rows & mask
+            rows = ((rows + matched) | (rows - matched)) & full
         previous = token
     return overlap1, overlap2, reference.length - rows.bit_count()
 
@@ -84,10 +88,15 @@ def _fmeasure(overlap: int, n_prediction: int, n_reference: int) -> float:
     return scoring.fmeasure(overlap / max(n_prediction, 1), overlap / max(n_reference, 1))
 
 
-def rouge_accuracy(reference: str, prediction: str) -> float:
+def rouge_fmeasures(reference: str, prediction: str) -> tuple[float, float, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures, as rouge_score gives them."""
     ref, tokens = _reference(reference), _tokens(prediction)
     overlap1, overlap2, lcs = _matches(ref, tokens)
-    rouge1 = _fmeasure(overlap1, len(tokens), ref.length)
-    rouge2 = _fmeasure(overlap2, max(len(tokens) - 1, 0), max(ref.length - 1, 0))
-    rouge_l = _fmeasure(lcs, len(tokens), ref.length)
+    return (_fmeasure(overlap1, len(tokens), ref.length),
+            _fmeasure(overlap2, max(len(tokens) - 1, 0), max(ref.length - 1, 0)),
+            _fmeasure(lcs, len(tokens), ref.length))
+
+
+def rouge_accuracy(reference: str, prediction: str) -> float:
+    rouge1, rouge2, rouge_l = rouge_fmeasures(reference, prediction)
     return max(0.0, min(1.0, (rouge1 + rouge2 + rouge_l) / 3))

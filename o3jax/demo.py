@@ -152,7 +152,7 @@ def run(args) -> int:
   gspo_run = setup_run(gspo_cfg, os.path.join(w, "gspo"), init=os.path.join(w, "sft"))
   restore(gspo_run)
   summary["gspo"] = evaluate(gspo_cfg, gspo_run, heldout, args.eval_batches, new_tokens)
-  summary = {k: {m: float(v[m]) for m in KEYS} for k, v in summary.items()}
+  summary = {k: {m: float(v[m]) + 0.0 for m in KEYS} for k, v in summary.items()}
   with open(os.path.join(w, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   evidence_png(gspo_run, heldout, os.path.join(w, "evidence.png"), new_tokens)

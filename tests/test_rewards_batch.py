@@ -1,6 +1,7 @@
 """Bulk reading (batch.py) equals per-completion reading (parse.py) packed plainly, on
 adversarial text, with both its fast path (integer boxes) and the per-box path taken."""
 
+import json
 import re
 
 import numpy as np
@@ -155,8 +156,9 @@ def test_parse_batch_takes_both_paths(monkeypatch):
 @pytest.mark.parametrize("box", INT_BOXES)
 def test_integer_boxes_read_as_json(box):
     text = f"<think><obj>a</obj><box>{box}</box>at<t>1</t>s</think><answer>x</answer>"
-    got = parse_batch([text]).arrays
-    assert got.box[0].tolist() == list(parse_completion(text).claims[0][2][0])
+    got = parse_batch([text]).arrays.box[0]
+    want = np.array([float(v) for v in json.loads(box)])
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))  # -0 reads as 0
 
 
 @settings(max_examples=1500, deadline=None)

@@ -9,8 +9,9 @@
 # and --data / --workdir on a filesystem all workers mount (see launch/README.md).
 #
 # Environment:
-#   O3JAX_DIR      the checkout on the workers (default: this checkout's path)
-#   O3JAX_PYTHON   their python (default: $O3JAX_DIR/.venv/bin/python)
+#   O3JAX_DIR      the checkout on the workers, absolute or relative to the home directory
+#                  (default: this checkout's absolute path)
+#   O3JAX_PYTHON   their python, absolute or relative to O3JAX_DIR (default: .venv/bin/python)
 #   GCLOUD_FLAGS   extra flags for `gcloud compute tpus tpu-vm ssh` (e.g. --project p --internal-ip)
 #   DRY_RUN=1      print the gcloud command instead of running it
 set -euo pipefail
@@ -23,7 +24,7 @@ tpu=$1
 zone=$2
 shift 2
 dir=${O3JAX_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-python=${O3JAX_PYTHON:-$dir/.venv/bin/python}
+python=${O3JAX_PYTHON:-.venv/bin/python}
 remote="cd $(printf %q "$dir") && O3JAX_DISTRIBUTED=1 exec $(printf %q "$python") -m o3jax.cli $(printf '%q ' "$@")"
 # shellcheck disable=SC2206  # GCLOUD_FLAGS is split into words on purpose
 command=(gcloud compute tpus tpu-vm ssh "$tpu" --zone "$zone" --worker=all ${GCLOUD_FLAGS:-}

@@ -99,12 +99,12 @@ def curves_png(workdir: str, path: str) -> str:
     with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
       rows[stage] = [json.loads(line) for line in f]
   fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-  a.plot([r["step"] for r in rows["sft"]], [r["loss"] for r in rows["sft"]])
+  a.plot([r["step"] for r in rows["sft"]], [r["loss"] for r in rows["sft"]], marker=".")
   a.set(title="SFT: cross-entropy on assistant tokens", xlabel="step", ylabel="loss")
   for key in ("reward/total", "reward/format", "reward/thk_temporal_point", "reward/thk_spatial",
               "reward/ans_acc"):
     b.plot([r["step"] for r in rows["gspo"]], [r.get(key, float("nan")) for r in rows["gspo"]],
-           label=key.split("/")[1])
+           label=key.split("/")[1], marker=".")
   b.set(title="GSPO: mean reward of the rollouts", xlabel="step", ylabel="reward")
   b.legend(fontsize=8)
   fig.tight_layout()

@@ -51,7 +51,8 @@ def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
 
 
 def save_tokenizer(workdir: str) -> None:
-  # Every process then loads this file; none writes it while another may read it.
+  # Written before the processes start, so that none of them reads it while process 0
+  # writes it (`run.tokenizer_for` has process 0 write it when it is missing).
   from o3jax.processing.tokenizer import build_demo_tokenizer
   os.makedirs(workdir, exist_ok=True)
   build_demo_tokenizer().save(os.path.join(workdir, "tokenizer.json"))
@@ -138,6 +139,32 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
   assert pa.keys() == pb.keys() and len(pa) > 50
   for k in pa:
     np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, rtol=0, err_msg=k)
+
+
+LAUNCHED = """
+import os, sys, time
+out, i = sys.argv[1], os.environ["O3JAX_PROCESS_ID"]
+with open(os.path.join(out, i + ".tmp"), "w") as f:
+  f.write(" ".join([i, os.environ["O3JAX_NUM_PROCESSES"], os.environ["O3JAX_COORDINATOR"]]))
+os.rename(os.path.join(out, i + ".tmp"), os.path.join(out, i))
+if i != "1":
+  time.sleep(120)  # hangs, as a process left alone in a collective would
+while not all(os.path.exists(os.path.join(out, k)) for k in "012"):
+  time.sleep(0.05)
+sys.exit(3)
+"""
+
+
+def test_local_launcher_sets_the_variables_and_stops_the_rest_on_failure(tmp_path):
+  script, out = tmp_path / "launched.py", tmp_path / "out"
+  script.write_text(LAUNCHED)
+  out.mkdir()
+  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "3", "--port", "4321",
+         "--", sys.executable, str(script), str(out)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 3, proc.stderr
+  written = sorted((out / str(i)).read_text() for i in range(3))
+  assert written == [f"{i} 3 127.0.0.1:4321" for i in range(3)]
 
 
 # ------------------------------------------------------------------ merging the batches

@@ -44,17 +44,6 @@ def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int
   return out
 
 
-def _vision_micro(cfg, pixels, grids, per_row, rows, patches_per_mb):
-  grid_rows = [g for r in rows for g in per_row[r][0]]
-  starts = np.concatenate([[0], np.cumsum([grids[i].prod() for i in range(len(grids))])])
-  parts = [pixels[starts[g]:starts[g + 1]] for g in grid_rows]
-  n = sum(len(p) for p in parts)
-  out = np.zeros((patches_per_mb, pixels.shape[1]), np.float32)
-  if parts:
-    out[:n] = np.concatenate(parts)
-  return out, grids[grid_rows].reshape(-1, 3)
-
-
 def _layout_padding(cfg, grid_list, patches):
   v = cfg.vision
   wm = v.window_merge_units
@@ -82,48 +71,36 @@ def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int
   if b % micro_batches:
     raise ValueError(f"batch of {b} rows does not split into {micro_batches} micro-batches")
   per = b // micro_batches
-  mu = cfg.vision.merge_unit
   valid = mask.astype(bool)
-  modalities = []
-  for name, tok, pv_key, grid_key in (("image", cfg.image_token_id, "pixel_values", "image_grid_thw"),
-                                      ("video", cfg.video_token_id, "pixel_values_videos",
-                                       "video_grid_thw")):
-    counts = ((ids == tok) & valid).sum(-1)
-    if counts.sum() == 0:
-      continue
-    grids = np.asarray(batch[grid_key]).reshape(-1, 3)
-    modalities.append((name, np.asarray(batch[pv_key]), grids, _split_vision(counts, grids, mu)))
-  seconds = np.asarray(batch.get("second_per_grid_ts", np.zeros(0)), np.float32)
-  per_rows = {name: per_row for name, _, _, per_row in modalities}
-
-  micro: list[dict[str, Any]] = []
+  kinds = [kind for kind, tok in (("image", cfg.image_token_id), ("video", cfg.video_token_id))
+           if ((ids == tok) & valid).any()]
+  micro = []
   for m in range(micro_batches):
-    rows = list(range(m * per, (m + 1) * per))
-    item = {"input_ids": ids[rows], "attention_mask": mask[rows]}
+    rows = np.arange(m * per, (m + 1) * per)
+    sub = select_rows(cfg, batch, rows, ids_key, mask_key)
+    item = {"input_ids": sub[ids_key], "attention_mask": sub[mask_key]}
     if "loss_mask" in batch:
       item["loss_mask"] = np.asarray(batch["loss_mask"])[rows]
-    grids_of = {}
-    for name, pixels, grids, per_row in modalities:
-      pixels_mb, grids_mb = _vision_micro(cfg, pixels, grids, per_row, rows,
-                                          len(pixels) // micro_batches)
-      item["pixel_values" if name == "image" else "pixel_values_videos"] = pixels_mb
-      grids_of[name] = grids_mb
-    video_rows = [g for r in rows for g in per_rows["video"][r][0]] if "video" in per_rows else []
+    grids = {k: sub[_GRID[k]] for k in kinds}
+    for k in kinds:
+      item[_PIXELS[k]] = sub[_PIXELS[k]]
     item["position_ids"], _ = rope_index_for(
-        cfg, item["input_ids"], item["attention_mask"], grids_of.get("image"),
-        grids_of.get("video"), seconds[video_rows] if video_rows else None, rule=rope_rule)
-    micro.append((item, grids_of))
+        cfg, item["input_ids"], item["attention_mask"], grids.get("image"), grids.get("video"),
+        sub.get("second_per_grid_ts") if "video" in kinds else None, rule=rope_rule)
+    micro.append((item, grids))
 
   # Pad the layouts of all micro-batches to one shape, then stack.
   out: dict[str, Any] = {}
-  for name, pixels, _, _ in modalities:
-    key = "image" if name == "image" else "video"
-    pad = _layout_padding(cfg, [g[key] for _, g in micro], len(pixels) // micro_batches)
-    layouts = [layout_for(cfg, g[key], **pad) for _, g in micro]
-    out[f"{key}_layout"] = _stack(layouts)
+  for k in kinds:
+    pad = _layout_padding(cfg, [g[k] for _, g in micro], len(micro[0][0][_PIXELS[k]]))
+    out[f"{k}_layout"] = _stack([layout_for(cfg, g[k], **pad) for _, g in micro])
   for k in micro[0][0]:
     out[k] = np.stack([it[k] for it, _ in micro])
   return out
+
+
+_PIXELS = {"image": "pixel_values", "video": "pixel_values_videos"}
+_GRID = {"image": "image_grid_thw", "video": "video_grid_thw"}
 
 
 def _stack(items):

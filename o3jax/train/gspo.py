@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o3jax.distributed import gather_batch
+from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, select_rows
@@ -104,8 +106,10 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
+  pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
   while step < target:
-    batch = next(data)
+    # Every process rolls out the whole global batch (vision inputs are replicated).
+    batch = gather_batch(next(data), pad_id)
     prompt_len = batch["prompt_ids"].shape[1]
     r = rollout(run.graphdef, state.params, run.model_config, run.tokenizer, batch,
                 jax.random.fold_in(key, step), num_samples=g.group_size,

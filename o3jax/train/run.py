@@ -61,7 +61,8 @@ def tokenizer_for(workdir: str, init: str | None):
     tok = build_demo_tokenizer()
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    tok.save(saved)
+    tok.save(saved + ".tmp")
+    os.replace(saved + ".tmp", saved)  # other processes never read a half-written file
   return tok
 
 

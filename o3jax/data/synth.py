@@ -134,16 +134,35 @@ def make_scene(vid: str, rng: np.random.Generator, width: int, height: int, fps:
   return Scene(vid, width, height, fps, num_frames, tuple(tracks))
 
 
+def yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:
+  """uint8 [H, W, 3] -> a yuv420p frame (BT.601, limited range, chroma averaged over 2x2
+  blocks) converted in integer numpy and written with zeroed line padding: swscale's
+  conversion and uninitialised padding bytes are both kept out of the encoder's input."""
+  r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+  y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+  u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+  v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+  h, w = y.shape
+  pool = lambda c: (c.reshape(h // 2, 2, w // 2, 2).sum((1, 3)) + 2) // 4
+  frame = av.VideoFrame(w, h, "yuv420p")
+  for plane, data in zip(frame.planes, (y, pool(u), pool(v))):
+    buf = np.zeros((plane.buffer_size // plane.line_size, plane.line_size), np.uint8)
+    buf[:data.shape[0], :data.shape[1]] = data.clip(0, 255)
+    plane.update(buf.tobytes())
+  return frame
+
+
 def write_video(scene: Scene, path: str) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with av.open(path, "w") as container:
-    # Byte-identical output from run to run needs one encoder thread, explicit timestamps
-    # and converting to yuv420p ourselves (PyAV's implicit conversion differs on first use).
-    stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "18"})
+    # Byte-identical output from run to run needs a deterministic encoder (MPEG-4 part 2,
+    # one thread: libx264's output varied between runs even with one thread), explicit
+    # timestamps and fully defined input frames (see yuv420p_frame).
+    stream = container.add_stream("mpeg4", rate=scene.fps, options={"qscale": "2"})
     stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
     stream.codec_context.thread_count = 1
     for frame in range(scene.num_frames):
-      picture = av.VideoFrame.from_ndarray(scene.render(frame)[0], format="rgb24").reformat(format="yuv420p")
+      picture = yuv420p_frame(scene.render(frame)[0])
       picture.pts = frame
       for packet in stream.encode(picture):
         container.mux(packet)

@@ -114,23 +114,6 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data, tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
 
 
-class _Batches:
-  """A stand-in iterator yielding one fixed batch with a poisoned loss mask."""
-
-  def __init__(self, batch):
-    self.batch, self.n = batch, 0
-
-  def __next__(self):
-    self.n += 1
-    return self.batch
-
-  def get_state(self):
-    return {"n": self.n}
-
-  def set_state(self, state):
-    self.n = state["n"]
-
-
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(synthetic_data, tmp_path):
   from train_main import config
   cfg = config(["batch_size=4", "checkpoint_every=1"])
@@ -143,3 +126,19 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(synthetic_data, tmp_pat
   params = ckpt.read_params(ckpt.latest_step())
   ckpt.close()
   assert all(np.isfinite(np.asarray(x)).all() for x in params.values())
+
+
+def test_half_written_checkpoint_is_never_loaded(tmp_path):
+  """Orbax finalises a step by renaming its temporary directory; a run killed before that
+  leaves only the temporary one, which latest_step() does not list."""
+  import jax.numpy as jnp
+  ckpt = Checkpointer(str(tmp_path), asynchronous=False)
+  ckpt.save(1, {"params": {"w": jnp.ones(3)}})
+  ckpt.close()
+  partial = tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp-1234567"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "junk").write_text("half written")
+  ckpt = Checkpointer(str(tmp_path), asynchronous=False)
+  assert ckpt.latest_step() == 1
+  np.testing.assert_array_equal(ckpt.read_params(1)["w"], np.ones(3))
+  ckpt.close()

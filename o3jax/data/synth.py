@@ -158,9 +158,12 @@ def write_video(scene: Scene, path: str) -> None:
     # Byte-identical output from run to run needs a deterministic encoder (MPEG-4 part 2,
     # one thread: libx264's output varied between runs even with one thread), explicit
     # timestamps and fully defined input frames (see yuv420p_frame).
-    stream = container.add_stream("mpeg4", rate=scene.fps, options={"qscale": "2"})
+    stream = container.add_stream("mpeg4", rate=scene.fps)
     stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
     stream.codec_context.thread_count = 1
+    # The encoder's default 200 kb/s smears moving shapes; at this rate the decoded frames
+    # are as close to the rendered ones as libx264's at crf 18 (mean error ~1 level).
+    stream.bit_rate = 4_000_000
     for frame in range(scene.num_frames):
       picture = yuv420p_frame(scene.render(frame)[0])
       picture.pts = frame

@@ -22,7 +22,7 @@ def get_config() -> TrainConfig:
                         end_lr_fraction=0.1, weight_decay=0.01, max_grad_norm=1.0),
       gspo=GSPOConfig(group_size=4, temperature=1.0, top_p=1.0, max_new_tokens=96,
                       eps_low=0.2, eps_high=0.2, beta=0.0, updates_per_batch=2),
-      total_steps=200,
+      total_steps=400,
       batch_size=8,
       micro_batches=1,
       max_length=640,

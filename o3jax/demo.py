@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
   p = sub.add_parser("demo", help="end-to-end demo on a tiny model, CPU only")
   p.add_argument("--workdir", default="o3jax_demo")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--videos", type=int, default=24, help="training videos (6 records each)")
+  p.add_argument("--videos", type=int, default=48, help="training videos (6 records each)")
   p.add_argument("--sft-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--gspo-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--eval-batches", type=int, default=3, help="held-out batches of 8 prompts")
@@ -77,14 +77,20 @@ def evaluate(cfg, run, heldout: str, eval_batches: int, max_new_tokens: int) -> 
 
 
 def evidence_png(run, heldout: str, path: str, max_new_tokens: int) -> str:
-  from o3jax.eval.generate import Decoding, load_video, processing_config, video_file
+  """The GSPO model's grounded answer to a held-out question, drawn on the frames.
+
+  A general video question: its prompt shows the sampled frames alone, as in training
+  (spatio-temporal training prompts also carry the annotated key frames, which a plain
+  inference call does not have)."""
+  from o3jax.data.records import load_records
+  from o3jax.eval.generate import Decoding, load_video, processing_config
   from o3jax.infer import answer_video, write_outputs
-  with open(os.path.join(heldout, "vstar.json")) as f:
-    item = json.load(f)[0]
+  record = next(r for r in load_records(os.path.join(heldout, "STGR-RL.json"))
+                if r["task"] == "General video QA Free-form")
   processing = processing_config(os.path.join(CONFIGS, "tiny_synthetic.py"))
-  video = load_video(video_file(item, heldout), processing)
-  result = answer_video(_loaded(run), video, item["question"], stage="sft",
-                        decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
+  video = load_video(os.path.join(heldout, record["video_path"]), processing)
+  result = answer_video(_loaded(run), video, record["question"], task=record["task"],
+                        stage="sft", decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
   paths = write_outputs(result, video, os.path.dirname(path))
   os.replace(paths["png"], path)
   return path

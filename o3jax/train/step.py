@@ -76,6 +76,11 @@ def jit_train_step(train_step, state_shardings, batch_shardings, mesh):
   return run
 
 
+# Arrays [M, B, ...] with one row per sequence: split over (data, fsdp) along B.
+ROW_KEYS = ("input_ids", "attention_mask", "loss_mask", "completion_mask", "old_logprobs",
+            "ref_logprobs", "advantages", "row_mask")
+
+
 def batch_shardings(batch, mesh):
   """Token arrays split over (data, fsdp) along their batch axis; pixels replicated.
 
@@ -87,8 +92,7 @@ def batch_shardings(batch, mesh):
   def one(path, x):
     name = str(path[0].key) if path and hasattr(path[0], "key") else ""
     ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    if name in ("input_ids", "attention_mask", "loss_mask", "advantages", "old_logprobs",
-                "ref_logprobs", "completion_mask") and x.shape[1] % ways == 0:
+    if name in ROW_KEYS and x.shape[1] % ways == 0:
       return jax.sharding.NamedSharding(mesh, P(None, ("data", "fsdp")))
     if name == "position_ids" and x.shape[2] % ways == 0:
       return jax.sharding.NamedSharding(mesh, P(None, None, ("data", "fsdp")))

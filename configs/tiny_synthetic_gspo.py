@@ -8,7 +8,6 @@ into full-size steps; at 3e-4 the SFT format was lost within 30 steps), no KL te
 rollout batch, so the clip acts.
 """
 
-import dataclasses
 import importlib.util
 import os
 

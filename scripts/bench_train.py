@@ -20,9 +20,7 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from o3jax import sharding

@@ -10,10 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from o3jax import sharding
-from o3jax.train import optim, state as state_lib, step as step_lib
+from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.checkpoint import Checkpointer
 from o3jax.train.run import NonFiniteLoss

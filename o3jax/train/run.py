@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -191,8 +190,3 @@ def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -
     raise NonFiniteLoss(f"step {step}: non-finite loss {row.get('loss')} (grad norm "
                         f"{row.get('grad_norm')}); stopping. The last good checkpoint "
                         f"(step {last}) is left intact in {checkpointer.directory}")
-
-
-def remove_workdir(path: str) -> None:
-  if os.path.exists(path):
-    shutil.rmtree(path)

@@ -19,33 +19,15 @@ COMMANDS = {
     "eval": "o3jax.eval.cli",
     "infer": "o3jax.infer",
     "convert": "o3jax.convert.cli",
-    "bench": "o3jax.bench",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="o3jax", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", required=True)
-  registered: set[str] = set()
-  for name, module in COMMANDS.items():
-    if module in registered:
-      continue
-    try:
-      mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-      if e.name != module:
-        raise
-      p = sub.add_parser(name, help="(not available in this build)")
-      p.set_defaults(func=lambda args, n=name: _unavailable(n))
-      continue
-    mod.add_parser(sub)
-    registered.add(module)
+  for module in dict.fromkeys(COMMANDS.values()):  # each module once, in order
+    importlib.import_module(module).add_parser(sub)
   return parser
-
-
-def _unavailable(name: str) -> int:
-  print(f"o3jax {name}: this command is not part of this build yet", file=sys.stderr)
-  return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,19 +8,13 @@ into full-size steps; at 3e-4 the SFT format was lost within 30 steps), no KL te
 rollout batch, so the clip acts.
 """
 
-import importlib.util
 import os
 
-from o3jax.train.config import GSPOConfig, OptimConfig, TrainConfig
-
-_spec = importlib.util.spec_from_file_location(
-    "tiny_synthetic", os.path.join(os.path.dirname(__file__), "tiny_synthetic.py"))
-_sft = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_sft)
+from o3jax.train.config import GSPOConfig, OptimConfig, TrainConfig, load_config
 
 
 def get_config() -> TrainConfig:
-  cfg = _sft.get_config()
+  cfg = load_config(os.path.join(os.path.dirname(__file__), "tiny_synthetic.py"))
   return cfg.replace(
       optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, decay="constant", weight_decay=0.0,
                         max_grad_norm=1.0),

@@ -24,7 +24,7 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
-from o3jax.train.loss import token_logprobs
+from o3jax.train.loss import batch_logits, token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
 from o3jax.train.run import (MetricsLog, check_finite, load_params_from_workdir, restore,
                              setup_run)
@@ -34,10 +34,7 @@ RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
 
 
 def _forward_logprobs(model, mb, temperature: float):
-  logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
-                 pixel_values_videos=mb.get("pixel_values_videos"),
-                 position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
-                 video_layout=mb.get("video_layout"))
+  logits = batch_logits(model, mb)
   # Position t predicts token t+1; prepend a column so arrays align with input_ids.
   lp = token_logprobs(logits[:, :-1] / temperature, mb["input_ids"][:, 1:])
   return jnp.pad(lp, ((0, 0), (1, 0)))
@@ -141,8 +138,7 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
     metrics = jax.device_get(metrics)
     seqs = max(float(metrics.pop("tokens")), 1.0)
     valid = r.valid
-    groups = terms["total"][valid].reshape(-1, g.group_size) if valid.all() else \
-        terms["total"].reshape(-1, g.group_size)[valid.reshape(-1, g.group_size).all(1)]
+    groups = terms["total"].reshape(-1, g.group_size)[valid.reshape(-1, g.group_size).all(1)]
     out = {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
            "param_norm": metrics["param_norm"], "lr": metrics["lr"],
            "kl": metrics["kl"] / seqs, "clip_fraction": metrics["clipped"] / seqs,

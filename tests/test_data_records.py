@@ -6,11 +6,15 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from o3jax.data.encode import EncodeRecord, Skipped, encode_record
 from o3jax.data.pipeline import BatchShape, PipelineConfig, make_iterator
 from o3jax.data.records import RecordError, check_record, load_records, sft_target
+from o3jax.eval.generate import image_query
+from o3jax.processing import chat, prompts
 from o3jax.processing.config import TINY
 from data_fixtures import demo_tokenizer, synthetic_dir, truncate, write_test_video  # noqa: F401
 
@@ -27,7 +31,7 @@ def good(synthetic_dir):
     for kf in record.get("key_frames", []):
       kf["path"] = os.path.join(synthetic_dir, kf["path"])
     records.setdefault(record["task"], record)
-  assert len(records) == 6
+  assert len(records) == 7  # the six STGR tasks and relevance ratings
   return records
 
 
@@ -81,6 +85,9 @@ def bad_cases(good, bad_files):
       (_edit(tg, id="unknown-task", task="video captioning"), "task", "unknown task"),
       (_edit(tg, id="no-reasoning", reasoning_process=None), "reasoning_process", "missing"),
       (_edit(bad_key_frame, id="truncated-key-frame"), "key_frames[0].path", "truncated"),
+      (_edit(good[prompts.RELEVANCE_RATING], id="rating-3", answer="3"), "answer", "one of ['0', '1', '2']"),
+      (_edit(good[prompts.RELEVANCE_RATING], id="rating-no-image", image_path=path("nope.png")), "image_path",
+       "does not exist"),
   ]
 
 
@@ -109,6 +116,23 @@ def test_record_without_id_is_named_by_index(demo_tokenizer):
     check_record(["not", "an", "object"], stage="rl", index=3)
   skipped = EncodeRecord(demo_tokenizer, TINY, "rl")((5, {"task": "temporal QA"}))
   assert skipped.error.record_id == "#5" and skipped.error.field == "question"
+
+
+def test_relevance_rating_is_sft_only_and_encodes_as_the_rater_asks(good, demo_tokenizer):
+  """The SFT prompt of a rating record is, token for token and pixel for pixel, the query
+  test-time scaling sends (mcq_run.model_rater): no system prompt, crop, RATING_PROMPT."""
+  record = good[prompts.RELEVANCE_RATING]
+  with pytest.raises(RecordError, match="for SFT only"):
+    check_record(record, stage="rl")
+  example = encode_record(record, tokenizer=demo_tokenizer, config=TINY, stage="sft")
+  crop = np.asarray(Image.open(record["image_path"]).convert("RGB"))
+  query = image_query(crop, prompts.RATING_PROMPT.format(question=record["question"]), TINY)
+  asked = chat.tokenize(demo_tokenizer, query.messages(), add_generation_prompt=True, merge_size=TINY.merge_size)
+  np.testing.assert_array_equal(example.input_ids[:example.prompt_length], asked.input_ids)
+  np.testing.assert_array_equal(example.pixel_values, query.visual.pixel_values)
+  target = demo_tokenizer.decode(example.input_ids[example.loss_mask == 1].tolist())
+  assert target.startswith(record["answer"]) and "<think>" not in target
+  assert "system" not in demo_tokenizer.decode(example.input_ids.tolist())
 
 
 def test_rl_records_need_no_reasoning(synthetic_dir):

@@ -12,6 +12,7 @@ from PIL import Image
 from o3jax import cli
 from o3jax.data import synth
 from o3jax.data.records import check_record, load_records, parse_segment, temporal_segment_text
+from o3jax.processing import prompts
 from o3jax.processing.prompts import TASKS
 from data_fixtures import files_under, synthetic_dir  # noqa: F401
 
@@ -38,7 +39,9 @@ def test_cli_writes_the_dataset(tmp_path):
 def test_records_cover_all_tasks_and_are_valid(synthetic_dir):
   for name, stage in (("STGR-SFT.json", "sft"), ("STGR-RL.json", "rl")):
     records = load_records(os.path.join(synthetic_dir, name))
-    assert len(records) == 4 * 6 and sorted({r["task"] for r in records}) == sorted(TASKS)
+    # SFT adds three rated evidence crops for each of a video's two MCQ questions.
+    tasks = TASKS + (prompts.RELEVANCE_RATING,) * (stage == "sft")
+    assert len(records) == 4 * (6 + 6 * (stage == "sft")) and sorted({r["task"] for r in records}) == sorted(tasks)
     assert len({r["id"] for r in records}) == len(records)
     for record in records:
       check_record(record, stage=stage, root=synthetic_dir)
@@ -114,8 +117,45 @@ def test_temporal_answers_match_the_video(synthetic_dir):
   assert checked == 8
 
 
+def test_relevance_ratings_follow_the_crop(synthetic_dir):
+  """The share of a crop in the subject's colour (counting questions: any object's colour)
+  grows with the rating; a crop rated 0 is mostly something else. (A crop rated 2 can be
+  mostly another colour: an object drawn later may cover the subject.)"""
+  shares = {0: [], 1: [], 2: []}
+  for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
+    if record["task"] != prompts.RELEVANCE_RATING:
+      continue
+    image = np.asarray(Image.open(os.path.join(synthetic_dir, record["image_path"])).convert("RGB"))
+    assert list(image.shape[1::-1]) == record["image_size"]
+    named = re.search(r"When is the (\w+) \w+ visible", record["question"])
+    if named:
+      colours = [synth.COLOURS[named.group(1)]]
+    elif record["question"].startswith("How many objects"):
+      colours = list(synth.COLOURS.values())
+    else:  # "Which colour is the circle?": the colour is the question
+      continue
+    share = max((np.abs(image.astype(int) - np.array(c)) <= 40).all(-1).mean() for c in colours)
+    shares[int(record["answer"])].append(share)
+  assert all(len(v) >= 2 for v in shares.values()), shares
+  assert max(shares[0]) < 0.5 and min(shares[2]) > 0.1
+  assert np.mean(shares[0]) < np.mean(shares[1]) < np.mean(shares[2])
+
+
+def test_relevance_rule_on_hand_boxes():
+  subject = [[10, 10, 30, 30]]
+  assert synth.relevance([10, 10, 30, 30], subject) == 2
+  assert synth.relevance([12, 10, 34, 30], subject) == 2  # IoU 18*20 / (22*20) = 0.82
+  assert synth.relevance([20, 10, 40, 30], subject) == 1  # IoU 1/3, half of the subject
+  assert synth.relevance([27, 10, 47, 30], subject) == 0  # 15% of the subject
+  assert synth.relevance([14, 14, 18, 18], subject) == 1  # inside it: 4% of it, all of the crop
+  assert synth.relevance([50, 50, 60, 60], subject) == 0
+  assert synth.relevance([50, 50, 60, 60], subject + [[50, 50, 61, 60]]) == 2
+
+
 def test_reasoning_is_grounded(synthetic_dir):
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
+    if record["task"] == prompts.RELEVANCE_RATING:
+      continue
     think = record["reasoning_process"]
     if record["task"] == "visual QA":
       assert re.search(r"<obj>(\w+)</obj><box>(\[.*?\])</box>", think)

@@ -78,11 +78,10 @@ def encode_record(record: Record, *, tokenizer: Tokenizer, config: ProcessingCon
   prompt_stage = stage if config.prompt_style == "stage" else config.prompt_style
   rid = record_id(record, index)
   visual, facts = _visual_input(record, rid, root, config, decode_threads)
-  messages = [
-      chat.Message("system", [prompts.system_prompt(record["task"], prompt_stage)]),
-      chat.Message("user", visual.content + [prompts.question_text(record["task"], record["question"],
-                                                                   prompt_stage)]),
-  ]
+  system = prompts.system_prompt(record["task"], prompt_stage)
+  messages = [chat.Message("system", [system])] if system else []
+  messages.append(chat.Message("user", visual.content + [prompts.question_text(record["task"], record["question"],
+                                                                               prompt_stage)]))
   if stage == "sft":
     try:
       target = sft_target(record, visual.frame_size)

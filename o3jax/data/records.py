@@ -17,7 +17,10 @@ import re
 from typing import Any
 
 from o3jax.processing import grounding
-from o3jax.processing.prompts import IMAGE_TASKS, SPATIO_TEMPORAL, STAGES, TASKS, TEMPORAL_TASKS
+from o3jax.processing.prompts import (IMAGE_TASKS, RELEVANCE_RATING, SFT_ONLY_TASKS, SPATIO_TEMPORAL, STAGES,
+                                     TASKS, TEMPORAL_TASKS)
+
+RATINGS = ("0", "1", "2")
 
 Record = dict[str, Any]
 
@@ -120,9 +123,12 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
   if not isinstance(record, dict):
     raise RecordError(rid, "record", f"expected a JSON object, got {type(record).__name__}")
   task = record.get("task")
-  if task not in TASKS:
-    raise RecordError(rid, "task", f"unknown task {task!r}; expected one of {list(TASKS)}")
-  for field in ("question", "answer") + (("reasoning_process",) if stage == "sft" else ()):
+  if task not in TASKS + SFT_ONLY_TASKS:
+    raise RecordError(rid, "task", f"unknown task {task!r}; expected one of {list(TASKS + SFT_ONLY_TASKS)}")
+  if task in SFT_ONLY_TASKS and stage != "sft":
+    raise RecordError(rid, "task", f"{task!r} records are for SFT only (they have no reward)")
+  reasoning = ("reasoning_process",) if stage == "sft" and task != RELEVANCE_RATING else ()
+  for field in ("question", "answer") + reasoning:
     if not isinstance(record.get(field), str):
       raise RecordError(rid, field, f"missing or not a string: {record.get(field)!r}")
   if not record["question"].strip():
@@ -135,9 +141,13 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_number(v) and v > 0 for v in size)):
       raise RecordError(rid, "image_size", f"expected [W, H] of positive numbers, got {size!r}")
     width, height = size
-    for field in ("answer",) + (("reasoning_process",) if stage == "sft" else ()):
-      _check_text_boxes(rid, field, record[field], width, height)
-    if not grounding.find_boxes(record["answer"]):
+    if task == RELEVANCE_RATING:
+      if record["answer"].strip() not in RATINGS:
+        raise RecordError(rid, "answer", f"a relevance rating is one of {list(RATINGS)}, got {record['answer']!r}")
+    else:
+      for field in ("answer",) + reasoning:
+        _check_text_boxes(rid, field, record[field], width, height)
+    if task != RELEVANCE_RATING and not grounding.find_boxes(record["answer"]):
       raise RecordError(rid, "answer", "a visual QA answer needs <obj>..</obj><box>[..]</box>")
     if check_files:
       _check_path(rid, "image_path", root, record["image_path"])
@@ -200,7 +210,10 @@ def _check_key_frames(rid: str, record: Record, root: str, check_files: bool, re
 
 def sft_target(record: Record, frame_size: tuple[int, int]) -> str:
   """`<think>` + reasoning + `</think>\\n<answer>` + answer + `</answer>`, boxes in pixels of
-  the processed (W, H) frame (visual QA: rescaled from the original image size)."""
+  the processed (W, H) frame (visual QA: rescaled from the original image size); a
+  relevance rating is its digit alone."""
+  if record["task"] == RELEVANCE_RATING:
+    return record["answer"].strip()
   text = "<think>" + record["reasoning_process"] + "</think>\n<answer>" + record["answer"] + "</answer>"
   if record["task"] in IMAGE_TASKS:
     return grounding.rescale_pixels(text, tuple(record["image_size"]), frame_size)

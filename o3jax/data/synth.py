@@ -4,6 +4,7 @@
   videos/vNNNN.mp4        training videos (H.264, PyAV), videos/hNNNN.mp4 held-out ones
   keyframes/*.png         the exact rendered frames of the annotated key frames
   images/*.png            still frames for visual QA
+  crops/*.png             evidence crops with relevance ratings (SFT only, for test-time scaling)
   STGR-SFT.json           records of all six tasks, with grounded reasoning (normalised boxes;
                           visual QA: pixels of the image) and SFT answers
   STGR-RL.json            the same questions in RL form (temporal answers "[s, e]", "B\\n[s, e]")
@@ -25,7 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from o3jax.processing import grounding
+from o3jax.eval import tts
+from o3jax.processing import grounding, prompts
 
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
@@ -269,6 +271,7 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   track = pick()
   s, e = _span(track, scene)
   options, letter = _options(rng, f"[{_t(s)}, {_t(e)}]", _wrong_segments(rng, scene, s, e))
+  rated = [(f"When is the {track.name} visible?\nOptions:\n{options}", [track])]
   reasoning = (f"The {_claim(scene, track, track.first)} enters the view at <t>{_t(s)}</t>s and the "
                f"{_claim(scene, track, track.last)} is its last appearance, at <t>{_t(e)}</t>s. "
                f"Option {letter} matches.")
@@ -293,15 +296,18 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   if rng.random() < 0.5:
     correct, wrong = str(len(tracks)), [str(n) for n in range(1, 6) if n != len(tracks)]
     question = "How many objects appear in the video?"
+    subjects = tracks
   else:
     track = pick()
     correct = track.colour
     wrong = [c for c in COLOURS if c != track.colour]
     question = f"Which colour is the {track.shape}?"
+    subjects = [track]
   options, letter = _options(rng, correct, wrong)
   seen = " ".join(f"I see the {_claim(scene, t, _middle(scene, t))}." for t in tracks)
   add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}.",
       letter, letter, video_path=video)
+  rated.append((f"{question}\nOptions:\n{options}", subjects))
 
   # General video QA Free-form: direction of motion.
   track = pick()
@@ -310,7 +316,64 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
                f"{_claim(scene, track, track.last)}.")
   add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
       answer, answer, video_path=video)
+
+  # Relevance ratings of evidence crops for the MCQ questions (SFT only), as test-time
+  # scaling asks them: the crop of a box, resized to the frame size.
+  for q, (question, subjects) in enumerate(rated):
+    for k, (crop, rating) in enumerate(rating_crops(scene, subjects, rng)):
+      path = _save_png(crop, out_dir, f"crops/{scene.vid}_{q}{k}.png")
+      sft.append(dict(id=f"{scene.vid}-rate{q}{k}-sft", task=prompts.RELEVANCE_RATING, source="synthetic",
+                      question=question, answer=str(rating), image_path=path,
+                      image_size=[scene.width, scene.height]))
   return sft, rl
+
+
+def _overlap(a: list[float], b: list[float]) -> tuple[float, float, float]:
+  """IoU of boxes a and b, and the fractions of a's and of b's area that they share."""
+  w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+  h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+  inter, area = w * h, lambda x: (x[2] - x[0]) * (x[3] - x[1])
+  return inter / (area(a) + area(b) - inter), inter / area(a), inter / area(b)
+
+
+def relevance(crop_box: list[float], subject_boxes: list[list[int]]) -> int:
+  """2 if the crop frames a subject of the question (IoU >= 0.5); 1 if it holds a fifth
+  or more of one, or is half filled by one; else 0."""
+  best = 0
+  for box in subject_boxes:
+    iou, of_crop, of_subject = _overlap(crop_box, box)
+    best = max(best, 2 if iou >= 0.5 else 1 if of_subject >= 0.2 or of_crop >= 0.5 else 0)
+  return best
+
+
+def rating_crops(scene: Scene, subjects: list[Track], rng: np.random.Generator
+                 ) -> list[tuple[np.ndarray, int]]:
+  """Three rated crops from a frame where a subject is visible: its box (jittered), the
+  box moved by about half its size along x or y, and another object's box or a patch of background."""
+  track = subjects[int(rng.integers(len(subjects)))]
+  frame = _middle(scene, track)
+  image, boxes = scene.render(frame)
+  subject_boxes = [boxes[t.name] for t in subjects if t.name in boxes]
+  box = boxes[track.name]
+  size = np.array([box[2] - box[0], box[3] - box[1]] * 2, float)
+  jitter = lambda b, f: list(np.asarray(b, float) + rng.uniform(-f, f, 4) * size)  # noqa: E731
+  shift = np.zeros(2)
+  shift[int(rng.integers(2))] = rng.choice([-1.0, 1.0]) * rng.uniform(0.35, 0.6)  # along x or y
+  candidates = [jitter(box, 0.1), list(np.asarray(box, float) + np.tile(shift, 2) * size)]
+  others = [b for name, b in boxes.items() if b not in subject_boxes]
+  if others and rng.random() < 0.5:
+    candidates.append(jitter(others[int(rng.integers(len(others)))], 0.1))
+  else:
+    side = rng.uniform(0.15, 0.35, 2) * (scene.width, scene.height)
+    x, y = rng.uniform(0, scene.width - side[0]), rng.uniform(0, scene.height - side[1])
+    candidates.append([x, y, x + side[0], y + side[1]])
+  out = []
+  for cand in candidates:
+    clamped = [min(max(v, 0.0), lim) for v, lim in zip(cand, (scene.width, scene.height) * 2)]
+    crop = tts.crop_box(image, clamped)
+    if crop is not None:
+      out.append((crop, relevance(clamped, subject_boxes)))
+  return out
 
 
 def vstar_item(scene: Scene, rng: np.random.Generator) -> dict:

@@ -35,10 +35,6 @@ from o3jax.processing.config import ProcessingConfig
 VOTES = ("majority", "confidence")
 STGR_TASKS = ("General video QA MCQ", "temporal QA (MCQ)")  # the MCQ records of STGR files
 DEFAULT_TASK = "General video QA MCQ"
-RATING_PROMPT = (
-    "Question: {question}\nThis image is a region cropped from a frame of the video. How "
-    "relevant is it to answering the question? Reply with one number: 0 = not relevant, "
-    "1 = partly relevant, 2 = clearly relevant.")
 RATING_TOKENS = 8
 _LABELLED = re.compile(r"^[A-Z][.:)]\s")
 
@@ -114,7 +110,7 @@ def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Arra
   def rate(crops: Sequence[np.ndarray], questions: Sequence[str]) -> list[str]:
     if not crops:
       return []
-    queries = [image_query(crop, RATING_PROMPT.format(question=q), processing)
+    queries = [image_query(crop, prompts.question_text(prompts.RELEVANCE_RATING, q, "sft"), processing)
                for crop, q in zip(crops, questions)]
     texts = generate(loaded, queries, key, Decoding(max_new_tokens=RATING_TOKENS),
                      batch_size=batch_size)

@@ -14,8 +14,13 @@ TASKS = (
     "General video QA Free-form",
 )
 SPATIO_TEMPORAL = "temporal-spatial free-form QA"
+# Not an STGR task: SFT records that teach a model to answer the relevance-rating prompt
+# of confidence-aware test-time scaling (SPEC.md section 7). No system prompt, no think
+# block: the user turn is an evidence crop and RATING_PROMPT, the target one digit.
+RELEVANCE_RATING = "relevance rating"
+SFT_ONLY_TASKS = (RELEVANCE_RATING,)
 TEMPORAL_TASKS = ("temporal QA", "temporal QA (MCQ)")
-IMAGE_TASKS = ("visual QA",)
+IMAGE_TASKS = ("visual QA", RELEVANCE_RATING)
 STAGES = ("sft", "rl")
 
 _THINK_ANSWER = ("The assistant MUST first think about the reasoning process in the mind and then provide the "
@@ -70,12 +75,23 @@ SYSTEM_PROMPTS = {
 }
 
 
-def system_prompt(task: str, stage: str) -> str:
+RATING_PROMPT = (
+    "Question: {question}\nThis image is a region cropped from a frame of the video. How "
+    "relevant is it to answering the question? Reply with one number: 0 = not relevant, "
+    "1 = partly relevant, 2 = clearly relevant.")
+
+
+def system_prompt(task: str, stage: str) -> str | None:
+  """The task's system prompt; None for a relevance rating (asked without one)."""
+  if task == RELEVANCE_RATING:
+    return None
   return SYSTEM_PROMPTS[stage][task]
 
 
 def question_text(task: str, question: str, stage: str) -> str:
   """The user's text after the visual input."""
+  if task == RELEVANCE_RATING:
+    return RATING_PROMPT.format(question=question)
   if stage == "sft" and (task in TEMPORAL_TASKS or task.startswith("General video QA")):
     return "Question: " + question
   return question

@@ -16,7 +16,8 @@ from o3jax.train.batch import model_batch
 from o3jax.train.checkpoint import Checkpointer
 from o3jax.train.run import NonFiniteLoss
 from o3jax.train.loss import sft_loss
-from o3jax.train.sft import data_iterator, train_sft
+from o3jax.train.config import load_config
+from o3jax.train.sft import data_iterator, select_tasks, train_sft
 
 HERE = os.path.dirname(__file__)
 SMALL = ["batch_size=4", "checkpoint_every=3", "total_steps=20"]
@@ -140,3 +141,16 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
   assert ckpt.latest_step() == 1
   np.testing.assert_array_equal(ckpt.read_params(1)["w"], np.ones(3))
   ckpt.close()
+
+
+def test_task_selection_keeps_bad_records_for_the_pipeline_to_count(tmp_path):
+  records = [{"id": "a", "task": "visual QA"}, {"id": "b", "task": "temporal QA"}, ["not", "an", "object"],
+             {"id": "c", "task": "video captioning"}, {"id": "d"}, {"id": "e", "task": "relevance rating"}]
+  kept = select_tasks(records, ("visual QA", "relevance rating"))
+  assert [r["id"] if isinstance(r, dict) else r for r in kept] == ["a", ["not", "an", "object"], "c", "d", "e"]
+  assert select_tasks(records, ()) == records
+  config = tmp_path / "bad_tasks.py"
+  config.write_text("from o3jax.train.config import TrainConfig\n"
+                    "def get_config():\n  return TrainConfig(tasks=('visual QA', 'captions'))\n")
+  with pytest.raises(ValueError, match=r"tasks \['captions'\] are unknown"):
+    load_config(str(config))

@@ -317,14 +317,14 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
       answer, answer, video_path=video)
 
-  # Relevance ratings of evidence crops for the MCQ questions (SFT only), as test-time
-  # scaling asks them: the crop of a box, resized to the frame size.
-  for q, (question, subjects) in enumerate(rated):
-    for k, (crop, rating) in enumerate(rating_crops(scene, subjects, rng)):
-      path = _save_png(crop, out_dir, f"crops/{scene.vid}_{q}{k}.png")
-      sft.append(dict(id=f"{scene.vid}-rate{q}{k}-sft", task=prompts.RELEVANCE_RATING, source="synthetic",
-                      question=question, answer=str(rating), image_path=path,
-                      image_size=[scene.width, scene.height]))
+  # Relevance ratings of evidence crops for one of the MCQ questions (SFT only), as
+  # test-time scaling asks them: the crop of a box, resized to the frame size.
+  question, subjects = rated[int(rng.integers(len(rated)))]
+  for k, (crop, rating) in enumerate(rating_crops(scene, subjects, rng)):
+    path = _save_png(crop, out_dir, f"crops/{scene.vid}_{k}.png")
+    sft.append(dict(id=f"{scene.vid}-rate{k}-sft", task=prompts.RELEVANCE_RATING, source="synthetic",
+                    question=question, answer=str(rating), image_path=path,
+                    image_size=[scene.width, scene.height]))
   return sft, rl
 
 

@@ -64,6 +64,7 @@ class TrainConfig:
   strict_data: bool = False
   processing: dict = dataclasses.field(default_factory=dict)  # ProcessingConfig overrides
   buckets: tuple = ()                  # data.pipeline.BatchShape per bucket, smallest first
+  tasks: tuple = ()                    # train on these record tasks only (a curriculum stage); () = all
 
   def replace(self, **kw) -> "TrainConfig":
     return dataclasses.replace(self, **kw)
@@ -80,4 +81,8 @@ def load_config(path: str) -> TrainConfig:
   cfg = module.get_config()
   if not isinstance(cfg, TrainConfig):
     raise ValueError(f"{path}: get_config() returned {type(cfg).__name__}, not TrainConfig")
+  from o3jax.processing.prompts import SFT_ONLY_TASKS, TASKS
+  unknown = [t for t in cfg.tasks if t not in TASKS + SFT_ONLY_TASKS]
+  if unknown:
+    raise ValueError(f"{path}: tasks {unknown} are unknown; expected some of {list(TASKS + SFT_ONLY_TASKS)}")
   return cfg

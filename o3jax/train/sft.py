@@ -12,6 +12,7 @@ import numpy as np
 from o3jax.data import pipeline
 from o3jax.data.records import load_records
 from o3jax.distributed import gather_batch
+from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import step as step_lib
@@ -25,13 +26,22 @@ def processing_config(cfg: TrainConfig) -> ProcessingConfig:
   return ProcessingConfig(**cfg.processing)
 
 
+def select_tasks(records: list, tasks: tuple) -> list:
+  """The records of `tasks` (all when empty). A record that is not an object or names no
+  known task is kept, so that the pipeline reports and counts it like any bad record."""
+  if not tasks:
+    return records
+  known = prompts.TASKS + prompts.SFT_ONLY_TASKS
+  return [r for r in records if not isinstance(r, dict) or r.get("task") not in known or r["task"] in tasks]
+
+
 def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str,
                   shuffle: bool = True, num_epochs: int | None = None):
   if cfg.batch_size % jax.process_count():
     raise ValueError(f"batch_size {cfg.batch_size} does not split over "
                      f"{jax.process_count()} processes")
   path = os.path.join(data_dir, file)
-  records = load_records(path)
+  records = select_tasks(load_records(path), cfg.tasks)
   pcfg = pipeline.PipelineConfig(
       batch_size=cfg.batch_size // jax.process_count(), buckets=tuple(cfg.buckets), stage=stage,
       seed=cfg.seed, num_workers=cfg.data_workers, strict=cfg.strict_data, shuffle=shuffle,

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   actions = parser.add_subparsers(dest="data_command", metavar="{synth}", required=True)
   p = actions.add_parser("synth", help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark")
   p.add_argument("--out", required=True, help="output directory")
-  p.add_argument("--videos", type=int, required=True, help="number of training videos (6 records each)")
+  p.add_argument("--videos", type=int, required=True, help="number of training videos (6 records each; SFT adds 3 rated evidence crops)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--vstar-videos", type=int, default=None, help="held-out benchmark videos (default videos // 4, >= 1)")
   p.add_argument("--width", type=int, default=112)

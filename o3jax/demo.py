@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
   p = sub.add_parser("demo", help="end-to-end demo on a tiny model, CPU only")
   p.add_argument("--workdir", default="o3jax_demo")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--videos", type=int, default=48, help="training videos (6 records each)")
+  p.add_argument("--videos", type=int, default=48, help="training videos (6 records each, SFT adds 3 rated crops)")
   p.add_argument("--sft-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--gspo-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--eval-batches", type=int, default=3, help="held-out batches of 8 prompts")

@@ -9,6 +9,11 @@
 3. Relevance ratings of held-out evidence crops (the `relevance rating` SFT records),
    asked exactly as test-time scaling asks them: accuracy against the synthetic labels
    and how many ratings were unreadable.
+4. Evidence on the shapes: greedy answers to the held-out general video questions (how
+   many objects; which way does X move), as `o3jax infer` gives them; each evidence box
+   is checked on the frame it is drawn on (the shown frame nearest its time): it sits on
+   the shape when it holds at least half of the pixels of the named colour and those
+   fill at least a quarter of the box (synthetic objects are one flat colour each).
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120]
@@ -26,10 +31,13 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from o3jax.data import synth
 from o3jax.data.records import load_records
-from o3jax.eval.generate import load_model
+from o3jax.eval.generate import Decoding, load_model, load_video
+from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
-from o3jax.eval.tts import parse_rating
+from o3jax.eval.tts import nearest_frame, parse_rating
+from o3jax.infer import answer_video
 from o3jax.processing import prompts
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
@@ -39,6 +47,7 @@ from o3jax.train.run import restore, setup_run
 from o3jax.train.sft import data_iterator, processing_config
 
 SPATIAL = (prompts.SPATIO_TEMPORAL, "visual QA")
+GENERAL = ("General video QA MCQ", "General video QA Free-form")
 
 
 def reward_terms(cfg, run, heldout: str, batches: int, max_new_tokens: int) -> dict:
@@ -91,6 +100,38 @@ def rating_accuracy(workdir: str, cfg, heldout: str, limit: int) -> dict:
           "unreadable": sum(p is None for p in got), "confusion": dict(sorted(confusion.items()))}
 
 
+def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
+  colour = synth.COLOURS.get(name.split()[0]) if name.split() else None
+  if colour is None or len(box) != 4 or not all(map(is_number, box)):
+    return False
+  mask = (np.abs(frame.astype(int) - np.array(colour)) <= 40).all(-1)
+  h, w = mask.shape
+  x1, y1, x2, y2 = (int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h)))
+  if x2 <= x1 or y2 <= y1 or not mask.any():
+    return False
+  inside = mask[y1:y2, x1:x2].sum()
+  return inside >= 0.5 * mask.sum() and inside >= 0.25 * (x2 - x1) * (y2 - y1)
+
+
+def evidence_on_shapes(workdir: str, cfg, heldout: str, limit: int, max_new_tokens: int) -> dict:
+  loaded = load_model(workdir)
+  processing = processing_config(cfg)
+  stage = cfg.processing.get("prompt_style", "rl")
+  records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if r.get("task") in GENERAL][:limit]
+  claims = on = all_on = 0
+  for record in records:
+    video = load_video(os.path.join(heldout, record["video_path"]), processing)
+    result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
+                          decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
+    hits = [box_on_shape(video.frames[nearest_frame(video.frame_times, e.time)], e.name, e.box)
+            for e in result.evidence if is_number(e.time)]
+    claims, on = claims + len(hits), on + sum(hits)
+    all_on += bool(hits) and all(hits)
+  return {"questions": len(records), "evidence boxes": claims,
+          "boxes on the named shape": round(on / max(claims, 1), 3),
+          "answers with every box on its shape": round(all_on / max(len(records), 1), 3)}
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True)
@@ -98,6 +139,7 @@ def main() -> None:
   p.add_argument("--heldout", required=True, help="a synthetic set the model was not trained on")
   p.add_argument("--batches", type=int, default=10)
   p.add_argument("--crops", type=int, default=120)
+  p.add_argument("--questions", type=int, default=40, help="general video questions for the evidence check")
   p.add_argument("--max-new-tokens", type=int, default=192)
   args = p.parse_args()
   cfg = load_config(args.config)
@@ -105,7 +147,9 @@ def main() -> None:
   restore(run)
   report = {"reward terms (greedy)": reward_terms(cfg, run, args.heldout, args.batches, args.max_new_tokens),
             "teacher-forced loss": image_sensitivity(cfg, run, args.heldout, args.batches),
-            "relevance ratings": rating_accuracy(args.workdir, cfg, args.heldout, args.crops)}
+            "relevance ratings": rating_accuracy(args.workdir, cfg, args.heldout, args.crops),
+            "evidence on the shapes": evidence_on_shapes(args.workdir, cfg, args.heldout, args.questions,
+                                                         args.max_new_tokens)}
   print(json.dumps(report, indent=1))
 
 

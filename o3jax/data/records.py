@@ -147,8 +147,8 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
     else:
       for field in ("answer",) + reasoning:
         _check_text_boxes(rid, field, record[field], width, height)
-    if task != RELEVANCE_RATING and not grounding.find_boxes(record["answer"]):
-      raise RecordError(rid, "answer", "a visual QA answer needs <obj>..</obj><box>[..]</box>")
+      if not grounding.find_boxes(record["answer"]):
+        raise RecordError(rid, "answer", "a visual QA answer needs <obj>..</obj><box>[..]</box>")
     if check_files:
       _check_path(rid, "image_path", root, record["image_path"])
     return

@@ -1,7 +1,7 @@
 """Synthetic grounded videos with exact answers: coloured shapes on known trajectories.
 
 `synthesize(out_dir, videos=N, seed=S)` writes, with every path relative to out_dir:
-  videos/vNNNN.mp4        training videos (H.264, PyAV), videos/hNNNN.mp4 held-out ones
+  videos/vNNNN.mp4        training videos (MPEG-4, PyAV), videos/hNNNN.mp4 held-out ones
   keyframes/*.png         the exact rendered frames of the annotated key frames
   images/*.png            still frames for visual QA
   crops/*.png             evidence crops with relevance ratings (SFT only, for test-time scaling)
@@ -349,7 +349,8 @@ def relevance(crop_box: list[float], subject_boxes: list[list[int]]) -> int:
 def rating_crops(scene: Scene, subjects: list[Track], rng: np.random.Generator
                  ) -> list[tuple[np.ndarray, int]]:
   """Three rated crops from a frame where a subject is visible: its box (jittered), the
-  box moved by about half its size along x or y, and another object's box or a patch of background."""
+  box moved by about half its size along x or y, and another object's box or a patch of
+  background. Each crop is rated by `relevance`, not by how it was made."""
   track = subjects[int(rng.integers(len(subjects)))]
   frame = _middle(scene, track)
   image, boxes = scene.render(frame)

@@ -3,8 +3,8 @@
 1. Greedy reward terms (SPEC.md section 4) on the held-out STGR-RL prompts: all tasks,
    and the spatial ones alone (spatio-temporal QA, visual QA) where thk_spatial and
    ans_viou say whether the boxes sit on the objects.
-2. Teacher-forced loss of held-out SFT targets with the real images, with every image
-   zeroed, and with the patches shuffled across the batch. A model whose loss does not
+2. Teacher-forced loss of held-out SFT targets with the real images (and videos), with
+   every pixel zeroed, and with the patches shuffled across the batch. A model whose loss does not
    move when its images are gone answers from the text alone, whatever its format.
 3. Relevance ratings of held-out evidence crops (the `relevance rating` SFT records),
    asked exactly as test-time scaling asks them: accuracy against the synthetic labels
@@ -74,10 +74,10 @@ def image_sensitivity(cfg, run, heldout: str, batches: int) -> dict:
 
   for _, batch in zip(range(batches), data):
     mb = {k: jax.tree.map(lambda x: x[0], v) for k, v in model_batch(run.model_config, batch, 1).items()}
-    variants = {"images": mb}
-    if "pixel_values" in mb:
-      variants["images zeroed"] = dict(mb, pixel_values=np.zeros_like(mb["pixel_values"]))
-      variants["patches shuffled"] = dict(mb, pixel_values=rng.permutation(mb["pixel_values"]))
+    pixels = [k for k in ("pixel_values", "pixel_values_videos") if k in mb]
+    variants = {"images": mb,
+                "images zeroed": dict(mb, **{k: np.zeros_like(mb[k]) for k in pixels}),
+                "patches shuffled": dict(mb, **{k: rng.permutation(mb[k]) for k in pixels})}
     for name, inputs in variants.items():
       total, n = loss(inputs)
       sums[name] += float(total)

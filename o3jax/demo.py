@@ -46,51 +46,48 @@ def _stage(msg: str, t0: float) -> None:
 
 
 def _loaded(run):
-  from o3jax.eval.generate import LoadedModel
-  from o3jax.processing.tokenizer import special_token_ids
   from flax import nnx
-  ids = special_token_ids(run.tokenizer)
-  model = nnx.merge(run.graphdef, run.state.params)
-  return LoadedModel(model, run.tokenizer, run.graphdef, run.state.params,
-                     (ids["eos_token_id"], ids["pad_token_id"]), ids["pad_token_id"], "o3jax")
+  from o3jax.eval.generate import loaded_model
+  return loaded_model(nnx.merge(run.graphdef, run.state.params), run.tokenizer)
 
 
 def evaluate(cfg, run, heldout: str, eval_batches: int, max_new_tokens: int) -> dict:
   """Reward terms on held-out prompts and V-STaR mAM / mLGM, greedy."""
   import jax
   from o3jax.eval import vstar
-  from o3jax.eval.generate import Decoding, processing_config
+  from o3jax.eval.generate import Decoding
   from o3jax.eval.vstar_run import vstar_results
   from o3jax.train.evaluate import evaluate_rewards
+  from o3jax.train.sft import processing_config
   out = evaluate_rewards(cfg, run.graphdef, run.state.params, run.model_config, run.tokenizer,
                          heldout, eval_batches, max_new_tokens=max_new_tokens)
   with open(os.path.join(heldout, "vstar.json")) as f:
     records = json.load(f)
-  results, _ = vstar_results(_loaded(run), records, heldout,
-                             processing_config(os.path.join(CONFIGS, "tiny_synthetic.py")),
-                             key=jax.random.key(0),
+  processing = processing_config(cfg)
+  results, _ = vstar_results(_loaded(run), records, heldout, processing, key=jax.random.key(0),
                              decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True),
-                             stage=cfg.processing.get("prompt_style", "rl"))
+                             stage=processing.prompt_stage("rl"))
   metrics = vstar.score_vstar(results)
   out.update(mam=metrics["mam"], mlgm=metrics["mlgm"])
   return out
 
 
-def evidence_png(run, heldout: str, path: str, max_new_tokens: int) -> str:
+def evidence_png(cfg, run, heldout: str, path: str, max_new_tokens: int) -> str:
   """The GSPO model's grounded answer to a held-out question, drawn on the frames.
 
   A general video question: its prompt shows the sampled frames alone, as in training
   (spatio-temporal training prompts also carry the annotated key frames, which a plain
   inference call does not have)."""
   from o3jax.data.records import load_records
-  from o3jax.eval.generate import Decoding, load_video, processing_config
+  from o3jax.eval.generate import Decoding, load_video
   from o3jax.infer import answer_video, write_outputs
+  from o3jax.train.sft import processing_config
   record = next(r for r in load_records(os.path.join(heldout, "STGR-RL.json"))
                 if r["task"] == "General video QA Free-form")
-  processing = processing_config(os.path.join(CONFIGS, "tiny_synthetic.py"))
+  processing = processing_config(cfg)
   video = load_video(os.path.join(heldout, record["video_path"]), processing)
   result = answer_video(_loaded(run), video, record["question"], task=record["task"],
-                        stage="sft", decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
+                        stage=processing.prompt_stage("rl"), decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
   paths = write_outputs(result, video, os.path.dirname(path))
   os.replace(paths["png"], path)
   return path
@@ -161,7 +158,7 @@ def run(args) -> int:
   summary = {k: {m: float(v[m]) + 0.0 for m in KEYS} for k, v in summary.items()}
   with open(os.path.join(w, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
-  evidence_png(gspo_run, heldout, os.path.join(w, "evidence.png"), new_tokens)
+  evidence_png(gspo_cfg, gspo_run, heldout, os.path.join(w, "evidence.png"), new_tokens)
   curves_png(w, os.path.join(w, "curves.png"))
   _stage("done", t0)
   print(table(summary))

@@ -33,7 +33,7 @@ from PIL import Image
 
 from o3jax.data import synth
 from o3jax.data.records import load_records
-from o3jax.eval.generate import Decoding, load_model, load_video
+from o3jax.eval.generate import Decoding, load_video, loaded_model
 from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
 from o3jax.eval.tts import nearest_frame, parse_rating
@@ -59,10 +59,10 @@ def reward_terms(cfg, run, heldout: str, batches: int, max_new_tokens: int) -> d
   return {k: {t: round(float(v), 3) for t, v in terms.items() if np.isfinite(v)} for k, terms in out.items()}
 
 
-def image_sensitivity(cfg, run, heldout: str, batches: int) -> dict:
+def image_sensitivity(cfg, loaded, heldout: str, batches: int) -> dict:
   """Mean teacher-forced loss over `batches` held-out SFT batches, three ways."""
-  model = nnx.merge(run.graphdef, run.state.params)
-  data = data_iterator(cfg.replace(seed=0, tasks=()), heldout, run.tokenizer, "sft", "STGR-SFT.json",
+  model = loaded.model
+  data = data_iterator(cfg.replace(seed=0, tasks=()), heldout, loaded.tokenizer, "sft", "STGR-SFT.json",
                        shuffle=False, num_epochs=1)
   rng = np.random.default_rng(0)
   sums = collections.defaultdict(float)
@@ -73,7 +73,7 @@ def image_sensitivity(cfg, run, heldout: str, batches: int) -> dict:
     return masked_cross_entropy(batch_logits(model, mb), mb["input_ids"], mb["loss_mask"])
 
   for _, batch in zip(range(batches), data):
-    mb = {k: jax.tree.map(lambda x: x[0], v) for k, v in model_batch(run.model_config, batch, 1).items()}
+    mb = {k: jax.tree.map(lambda x: x[0], v) for k, v in model_batch(loaded.config, batch, 1).items()}
     pixels = [k for k in ("pixel_values", "pixel_values_videos") if k in mb]
     variants = {"images": mb,
                 "images zeroed": dict(mb, **{k: np.zeros_like(mb[k]) for k in pixels}),
@@ -85,12 +85,11 @@ def image_sensitivity(cfg, run, heldout: str, batches: int) -> dict:
   return {name: round(total / count, 4) for name, total in sums.items()}
 
 
-def rating_accuracy(workdir: str, cfg, heldout: str, limit: int) -> dict:
+def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
   records = [r for r in load_records(os.path.join(heldout, "STGR-SFT.json"))
              if r.get("task") == prompts.RELEVANCE_RATING][:limit]
   if not records:
     return {"crops": 0}
-  loaded = load_model(workdir)
   crops = [np.asarray(Image.open(os.path.join(heldout, r["image_path"])).convert("RGB")) for r in records]
   rate = model_rater(loaded, processing_config(cfg), jax.random.key(0), 16)
   got = [parse_rating(t) for t in rate(crops, [r["question"] for r in records])]
@@ -113,10 +112,9 @@ def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
   return inside >= 0.5 * mask.sum() and inside >= 0.25 * (x2 - x1) * (y2 - y1)
 
 
-def evidence_on_shapes(workdir: str, cfg, heldout: str, limit: int, max_new_tokens: int) -> dict:
-  loaded = load_model(workdir)
+def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int) -> dict:
   processing = processing_config(cfg)
-  stage = cfg.processing.get("prompt_style", "rl")
+  stage = processing.prompt_stage("rl")
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if r.get("task") in GENERAL][:limit]
   claims = on = all_on = 0
   for record in records:
@@ -145,10 +143,11 @@ def main() -> None:
   cfg = load_config(args.config)
   run = setup_run(cfg, args.workdir)
   restore(run)
+  loaded = loaded_model(nnx.merge(run.graphdef, run.state.params), run.tokenizer)
   report = {"reward terms (greedy)": reward_terms(cfg, run, args.heldout, args.batches, args.max_new_tokens),
-            "teacher-forced loss": image_sensitivity(cfg, run, args.heldout, args.batches),
-            "relevance ratings": rating_accuracy(args.workdir, cfg, args.heldout, args.crops),
-            "evidence on the shapes": evidence_on_shapes(args.workdir, cfg, args.heldout, args.questions,
+            "teacher-forced loss": image_sensitivity(cfg, loaded, args.heldout, args.batches),
+            "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
+            "evidence on the shapes": evidence_on_shapes(loaded, cfg, args.heldout, args.questions,
                                                          args.max_new_tokens)}
   print(json.dumps(report, indent=1))
 

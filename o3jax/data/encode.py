@@ -75,7 +75,7 @@ def encode_record(record: Record, *, tokenizer: Tokenizer, config: ProcessingCon
                   root: str = ".", index: int | None = None, decode_threads: int = 1) -> Example:
   """Raises RecordError (naming the record and the field) for anything wrong with it."""
   check_record(record, stage=stage, root=root, index=index)
-  prompt_stage = stage if config.prompt_style == "stage" else config.prompt_style
+  prompt_stage = config.prompt_stage(stage)
   rid = record_id(record, index)
   visual, facts = _visual_input(record, rid, root, config, decode_threads)
   system = prompts.system_prompt(record["task"], prompt_stage)

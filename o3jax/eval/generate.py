@@ -96,6 +96,12 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
     if ids[name] != getattr(model.config, name):
       raise ValueError(f"{path}: tokenizer.json gives {name}={ids[name]} but the model config "
                        f"has {getattr(model.config, name)}: not the model's tokenizer")
+  return loaded_model(model, tokenizer, kind)
+
+
+def loaded_model(model: Qwen2_5_VL, tokenizer: Tokenizer, kind: str = "o3jax") -> LoadedModel:
+  """A model already in memory (e.g. a training run's) ready for `generate`."""
+  ids = special_token_ids(tokenizer)
   graphdef, state = nnx.split(model)
   return LoadedModel(model, tokenizer, graphdef, state,
                      (ids["eos_token_id"], ids["pad_token_id"]), ids["pad_token_id"], kind)

@@ -56,6 +56,10 @@ class ProcessingConfig:
     if self.fps <= 0:
       raise ValueError(f"fps must be positive, got {self.fps}")
 
+  def prompt_stage(self, stage: str) -> str:
+    """Whose system prompts a `stage` ("sft" or "rl") example is shown with."""
+    return stage if self.prompt_style == "stage" else self.prompt_style
+
   @property
   def factor(self) -> int:
     """Side lengths are multiples of this: one merged token covers factor x factor pixels."""

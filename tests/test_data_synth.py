@@ -12,11 +12,15 @@ from PIL import Image
 from o3jax import cli
 from o3jax.data import synth
 from o3jax.data.records import check_record, load_records, parse_segment, temporal_segment_text
-from o3jax.processing import prompts
+from o3jax.processing import media, prompts
+from o3jax.processing.presentation import present_video
 from o3jax.processing.prompts import TASKS
+from o3jax.train.config import load_config
+from o3jax.train.sft import processing_config
 from data_fixtures import files_under, synthetic_dir  # noqa: F401
 
 CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 VSTAR_FIELDS = {"vid", "fps", "width", "height", "frame_count", "question", "answer", "timestamps", "bboxes",
                 "temporal_question", "spatial_question", "spatial_question_2"}
 
@@ -115,6 +119,31 @@ def test_temporal_answers_match_the_video(synthetic_dir):
         assert pixels(outside) < 0.05 * size * size
     checked += 1
   assert checked == 8
+
+
+def test_video_claims_sit_on_shown_frames(synthetic_dir):
+  """Outside spatio-temporal records (whose key frames are inserted), every claim is at
+  the label time of a frame the tiny configs show the model, with the box the object has
+  on that decoded, resized frame."""
+  processing = processing_config(load_config(os.path.join(CONFIGS, "tiny_synthetic.py")))
+  checked = 0
+  for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
+    if record["task"] not in ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ",
+                              "General video QA Free-form"):
+      continue
+    clip = media.read_video(os.path.join(synthetic_dir, record["video_path"]), processing)
+    times = present_video(clip, processing).frame_times
+    for name, boxes, seconds in CLAIM.findall(record["reasoning_process"]):
+      assert float(seconds) in times, (record["id"], seconds, times)
+      frame = clip.frames[times.index(float(seconds))]
+      extent, count = _colour_extent(frame, synth.COLOURS[name.split()[0]], tolerance=40)
+      box = np.array(json.loads(boxes[5:-6]))
+      h, w = frame.shape[:2]
+      if count < 0.3 * (box[2] - box[0]) * w * (box[3] - box[1]) * h:
+        continue  # mostly hidden behind an object drawn over it
+      np.testing.assert_allclose(box, np.array(extent) / [w, h, w, h], atol=0.05)
+      checked += 1
+  assert checked >= 16
 
 
 def test_relevance_ratings_follow_the_crop(tmp_path):

@@ -27,7 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from o3jax.eval import tts
-from o3jax.processing import grounding, prompts
+from o3jax.processing import frames, grounding, prompts
+from o3jax.processing.config import TINY, ProcessingConfig
 
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
@@ -195,8 +196,22 @@ def _middle(scene: Scene, track: Track) -> int:
   return (track.first + track.last) // 2 // half * half
 
 
-def _claim(scene: Scene, track: Track, frame: int) -> str:
-  return grounding.format_claim(track.name, [scene.normalized_box(track, frame)], scene.seconds(frame))
+def _claim(scene: Scene, track: Track, frame: int, seconds: float | None = None) -> str:
+  seconds = scene.seconds(frame) if seconds is None else seconds
+  return grounding.format_claim(track.name, [scene.normalized_box(track, frame)], seconds)
+
+
+def _seen(scene: Scene, track: Track, shown: list[tuple[int, float]], within_span: bool = False
+          ) -> list[tuple[int, float]]:
+  """The shown frames (index, label time) on which the track is visible; within_span keeps
+  those whose label also falls inside its visible span (labels lag the frames' own times)."""
+  s, e = _span(track, scene)
+  return [(f, t) for f, t in shown if track.visible(f) and (not within_span or s <= t <= e)]
+
+
+def _seen_claims(scene: Scene, track: Track, seen: list[tuple[int, float]]) -> list[str]:
+  """Claims the model can check: the box on a frame it is shown, at that frame's label."""
+  return [_claim(scene, track, f, t) for f, t in seen]
 
 
 def _key_frames(scene: Scene, track: Track, count: int = 2) -> list[int]:
@@ -226,9 +241,16 @@ def _wrong_segments(rng: np.random.Generator, scene: Scene, s: float, e: float) 
   return [f"[{_t(a)}, {_t(b)}]" for a, b in sorted(out)]
 
 
-def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple[list[dict], list[dict]]:
-  """SFT and RL records of all six tasks for one training video."""
+def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
+                  sampling: ProcessingConfig = TINY) -> tuple[list[dict], list[dict]]:
+  """SFT and RL records of all six tasks for one training video.
+
+  Evidence in the reasoning is claimed on frames the model is shown (`sampling` picks
+  them as the pipeline will), with the box of that frame and its label time: a box at a
+  moment the model never saw could only be guessed. Spatio-temporal records claim on
+  their key frames, which the pipeline inserts into the shown frames."""
   video = f"videos/{scene.vid}.mp4"
+  shown = frames.shown_frames(scene.num_frames, scene.fps, sampling)
   sft, rl = [], []
 
   def add(task: str, code: str, question: str, reasoning: str, sft_answer: str, rl_answer: str, **fields):
@@ -241,11 +263,11 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
 
   # temporal-spatial free-form QA: key frames, key items, grounded reasoning.
   track = pick()
-  frames = _key_frames(scene, track)
+  keys = _key_frames(scene, track)
   key_frames = [dict(idx=f, time=scene.seconds(f),
-                     path=_save_png(scene.render(f)[0], out_dir, f"keyframes/{scene.vid}_{f:04d}.png")) for f in frames]
-  key_items = {str(f): {track.name: [scene.normalized_box(track, f)]} for f in frames}
-  claims = [_claim(scene, track, f) for f in frames]
+                     path=_save_png(scene.render(f)[0], out_dir, f"keyframes/{scene.vid}_{f:04d}.png")) for f in keys]
+  key_items = {str(f): {track.name: [scene.normalized_box(track, f)]} for f in keys}
+  claims = [_claim(scene, track, f) for f in keys]
   kind = int(rng.integers(3))
   if kind == 0:
     question, answer = f"What colour is the {track.shape}?", f"The {track.shape} is {track.colour}."
@@ -261,9 +283,8 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   # temporal QA: when is an object visible.
   track = pick()
   s, e = _span(track, scene)
-  reasoning = (f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s as the "
-               f"{_claim(scene, track, track.first)} and is last seen as the {_claim(scene, track, track.last)}, "
-               f"so it is visible until <t>{_t(e)}</t>s.")
+  reasoning = (f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s."
+               f"{_first_last(scene, track, shown)} It is visible until <t>{_t(e)}</t>s.")
   add("temporal QA", "tg", f"When does the {track.name} appear in the video?", reasoning,
       f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s", f"[{_t(s)}, {_t(e)}]", video_path=video)
 
@@ -272,9 +293,8 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   s, e = _span(track, scene)
   options, letter = _options(rng, f"[{_t(s)}, {_t(e)}]", _wrong_segments(rng, scene, s, e))
   rated = [(f"When is the {track.name} visible?\nOptions:\n{options}", [track])]
-  reasoning = (f"The {_claim(scene, track, track.first)} enters the view at <t>{_t(s)}</t>s and the "
-               f"{_claim(scene, track, track.last)} is its last appearance, at <t>{_t(e)}</t>s. "
-               f"Option {letter} matches.")
+  reasoning = (f"The {track.name} enters the view at <t>{_t(s)}</t>s.{_first_last(scene, track, shown)} "
+               f"Its last appearance is at <t>{_t(e)}</t>s. Option {letter} matches.")
   add("temporal QA (MCQ)", "tgmcq", f"When is the {track.name} visible?\nOptions:\n{options}", reasoning,
       f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s\nCorrect Option: {letter}", f"{letter}\n[{_t(s)}, {_t(e)}]",
       video_path=video)
@@ -304,7 +324,7 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
     question = f"Which colour is the {track.shape}?"
     subjects = [track]
   options, letter = _options(rng, correct, wrong)
-  seen = " ".join(f"I see the {_claim(scene, t, _middle(scene, t))}." for t in tracks)
+  seen = " ".join(f"I see the {_middle_claim(scene, t, shown)}." for t in tracks)
   add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}.",
       letter, letter, video_path=video)
   rated.append((f"{question}\nOptions:\n{options}", subjects))
@@ -312,8 +332,8 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
   # General video QA Free-form: direction of motion.
   track = pick()
   answer = f"The {track.name} moves {track.direction()}."
-  reasoning = (f"At first the {_claim(scene, track, track.first)} and later the "
-               f"{_claim(scene, track, track.last)}.")
+  claims = _seen_claims(scene, track, _seen(scene, track, shown)) or [_claim(scene, track, _middle(scene, track))]
+  reasoning = f"I see the {', then the '.join(claims)}. So it moves {track.direction()}."
   add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
       answer, answer, video_path=video)
 
@@ -326,6 +346,25 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str) -> tuple
                     question=question, answer=str(rating), image_path=path,
                     image_size=[scene.width, scene.height]))
   return sft, rl
+
+
+def _first_last(scene: Scene, track: Track, shown: list[tuple[int, float]]) -> str:
+  """A sentence claiming the track on the first and last shown frames inside its span
+  (empty when no label falls inside it)."""
+  seen = _seen(scene, track, shown, within_span=True)
+  if not seen:
+    return ""
+  claims = _seen_claims(scene, track, [seen[0]] if len(seen) == 1 else [seen[0], seen[-1]])
+  return " It is seen as the " + " and then as the ".join(claims) + "."
+
+
+def _middle_claim(scene: Scene, track: Track, shown: list[tuple[int, float]]) -> str:
+  """The track claimed on the shown frame nearest the middle of its span."""
+  seen = _seen(scene, track, shown)
+  if not seen:  # sampled too sparsely to catch it: its own middle frame
+    return _claim(scene, track, _middle(scene, track))
+  middle = (track.first + track.last) / 2
+  return _seen_claims(scene, track, [min(seen, key=lambda ft: abs(ft[0] - middle))])[0]
 
 
 def _overlap(a: list[float], b: list[float]) -> tuple[float, float, float]:
@@ -398,7 +437,8 @@ def vstar_item(scene: Scene, rng: np.random.Generator) -> dict:
 
 
 def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = None, width: int = 112,
-               height: int = 84, fps: int = 8, progress: bool = True) -> dict[str, int]:
+               height: int = 84, fps: int = 8, progress: bool = True,
+               sampling: ProcessingConfig = TINY) -> dict[str, int]:
   """Writes the dataset; returns the number of videos and records written."""
   if width % 2 or height % 2 or min(width, height) < 32:
     raise ValueError(f"video size must be even and at least 32 pixels, got {width}x{height}")
@@ -413,7 +453,7 @@ def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = 
     scene = make_scene(f"{prefix}{i:04d}", rng, width, height, fps)
     write_video(scene, os.path.join(out_dir, "videos", f"{scene.vid}.mp4"))
     if prefix == "v":
-      s, r = scene_records(scene, rng, out_dir)
+      s, r = scene_records(scene, rng, out_dir, sampling)
       sft += s
       rl += r
     else:

@@ -68,6 +68,20 @@ def sample_fps(n: int, total_frames: int, video_fps: float) -> float:
   return n / max(total_frames, 1e-6) * video_fps
 
 
+def label_time(i: int, fps: float) -> float:
+  """The time shown frame i is labelled with (`Frame {i+1} at {t}s`): its place in the
+  sampled sequence over the sampling rate, as the reference writes it. It runs behind the
+  frame's own time (index / video fps) by up to a second on long clips."""
+  return round(i / fps, 1)
+
+
+def shown_frames(total_frames: int, video_fps: float, config: ProcessingConfig) -> list[tuple[int, float]]:
+  """(frame index, label time) of every frame a video of `total_frames` is shown with."""
+  n = num_frames(total_frames, video_fps, config)
+  fps = sample_fps(n, total_frames, video_fps)
+  return [(int(index), label_time(i, fps)) for i, index in enumerate(frame_indices(total_frames, n))]
+
+
 def video_frame_size(height: int, width: int, n: int, config: ProcessingConfig) -> tuple[int, int]:
   """(height, width) every sampled frame is resized to; the per-frame pixel cap is
   qwen-vl-utils' max(min(max_pixels, total_pixels / n * 2), int(min_pixels * 1.05))."""

@@ -62,7 +62,7 @@ def present_video(clip: VideoClip, config: ProcessingConfig,
       shown.append(key_frame)
       times.append(round(float(time), 1))
     shown.append(frame)
-    times.append(round(i / clip.sample_fps, 1))
+    times.append(F.label_time(i, clip.sample_fps))
   for time, key_frame in pending:
     shown.append(key_frame)
     times.append(round(float(time), 1))

@@ -294,7 +294,7 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   options, letter = _options(rng, f"[{_t(s)}, {_t(e)}]", _wrong_segments(rng, scene, s, e))
   rated = [(f"When is the {track.name} visible?\nOptions:\n{options}", [track])]
   reasoning = (f"The {track.name} enters the view at <t>{_t(s)}</t>s.{_first_last(scene, track, shown)} "
-               f"Its last appearance is at <t>{_t(e)}</t>s. Option {letter} matches.")
+               f"Its last appearance is at <t>{_t(e)}</t>s. So it is [{_t(s)}, {_t(e)}], which is option {letter}.")
   add("temporal QA (MCQ)", "tgmcq", f"When is the {track.name} visible?\nOptions:\n{options}", reasoning,
       f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s\nCorrect Option: {letter}", f"{letter}\n[{_t(s)}, {_t(e)}]",
       video_path=video)
@@ -325,7 +325,7 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
     subjects = [track]
   options, letter = _options(rng, correct, wrong)
   seen = " ".join(f"I see the {_middle_claim(scene, t, shown)}." for t in tracks)
-  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}.",
+  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}, which is option {letter}.",
       letter, letter, video_path=video)
   rated.append((f"{question}\nOptions:\n{options}", subjects))
 

@@ -117,6 +117,7 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
   stage = processing.prompt_stage("rl")
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if r.get("task") in GENERAL][:limit]
   claims = on = all_on = 0
+  by_question = collections.defaultdict(lambda: [0, 0])  # first words of the question -> [on, boxes]
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
@@ -125,9 +126,12 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
             for e in result.evidence if is_number(e.time)]
     claims, on = claims + len(hits), on + sum(hits)
     all_on += bool(hits) and all(hits)
+    kind = by_question[" ".join(record["question"].split()[:3])]
+    kind[0], kind[1] = kind[0] + sum(hits), kind[1] + len(hits)
   return {"questions": len(records), "evidence boxes": claims,
           "boxes on the named shape": round(on / max(claims, 1), 3),
-          "answers with every box on its shape": round(all_on / max(len(records), 1), 3)}
+          "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
+          "on the shape, by question": {k: f"{a} of {b}" for k, (a, b) in sorted(by_question.items())}}
 
 
 def main() -> None:

@@ -93,6 +93,45 @@ def test_read_evidence_table_and_outputs(tmp_path):
   assert "no grounded evidence" in infer.evidence_table(none, video)
 
 
+def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synthetic_data):
+  """The coordinate chain of the evidence picture: the SFT target of a synthetic motion
+  question (boxes on every shown frame), read back as a completion, puts the boxes on the
+  frames they are drawn on around the named shapes: a box holds at least half of that
+  colour's pixels, which fill at least a quarter of it (the check of
+  scripts/eval_grounding.py), unless another shape is drawn over the named one."""
+  from o3jax.data.records import load_records, sft_target
+  from o3jax.data.synth import COLOURS, make_scene
+  from o3jax.processing.frames import shown_frames
+  from o3jax.train.config import load_config
+  from o3jax.train.sft import processing_config
+  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+  processing = processing_config(load_config(os.path.join(configs, "tiny_synthetic.py")))
+  checked = 0
+  for index, record in enumerate(r for r in load_records(os.path.join(synthetic_data, "STGR-SFT.json"))
+                                 if r["task"] == "General video QA Free-form"):
+    # The scene of video `index` of seed 0 (the fixture's), to know which shapes overlap.
+    scene = make_scene(f"v{index:04d}", np.random.default_rng([0, 0, index]), 112, 84, 8)
+    assert record["video_path"] == f"videos/{scene.vid}.mp4"
+    shown = shown_frames(scene.num_frames, scene.fps, processing)
+    video = G.load_video(os.path.join(synthetic_data, record["video_path"]), processing)
+    result = infer.read_inference(record["question"], sft_target(record, video.frame_size))
+    assert len(result.evidence) >= 2
+    for i, items in viz.assign_frames(video.frame_times, result.evidence).items():
+      for e in items:
+        frame = shown[i][0]
+        [track] = [t for t in scene.tracks if t.name == e.name]
+        later = scene.tracks[scene.tracks.index(track) + 1:]
+        mask = track.mask(frame, scene.height, scene.width)
+        if any((mask & t.mask(frame, scene.height, scene.width)).any() for t in later if t.visible(frame)):
+          continue  # partly hidden behind a shape drawn over it
+        colour = (np.abs(video.frames[i].astype(int) - COLOURS[track.colour]) <= 40).all(-1)
+        x1, y1, x2, y2 = (int(round(v)) for v in e.box)
+        inside = colour[y1:y2, x1:x2].sum()
+        assert inside >= 0.5 * colour.sum() > 0 and inside >= 0.25 * (x2 - x1) * (y2 - y1), (record["id"], e)
+        checked += 1
+  assert checked >= 8
+
+
 def test_infer_cli_end_to_end(tmp_path, synthetic_data, capsys):
   hf_dir, o3_dir, _ = make_tiny_model_dirs(str(tmp_path))
   from o3jax.cli import main

@@ -332,7 +332,10 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   # General video QA Free-form: direction of motion.
   track = pick()
   answer = f"The {track.name} moves {track.direction()}."
-  claims = _seen_claims(scene, track, _seen(scene, track, shown)) or [_claim(scene, track, _middle(scene, track))]
+  seen = _seen(scene, track, shown)
+  # First, middle and last: the path, in a completion that fits the tiny configs' 192 tokens.
+  seen = [seen[i] for i in sorted({0, len(seen) // 2, len(seen) - 1})] if seen else []
+  claims = _seen_claims(scene, track, seen) or [_claim(scene, track, _middle(scene, track))]
   reasoning = f"I see the {', then the '.join(claims)}. So it moves {track.direction()}."
   add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
       answer, answer, video_path=video)

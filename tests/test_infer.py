@@ -94,8 +94,8 @@ def test_read_evidence_table_and_outputs(tmp_path):
 
 
 def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synthetic_data):
-  """The coordinate chain of the evidence picture: the SFT target of a synthetic motion
-  question (boxes on every shown frame), read back as a completion, puts the boxes on the
+  """The coordinate chain of the evidence picture: the SFT targets of synthetic video
+  questions (boxes on shown frames), read back as completions, put the boxes on the
   frames they are drawn on around the named shapes: a box holds at least half of that
   colour's pixels, which fill at least a quarter of it (the check of
   scripts/eval_grounding.py), unless another shape is drawn over the named one."""
@@ -107,15 +107,17 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
   configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
   processing = processing_config(load_config(os.path.join(configs, "tiny_synthetic.py")))
   checked = 0
-  for index, record in enumerate(r for r in load_records(os.path.join(synthetic_data, "STGR-SFT.json"))
-                                 if r["task"] == "General video QA Free-form"):
-    # The scene of video `index` of seed 0 (the fixture's), to know which shapes overlap.
+  for record in load_records(os.path.join(synthetic_data, "STGR-SFT.json")):
+    if record["task"] not in ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ",
+                              "General video QA Free-form"):
+      continue
+    # The scene of the video (seed 0, the fixture's), to know which shapes overlap.
+    index = int(record["video_path"][len("videos/v"):-len(".mp4")])
     scene = make_scene(f"v{index:04d}", np.random.default_rng([0, 0, index]), 112, 84, 8)
-    assert record["video_path"] == f"videos/{scene.vid}.mp4"
     shown = shown_frames(scene.num_frames, scene.fps, processing)
     video = G.load_video(os.path.join(synthetic_data, record["video_path"]), processing)
     result = infer.read_inference(record["question"], sft_target(record, video.frame_size))
-    assert len(result.evidence) >= 2
+    assert result.evidence or record["task"] != "General video QA Free-form"
     for i, items in viz.assign_frames(video.frame_times, result.evidence).items():
       for e in items:
         frame = shown[i][0]
@@ -129,7 +131,7 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
         inside = colour[y1:y2, x1:x2].sum()
         assert inside >= 0.5 * colour.sum() > 0 and inside >= 0.25 * (x2 - x1) * (y2 - y1), (record["id"], e)
         checked += 1
-  assert checked >= 8
+  assert checked >= 20
 
 
 def test_infer_cli_end_to_end(tmp_path, synthetic_data, capsys):

@@ -126,6 +126,7 @@ def table(summary: dict) -> str:
 
 def run(args) -> int:
   from o3jax.data.synth import synthesize
+  from o3jax.eval.vstar import json_ready
   from o3jax.train.gspo import train_gspo
   from o3jax.train.run import restore, setup_run
   from o3jax.train.sft import train_sft
@@ -157,7 +158,7 @@ def run(args) -> int:
   summary["gspo"] = evaluate(gspo_cfg, gspo_run, heldout, args.eval_batches, new_tokens)
   summary = {k: {m: float(v[m]) + 0.0 for m in KEYS} for k, v in summary.items()}
   with open(os.path.join(w, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+    json.dump(json_ready(summary), f, indent=1, allow_nan=False)  # an infinite mLGM is null
   evidence_png(gspo_cfg, gspo_run, heldout, os.path.join(w, "evidence.png"), new_tokens)
   curves_png(w, os.path.join(w, "curves.png"))
   _stage("done", t0)

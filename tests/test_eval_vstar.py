@@ -1,5 +1,6 @@
 """V-STaR scoring: published rows from their components, hand-computed cases, parsing."""
 
+import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -94,6 +95,9 @@ def test_open_o3_row_values():
 
 def test_lgm_of_a_perfect_component_is_infinite():
   assert vstar.combine(1.0, 0.5, 0.5, 0.5, 0.5)["mlgm"] == math.inf
+  # Written as null: strict JSON has no infinity.
+  report = vstar.json_ready({"mlgm": math.inf, "r": [0.5, -math.inf, math.nan], "n": 3})
+  assert json.loads(json.dumps(report, allow_nan=False)) == {"mlgm": None, "r": [0.5, None, None], "n": 3}
 
 
 # ---------------------------------------------------------------- hand-computed file

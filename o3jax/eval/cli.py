@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": args.benchmark, "results": str(path), **metrics}
-    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    out.write_text(json.dumps(vstar.json_ready(report), indent=1, allow_nan=False), encoding="utf-8")
     print(f"metrics written to {out}")
   return 0
 

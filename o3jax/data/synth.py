@@ -14,6 +14,10 @@ Each video shows 2 or 3 objects of distinct colours and shapes. An object is vis
 from s to e seconds (multiples of 0.5 s, frames s*fps .. e*fps inclusive) and moves in a
 straight line; its box in a frame is the exact extent of its pixels. Everything is
 determined by (seed, video index): the same seed gives the same files.
+
+Evidence in the reasoning is claimed on frames the model will be shown (the tiny
+configs' frame sampling, `frames.shown_frames`), at their label times: a box at a moment
+the model never sees could only be guessed.
 """
 
 import dataclasses
@@ -283,8 +287,9 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   # temporal QA: when is an object visible.
   track = pick()
   s, e = _span(track, scene)
-  reasoning = (f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s."
-               f"{_first_last(scene, track, shown)} It is visible until <t>{_t(e)}</t>s.")
+  opening = (f"The {track.name} is there from the start, at <t>{_t(s)}</t>s." if s == 0 else
+             f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s.")
+  reasoning = f"{opening}{_first_last(scene, track, shown)} It is visible until <t>{_t(e)}</t>s."
   add("temporal QA", "tg", f"When does the {track.name} appear in the video?", reasoning,
       f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s", f"[{_t(s)}, {_t(e)}]", video_path=video)
 
@@ -325,8 +330,8 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
     subjects = [track]
   options, letter = _options(rng, correct, wrong)
   seen = " ".join(f"I see the {_middle_claim(scene, t, shown)}." for t in tracks)
-  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}", f"{seen} So the answer is {correct}, which is option {letter}.",
-      letter, letter, video_path=video)
+  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}",
+      f"{seen} So the answer is {correct}, which is option {letter}.", letter, letter, video_path=video)
   rated.append((f"{question}\nOptions:\n{options}", subjects))
 
   # General video QA Free-form: direction of motion.

@@ -99,39 +99,25 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
           "unreadable": sum(p is None for p in got), "confusion": dict(sorted(confusion.items()))}
 
 
-def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
-  colour = synth.COLOURS.get(name.split()[0]) if name.split() else None
-  if colour is None or len(box) != 4 or not all(map(is_number, box)):
-    return False
-  mask = (np.abs(frame.astype(int) - np.array(colour)) <= 40).all(-1)
-  h, w = mask.shape
-  x1, y1, x2, y2 = (int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h)))
-  if x2 <= x1 or y2 <= y1 or not mask.any():
-    return False
-  inside = mask[y1:y2, x1:x2].sum()
-  return inside >= 0.5 * mask.sum() and inside >= 0.25 * (x2 - x1) * (y2 - y1)
-
-
 def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int) -> dict:
   processing = processing_config(cfg)
   stage = processing.prompt_stage("rl")
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if r.get("task") in GENERAL][:limit]
-  claims = on = all_on = 0
-  by_question = collections.defaultdict(lambda: [0, 0])  # first words of the question -> [on, boxes]
+  hits_by_question = collections.defaultdict(list)  # first words of the question -> box verdicts
+  all_on = 0
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
                           decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
-    hits = [box_on_shape(video.frames[nearest_frame(video.frame_times, e.time)], e.name, e.box)
+    hits = [synth.box_on_shape(video.frames[nearest_frame(video.frame_times, e.time)], e.name, e.box)
             for e in result.evidence if is_number(e.time)]
-    claims, on = claims + len(hits), on + sum(hits)
     all_on += bool(hits) and all(hits)
-    kind = by_question[" ".join(record["question"].split()[:3])]
-    kind[0], kind[1] = kind[0] + sum(hits), kind[1] + len(hits)
-  return {"questions": len(records), "evidence boxes": claims,
-          "boxes on the named shape": round(on / max(claims, 1), 3),
+    hits_by_question[" ".join(record["question"].split()[:3])] += hits
+  every = [h for hits in hits_by_question.values() for h in hits]
+  return {"questions": len(records), "evidence boxes": len(every),
+          "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
           "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
-          "on the shape, by question": {k: f"{a} of {b}" for k, (a, b) in sorted(by_question.items())}}
+          "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())}}
 
 
 def main() -> None:

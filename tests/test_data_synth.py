@@ -146,6 +146,22 @@ def test_video_claims_sit_on_shown_frames(synthetic_dir):
   assert checked >= 16
 
 
+def test_box_on_shape_hand_cases():
+  frame = np.zeros((20, 30, 3), np.uint8)
+  frame[5:9, 10:16] = synth.COLOURS["red"]  # 24 red pixels, 6 wide and 4 high
+  frame[5, 10] = (200, 60, 60)  # within 40 of red: counted
+  assert synth.box_on_shape(frame, "red square", [10, 5, 16, 9])
+  assert synth.box_on_shape(frame, "red square", [10, 5, 13, 9])  # half the red, all of it red
+  assert not synth.box_on_shape(frame, "red square", [10, 5, 12, 9])  # 8 of 24 red pixels
+  assert not synth.box_on_shape(frame, "red square", [0, 0, 30, 20])  # 24 of 600 filled
+  assert synth.box_on_shape(frame, "red square", [10, 5, 100, 9])  # clipped to x2 = 30: 24 of 80
+  assert not synth.box_on_shape(frame, "blue square", [10, 5, 16, 9])  # no blue anywhere
+  assert not synth.box_on_shape(frame, "mauve thing", [10, 5, 16, 9])
+  assert not synth.box_on_shape(frame, "", [10, 5, 16, 9])
+  assert not synth.box_on_shape(frame, "red square", [10, 5, 16])
+  assert not synth.box_on_shape(frame, "red square", [16, 9, 10, 5])  # corners swapped: empty
+
+
 def test_relevance_ratings_follow_the_crop(tmp_path):
   """The share of a crop in the subject's colour (counting questions: any object's colour)
   grows with the rating; a crop rated 0 is mostly something else. (A crop rated 2 can be

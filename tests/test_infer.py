@@ -96,11 +96,10 @@ def test_read_evidence_table_and_outputs(tmp_path):
 def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synthetic_data):
   """The coordinate chain of the evidence picture: the SFT targets of synthetic video
   questions (boxes on shown frames), read back as completions, put the boxes on the
-  frames they are drawn on around the named shapes: a box holds at least half of that
-  colour's pixels, which fill at least a quarter of it (the check of
+  frames they are drawn on around the named shapes (`synth.box_on_shape`, the check of
   scripts/eval_grounding.py), unless another shape is drawn over the named one."""
   from o3jax.data.records import load_records, sft_target
-  from o3jax.data.synth import COLOURS, make_scene
+  from o3jax.data.synth import box_on_shape, make_scene
   from o3jax.processing.frames import shown_frames
   from o3jax.train.config import load_config
   from o3jax.train.sft import processing_config
@@ -126,10 +125,7 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
         mask = track.mask(frame, scene.height, scene.width)
         if any((mask & t.mask(frame, scene.height, scene.width)).any() for t in later if t.visible(frame)):
           continue  # partly hidden behind a shape drawn over it
-        colour = (np.abs(video.frames[i].astype(int) - COLOURS[track.colour]) <= 40).all(-1)
-        x1, y1, x2, y2 = (int(round(v)) for v in e.box)
-        inside = colour[y1:y2, x1:x2].sum()
-        assert inside >= 0.5 * colour.sum() > 0 and inside >= 0.25 * (x2 - x1) * (y2 - y1), (record["id"], e)
+        assert box_on_shape(video.frames[i], e.name, e.box), (record["id"], e)
         checked += 1
   assert checked >= 20
 

@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from o3jax.eval import tts
+from o3jax.eval.iou import is_number
 from o3jax.processing import frames, grounding, prompts
 from o3jax.processing.config import TINY, ProcessingConfig
 
@@ -373,6 +374,23 @@ def _middle_claim(scene: Scene, track: Track, shown: list[tuple[int, float]]) ->
     return _claim(scene, track, _middle(scene, track))
   middle = (track.first + track.last) / 2
   return _seen_claims(scene, track, [min(seen, key=lambda ft: abs(ft[0] - middle))])[0]
+
+
+def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
+  """Whether a claimed box sits on the named synthetic object in a (decoded, resized)
+  frame: it holds at least half of the pixels of the name's colour (within 40 per channel:
+  video coding blurs edges), and those fill at least a quarter of it. Objects are one flat
+  colour each, so this needs no annotation; a name without a known colour is never on."""
+  colour = COLOURS.get(name.split()[0]) if name.split() else None
+  if colour is None or len(box) != 4 or not all(map(is_number, box)):
+    return False
+  mask = (np.abs(frame.astype(int) - np.array(colour)) <= 40).all(-1)
+  h, w = mask.shape
+  x1, y1, x2, y2 = (int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h)))
+  if x2 <= x1 or y2 <= y1 or not mask.any():
+    return False
+  inside = mask[y1:y2, x1:x2].sum()
+  return bool(inside >= 0.5 * mask.sum() and inside >= 0.25 * (x2 - x1) * (y2 - y1))
 
 
 def _overlap(a: list[float], b: list[float]) -> tuple[float, float, float]:

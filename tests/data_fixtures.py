@@ -11,6 +11,19 @@ from o3jax.data import synth
 from o3jax.processing.tokenizer import build_demo_tokenizer
 
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# Video tasks whose synthetic reasoning claims evidence on the frames the model is shown
+# (spatio-temporal records claim on their inserted key frames instead).
+SHOWN_FRAME_CLAIM_TASKS = ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ", "General video QA Free-form")
+
+
+def tiny_processing():
+  """The processing (frame sampling, sizes, prompts) the tiny training configs use."""
+  from o3jax.train.config import load_config
+  from o3jax.train.sft import processing_config
+  return processing_config(load_config(os.path.join(CONFIGS, "tiny_synthetic.py")))
+
+
 def write_test_video(path: str, frames: int = 16, width: int = 64, height: int = 48, fps: int = 8,
                      faststart: bool = False, seed: int = 0) -> str:
   """A small H.264 mp4 of noise with a moving bright bar."""

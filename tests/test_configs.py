@@ -8,9 +8,7 @@ import pytest
 
 from o3jax.train.config import TrainConfig, load_config
 from o3jax.train.sft import data_iterator
-from data_fixtures import demo_tokenizer, synthetic_dir  # noqa: F401
-
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "*.py"))), ids=os.path.basename)

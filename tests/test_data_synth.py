@@ -15,12 +15,9 @@ from o3jax.data.records import check_record, load_records, parse_segment, tempor
 from o3jax.processing import media, prompts
 from o3jax.processing.presentation import present_video
 from o3jax.processing.prompts import TASKS
-from o3jax.train.config import load_config
-from o3jax.train.sft import processing_config
-from data_fixtures import files_under, synthetic_dir  # noqa: F401
+from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 
 CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 VSTAR_FIELDS = {"vid", "fps", "width", "height", "frame_count", "question", "answer", "timestamps", "bboxes",
                 "temporal_question", "spatial_question", "spatial_question_2"}
 
@@ -125,11 +122,10 @@ def test_video_claims_sit_on_shown_frames(synthetic_dir):
   """Outside spatio-temporal records (whose key frames are inserted), every claim is at
   the label time of a frame the tiny configs show the model, with the box the object has
   on that decoded, resized frame."""
-  processing = processing_config(load_config(os.path.join(CONFIGS, "tiny_synthetic.py")))
+  processing = tiny_processing()
   checked = 0
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    if record["task"] not in ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ",
-                              "General video QA Free-form"):
+    if record["task"] not in SHOWN_FRAME_CLAIM_TASKS:
       continue
     clip = media.read_video(os.path.join(synthetic_dir, record["video_path"]), processing)
     times = present_video(clip, processing).frame_times

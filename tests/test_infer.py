@@ -9,6 +9,7 @@ from PIL import Image
 
 from o3jax import infer, viz
 from o3jax.eval import generate as G
+from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, tiny_processing
 from test_eval_generate import make_tiny_model_dirs
 
 RED = viz.PALETTE[0]
@@ -101,14 +102,10 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
   from o3jax.data.records import load_records, sft_target
   from o3jax.data.synth import box_on_shape, make_scene
   from o3jax.processing.frames import shown_frames
-  from o3jax.train.config import load_config
-  from o3jax.train.sft import processing_config
-  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-  processing = processing_config(load_config(os.path.join(configs, "tiny_synthetic.py")))
+  processing = tiny_processing()
   checked = 0
   for record in load_records(os.path.join(synthetic_data, "STGR-SFT.json")):
-    if record["task"] not in ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ",
-                              "General video QA Free-form"):
+    if record["task"] not in SHOWN_FRAME_CLAIM_TASKS:
       continue
     # The scene of the video (seed 0, the fixture's), to know which shapes overlap.
     index = int(record["video_path"][len("videos/v"):-len(".mp4")])

@@ -113,6 +113,30 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data, tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
 
 
+def test_a_run_keeps_its_architecture_and_init_must_match_its_checkpoint(synthetic_data, tmp_path):
+  from train_main import config
+  from o3jax.train.run import restore, setup_run
+  cfg = config(["batch_size=4", "checkpoint_every=1"])
+  trained = str(tmp_path / "trained")
+  train_sft(cfg, synthetic_data, trained, steps=1)
+  with open(os.path.join(trained, "model_config.json")) as f:
+    saved = f.read()
+  # Evaluating (or resuming) it under a config naming another preset: same model, same file.
+  run = setup_run(cfg.replace(model="small"), trained)
+  restore(run)
+  assert run.model_config.text.num_hidden_layers == 2 and run.model_config.text.hidden_size == 64
+  with open(os.path.join(trained, "model_config.json")) as f:
+    assert f.read() == saved
+  # An init whose model_config.json is shallower than its checkpoint: refused, rather
+  # than a model built from the first layer alone.
+  shallow = json.loads(saved)
+  shallow["num_hidden_layers"] = 1
+  with open(os.path.join(trained, "model_config.json"), "w") as f:
+    json.dump(shallow, f)
+  with pytest.raises(ValueError, match="parameters the model does not have.*text.layers.1"):
+    setup_run(cfg, str(tmp_path / "next"), init=trained)
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(synthetic_data, tmp_path):
   from train_main import config
   cfg = config(["batch_size=4", "checkpoint_every=1"])

@@ -79,20 +79,19 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
   tokenizer = tokenizer_for(workdir, init)
-  ids = special_token_ids(tokenizer)
-  if _hf_dir(init):
-    model_config = model_config_lib.load_hf_config(init)
-  elif init and os.path.exists(os.path.join(init, "model_config.json")):
-    with open(os.path.join(init, "model_config.json")) as f:
-      model_config = model_config_lib.from_hf_dict(json.load(f))
+  checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)
+  latest = checkpointer.latest_step()
+  own_config = os.path.join(workdir, "model_config.json")
+  if latest is not None and os.path.exists(own_config):
+    # A run that has checkpoints keeps the architecture it was trained with: resuming or
+    # evaluating it under another config's preset (or init) must neither rebuild it
+    # differently nor rewrite its model_config.json.
+    model_config = _read_model_config(own_config)
   else:
-    model_config = model_config_lib.preset(cfg.model).replace(
-        image_token_id=ids["image_token_id"], video_token_id=ids["video_token_id"],
-        vision_start_token_id=ids["vision_start_token_id"],
-        vision_end_token_id=ids["vision_end_token_id"], eos_token_id=ids["eos_token_id"])
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "model_config.json"), "w") as f:
-      json.dump(model_config_lib.to_hf_dict(model_config), f, indent=1)
+    model_config = _new_model_config(cfg, init, special_token_ids(tokenizer))
+    if jax.process_index() == 0:
+      with open(own_config, "w") as f:
+        json.dump(model_config_lib.to_hf_dict(model_config), f, indent=1)
   compute = state_lib.dtype_of(cfg.compute_dtype)
   graphdef, abstract_params = state_lib.abstract_split(model_config, compute, cfg.remat)
   schedule = optim.schedule(cfg.optim, cfg.total_steps)
@@ -102,8 +101,6 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
     labels = optim.frozen_labels(abstract_params, cfg.optim.freeze)
     frozen = jax.tree.map(lambda label: label == "frozen", labels)
 
-  checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)
-  latest = checkpointer.latest_step()
   params = None
   if latest is None and _hf_dir(init):
     from o3jax.convert.hf import load_pretrained
@@ -121,6 +118,25 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
              schedule, frozen, checkpointer, 0 if latest is None else latest)
 
 
+def _read_model_config(path: str) -> model_config_lib.Qwen2_5_VLConfig:
+  with open(path) as f:
+    return model_config_lib.from_hf_dict(json.load(f))
+
+
+def _new_model_config(cfg: TrainConfig, init: str | None, ids: dict[str, int]
+                      ) -> model_config_lib.Qwen2_5_VLConfig:
+  """The architecture of a fresh run: that of `init` (a Hugging Face directory or an
+  o3jax workdir), else the config's preset with the tokenizer's special-token ids."""
+  if _hf_dir(init):
+    return model_config_lib.load_hf_config(init)
+  if init and os.path.exists(os.path.join(init, "model_config.json")):
+    return _read_model_config(os.path.join(init, "model_config.json"))
+  return model_config_lib.preset(cfg.model).replace(
+      image_token_id=ids["image_token_id"], video_token_id=ids["video_token_id"],
+      vision_start_token_id=ids["vision_start_token_id"],
+      vision_end_token_id=ids["vision_end_token_id"], eos_token_id=ids["eos_token_id"])
+
+
 def load_params_from_workdir(workdir: str, abstract_params, mesh):
   """The params of the newest checkpoint of another run (its optimizer state is ignored),
   placed on `mesh`."""
@@ -132,6 +148,11 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
   ckpt.close()
   shardings = sharding.state_shardings(abstract_params, mesh)
   flat_sh = dict(nnx.to_flat_state(shardings))
+  expected = {".".join(map(str, path)) for path, _ in nnx.to_flat_state(abstract_params)}
+  extra = sorted(set(arrays) - expected)
+  if extra:  # a deeper or wider model: taking the params that fit would drop the rest
+    raise ValueError(f"{workdir} checkpoint {step} holds {len(extra)} parameters the model does not "
+                     f"have (first: {extra[0]}); is its model_config.json the one it was trained with?")
   flat = []
   for path, var in nnx.to_flat_state(abstract_params):
     key = ".".join(map(str, path))

@@ -71,7 +71,8 @@ def _hf_dir(path: str | None) -> bool:
 
 def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
               init_params_from_checkpoint: bool = True) -> Run:
-  """Mesh, model, optimizer and state; resumes from `workdir/checkpoints` when present.
+  """Mesh, model, optimizer and state; resumes from `workdir/checkpoints` when present,
+  with the architecture the run saved in `workdir/model_config.json`.
 
   `init` is a Hugging Face directory, or another o3jax workdir (e.g. the SFT run that
   GSPO starts from), whose newest checkpoint's params are taken.

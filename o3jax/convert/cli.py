@@ -55,11 +55,8 @@ def o3jax_to_hf(src: str, dst: str, mesh=None, dtype=None) -> int:
 
   from o3jax import sharding
   from o3jax.convert.hf import abstract_model, save_pretrained
-  from o3jax.models.config import from_hf_dict
-  from o3jax.train.run import load_params_from_workdir
-  with open(os.path.join(src, "model_config.json")) as f:
-    config = from_hf_dict(json.load(f))
-  graphdef, abstract = nnx.split(abstract_model(config))
+  from o3jax.train.run import load_params_from_workdir, workdir_model_config
+  graphdef, abstract = nnx.split(abstract_model(workdir_model_config(src)))
   params = load_params_from_workdir(src, abstract, mesh or sharding.make_mesh())
   save_pretrained(nnx.merge(graphdef, params), dst,
                   dtype=None if dtype is None else jnp.dtype(dtype))

@@ -15,7 +15,6 @@ patches, windows, frames) so that a benchmark compiles the sampler a handful of 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -27,7 +26,7 @@ from flax import nnx
 from tokenizers import Tokenizer
 
 from o3jax import sample, sharding
-from o3jax.models import Qwen2_5_VL, from_hf_dict
+from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
 from o3jax.processing.config import TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
@@ -76,7 +75,7 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc),
   parameters placed on `mesh` (default: one device) by the logical sharding rules."""
   from o3jax.convert.hf import abstract_model, load_pretrained
-  from o3jax.train.run import load_params_from_workdir
+  from o3jax.train.run import load_params_from_workdir, workdir_model_config
   kind = model_kind(path)
   tokenizer_path = os.path.join(path, "tokenizer.json")
   if not os.path.isfile(tokenizer_path):
@@ -87,9 +86,7 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   if kind == "hf":
     model = load_pretrained(path, dtype=dt, mesh=mesh)
   else:
-    with open(os.path.join(path, "model_config.json"), encoding="utf-8") as f:
-      config = from_hf_dict(json.load(f))
-    graphdef, abstract = nnx.split(abstract_model(config, dt, dt))
+    graphdef, abstract = nnx.split(abstract_model(workdir_model_config(path), dt, dt))
     model = nnx.merge(graphdef, load_params_from_workdir(path, abstract, mesh))
   ids = special_token_ids(tokenizer)
   for name in ("image_token_id", "video_token_id", "vision_start_token_id"):

@@ -27,6 +27,9 @@ from o3jax.train.checkpoint import Checkpointer
 from o3jax.train.config import TrainConfig
 
 
+MODEL_CONFIG = "model_config.json"  # the architecture of an o3jax workdir, in Hugging Face config form
+
+
 class NonFiniteLoss(RuntimeError):
   pass
 
@@ -82,12 +85,12 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
   tokenizer = tokenizer_for(workdir, init)
   checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)
   latest = checkpointer.latest_step()
-  own_config = os.path.join(workdir, "model_config.json")
+  own_config = os.path.join(workdir, MODEL_CONFIG)
   if latest is not None and os.path.exists(own_config):
     # A run that has checkpoints keeps the architecture it was trained with: resuming or
     # evaluating it under another config's preset (or init) must neither rebuild it
     # differently nor rewrite its model_config.json.
-    model_config = _read_model_config(own_config)
+    model_config = workdir_model_config(workdir)
   else:
     model_config = _new_model_config(cfg, init, special_token_ids(tokenizer))
     if jax.process_index() == 0:
@@ -119,8 +122,9 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
              schedule, frozen, checkpointer, 0 if latest is None else latest)
 
 
-def _read_model_config(path: str) -> model_config_lib.Qwen2_5_VLConfig:
-  with open(path) as f:
+def workdir_model_config(workdir: str) -> model_config_lib.Qwen2_5_VLConfig:
+  """The architecture an o3jax workdir (a run, or `o3jax convert --to o3jax` output) saved."""
+  with open(os.path.join(workdir, MODEL_CONFIG), encoding="utf-8") as f:
     return model_config_lib.from_hf_dict(json.load(f))
 
 
@@ -130,8 +134,8 @@ def _new_model_config(cfg: TrainConfig, init: str | None, ids: dict[str, int]
   o3jax workdir), else the config's preset with the tokenizer's special-token ids."""
   if _hf_dir(init):
     return model_config_lib.load_hf_config(init)
-  if init and os.path.exists(os.path.join(init, "model_config.json")):
-    return _read_model_config(os.path.join(init, "model_config.json"))
+  if init and os.path.exists(os.path.join(init, MODEL_CONFIG)):
+    return workdir_model_config(init)
   return model_config_lib.preset(cfg.model).replace(
       image_token_id=ids["image_token_id"], video_token_id=ids["video_token_id"],
       vision_start_token_id=ids["vision_start_token_id"],

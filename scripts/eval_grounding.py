@@ -14,6 +14,12 @@
    is checked on the frame it is drawn on (the shown frame nearest its time): it sits on
    the shape when it holds at least half of the pixels of the named colour and those
    fill at least a quarter of the box (synthetic objects are one flat colour each).
+5. Where the boxes come from: teacher-forced loss of the box-coordinate tokens alone, on
+   held-out stills with the text after the image moved K positions later (a model that
+   reads positions off a fixed rotary distance between the image and its answer loses
+   them), and on held-out videos with the frames in reverse order (a model that binds a
+   box to the frame at its time loses it; one that pools all frames does not), each
+   beside the same tokens with another record's pixels.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120]
@@ -25,19 +31,23 @@ import argparse
 import collections
 import json
 import os
+import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from PIL import Image
 
 from o3jax.data import synth
+from o3jax.data.encode import encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, load_video, loaded_model
 from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
 from o3jax.eval.tts import nearest_frame, parse_rating
 from o3jax.infer import answer_video
+from o3jax.models.qwen2_5_vl import prepare_inputs
 from o3jax.processing import prompts
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
@@ -120,6 +130,62 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
           "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())}}
 
 
+def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndarray:
+  """Indices (from `start`) of the tokens inside `<box>[...]</box>` that hold digits."""
+  pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
+  ends = np.cumsum([len(p) for p in pieces])
+  spans = [m.span(1) for m in re.finditer(r"<box>\[([^\]]*)\]", "".join(pieces))]
+  return np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
+                   if any(c.isdigit() for c in piece) and any(a < end and end - len(piece) < b for a, b in spans)],
+                  np.int64)
+
+
+def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
+  """Mean teacher-forced loss of the box tokens of `limit` held-out stills and videos."""
+  model, tokenizer = loaded.model, loaded.tokenizer
+  processing = processing_config(cfg)
+  records = load_records(os.path.join(heldout, "STGR-SFT.json"))
+
+  def box_loss(example, positions, pixel_values, position_ids=None):
+    prepared = prepare_inputs(model.config, example.input_ids[None], None, pixel_values, example.image_grid_thw,
+                              None, None, None, None, "qwen")
+    logits = model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
+                   image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
+                   position_ids=prepared["position_ids"] if position_ids is None else position_ids)[0]
+    logp = jax.nn.log_softmax(logits[positions - 1].astype(jnp.float32))
+    return float(-jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean()), prepared
+
+  out = {}
+  for kind, tasks in (("stills", ("visual QA",)), ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA"))):
+    examples = [encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=heldout)
+                for r in records if r.get("task") in tasks][:limit]
+    # Pixels as images of one size: a still, or frames in the frames presentation (reversing
+    # the frames of the video presentation would also reorder its temporal patches).
+    examples = [e for e in examples if len(e.image_grid_thw) and len({tuple(g) for g in e.image_grid_thw}) == 1]
+    losses = collections.defaultdict(list)
+    for j, example in enumerate(examples):
+      positions = box_token_positions(tokenizer, example.input_ids, example.prompt_length)
+      other = next((o for o in examples[j + 1:] + examples[:j] if o.pixel_values.shape == example.pixel_values.shape
+                    and np.array_equal(o.image_grid_thw, example.image_grid_thw)), None)
+      if not len(positions) or other is None:
+        continue
+      real, prepared = box_loss(example, positions, example.pixel_values)
+      losses["real pixels"].append(real)
+      losses["another record's pixels"].append(box_loss(example, positions, other.pixel_values)[0])
+      if kind == "videos":
+        frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
+        reversed_frames = frames[::-1].reshape(example.pixel_values.shape)
+        losses["frames reversed"].append(box_loss(example, positions, reversed_frames)[0])
+      else:
+        after = list(example.input_ids).index(model.config.vision_end_token_id) + 1
+        for k in shifts:
+          moved = np.array(prepared["position_ids"])
+          moved[:, :, after:] += k
+          losses[f"answer {k} positions later"].append(box_loss(example, positions, example.pixel_values, moved)[0])
+    out[kind] = {"records": len(losses["real pixels"]), **{k: round(float(np.mean(v)), 3) for k, v in losses.items()}}
+  return out
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True)
@@ -128,6 +194,7 @@ def main() -> None:
   p.add_argument("--batches", type=int, default=10)
   p.add_argument("--crops", type=int, default=120)
   p.add_argument("--questions", type=int, default=40, help="general video questions for the evidence check")
+  p.add_argument("--readout", type=int, default=30, help="stills and videos for the box-token losses")
   p.add_argument("--max-new-tokens", type=int, default=192)
   args = p.parse_args()
   cfg = load_config(args.config)
@@ -138,7 +205,8 @@ def main() -> None:
             "teacher-forced loss": image_sensitivity(cfg, loaded, args.heldout, args.batches),
             "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
             "evidence on the shapes": evidence_on_shapes(loaded, cfg, args.heldout, args.questions,
-                                                         args.max_new_tokens)}
+                                                         args.max_new_tokens),
+            "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout)}
   print(json.dumps(report, indent=1))
 
 

@@ -22,7 +22,7 @@
    beside the same tokens with another record's pixels.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
-      --heldout runs/heldout [--batches 10] [--crops 120]
+      --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30]
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ import argparse
 import collections
 import json
 import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +47,7 @@ from o3jax.eval.mcq_run import model_rater
 from o3jax.eval.tts import nearest_frame, parse_rating
 from o3jax.infer import answer_video
 from o3jax.models.qwen2_5_vl import prepare_inputs
-from o3jax.processing import prompts
+from o3jax.processing import grounding, prompts
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
 from o3jax.train.evaluate import evaluate_rewards
@@ -134,7 +133,7 @@ def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndar
   """Indices (from `start`) of the tokens inside `<box>[...]</box>` that hold digits."""
   pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
   ends = np.cumsum([len(p) for p in pieces])
-  spans = [m.span(1) for m in re.finditer(r"<box>\[([^\]]*)\]", "".join(pieces))]
+  spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer("".join(pieces))]
   return np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
                    if any(c.isdigit() for c in piece) and any(a < end and end - len(piece) < b for a, b in spans)],
                   np.int64)
@@ -146,14 +145,12 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   processing = processing_config(cfg)
   records = load_records(os.path.join(heldout, "STGR-SFT.json"))
 
-  def box_loss(example, positions, pixel_values, position_ids=None):
-    prepared = prepare_inputs(model.config, example.input_ids[None], None, pixel_values, example.image_grid_thw,
-                              None, None, None, None, "qwen")
+  def box_loss(example, positions, pixel_values, prepared, position_ids=None):
     logits = model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
                    image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
                    position_ids=prepared["position_ids"] if position_ids is None else position_ids)[0]
     logp = jax.nn.log_softmax(logits[positions - 1].astype(jnp.float32))
-    return float(-jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean()), prepared
+    return float(-jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean())
 
   out = {}
   for kind, tasks in (("stills", ("visual QA",)), ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA"))):
@@ -169,19 +166,22 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
                     and np.array_equal(o.image_grid_thw, example.image_grid_thw)), None)
       if not len(positions) or other is None:
         continue
-      real, prepared = box_loss(example, positions, example.pixel_values)
-      losses["real pixels"].append(real)
-      losses["another record's pixels"].append(box_loss(example, positions, other.pixel_values)[0])
+      # Positions and the vision layout depend on the tokens and grids only: once per record.
+      prepared = prepare_inputs(model.config, example.input_ids[None], pixel_values=example.pixel_values,
+                                image_grid_thw=example.image_grid_thw)
+      losses["real pixels"].append(box_loss(example, positions, example.pixel_values, prepared))
+      losses["another record's pixels"].append(box_loss(example, positions, other.pixel_values, prepared))
       if kind == "videos":
         frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
         reversed_frames = frames[::-1].reshape(example.pixel_values.shape)
-        losses["frames reversed"].append(box_loss(example, positions, reversed_frames)[0])
+        losses["frames reversed"].append(box_loss(example, positions, reversed_frames, prepared))
       else:
         after = list(example.input_ids).index(model.config.vision_end_token_id) + 1
         for k in shifts:
           moved = np.array(prepared["position_ids"])
           moved[:, :, after:] += k
-          losses[f"answer {k} positions later"].append(box_loss(example, positions, example.pixel_values, moved)[0])
+          losses[f"answer {k} positions later"].append(
+              box_loss(example, positions, example.pixel_values, prepared, moved))
     out[kind] = {"records": len(losses["real pixels"]), **{k: round(float(np.mean(v)), 3) for k, v in losses.items()}}
   return out
 

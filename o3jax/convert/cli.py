@@ -11,7 +11,6 @@ An o3jax checkpoint directory has the layout of a training workdir
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -33,7 +32,8 @@ def hf_to_o3jax(src: str, dst: str, mesh=None, dtype=None) -> int:
   from flax import nnx
 
   from o3jax.convert.hf import load_pretrained
-  from o3jax.models.config import load_hf_config, to_hf_dict
+  from o3jax.models.config import load_hf_config
+  from o3jax.train.run import write_workdir_model_config
   model = load_pretrained(src, dtype=jnp.dtype(dtype or "float32"), mesh=mesh)
   params = nnx.state(model, nnx.Param)
   os.makedirs(dst, exist_ok=True)
@@ -41,8 +41,7 @@ def hf_to_o3jax(src: str, dst: str, mesh=None, dtype=None) -> int:
                              item_handlers={"state": ocp.StandardCheckpointHandler()}) as mgr:
     mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
     mgr.wait_until_finished()
-  with open(os.path.join(dst, "model_config.json"), "w") as f:
-    json.dump(to_hf_dict(load_hf_config(src)), f, indent=1)
+  write_workdir_model_config(dst, load_hf_config(src))
   for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
     if os.path.exists(os.path.join(src, name)):
       shutil.copy(os.path.join(src, name), os.path.join(dst, name))

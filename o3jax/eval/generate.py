@@ -56,7 +56,8 @@ def model_kind(path: str) -> str:
   """"hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
   if os.path.isfile(os.path.join(path, "config.json")):
     return "hf"
-  if os.path.isfile(os.path.join(path, "model_config.json")):
+  from o3jax.train.run import MODEL_CONFIG
+  if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
     return "o3jax"
   raise FileNotFoundError(f"{path}: not a model directory (no config.json of a Hugging Face "
                           "model, no model_config.json of an o3jax checkpoint)")

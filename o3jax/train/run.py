@@ -94,8 +94,7 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
   else:
     model_config = _new_model_config(cfg, init, special_token_ids(tokenizer))
     if jax.process_index() == 0:
-      with open(own_config, "w") as f:
-        json.dump(model_config_lib.to_hf_dict(model_config), f, indent=1)
+      write_workdir_model_config(workdir, model_config)
   compute = state_lib.dtype_of(cfg.compute_dtype)
   graphdef, abstract_params = state_lib.abstract_split(model_config, compute, cfg.remat)
   schedule = optim.schedule(cfg.optim, cfg.total_steps)
@@ -128,6 +127,11 @@ def workdir_model_config(workdir: str) -> model_config_lib.Qwen2_5_VLConfig:
     return model_config_lib.from_hf_dict(json.load(f))
 
 
+def write_workdir_model_config(workdir: str, config: model_config_lib.Qwen2_5_VLConfig) -> None:
+  with open(os.path.join(workdir, MODEL_CONFIG), "w", encoding="utf-8") as f:
+    json.dump(model_config_lib.to_hf_dict(config), f, indent=1)
+
+
 def _new_model_config(cfg: TrainConfig, init: str | None, ids: dict[str, int]
                       ) -> model_config_lib.Qwen2_5_VLConfig:
   """The architecture of a fresh run: that of `init` (a Hugging Face directory or an
@@ -153,14 +157,13 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
   ckpt.close()
   shardings = sharding.state_shardings(abstract_params, mesh)
   flat_sh = dict(nnx.to_flat_state(shardings))
-  expected = {".".join(map(str, path)) for path, _ in nnx.to_flat_state(abstract_params)}
-  extra = sorted(set(arrays) - expected)
+  abstract_flat = [(path, ".".join(map(str, path)), var) for path, var in nnx.to_flat_state(abstract_params)]
+  extra = sorted(set(arrays) - {key for _, key, _ in abstract_flat})
   if extra:  # a deeper or wider model: taking the params that fit would drop the rest
     raise ValueError(f"{workdir} checkpoint {step} holds {len(extra)} parameters the model does not "
                      f"have (first: {extra[0]}); is its model_config.json the one it was trained with?")
   flat = []
-  for path, var in nnx.to_flat_state(abstract_params):
-    key = ".".join(map(str, path))
+  for path, key, var in abstract_flat:
     if key not in arrays:
       raise KeyError(f"{workdir} checkpoint {step} lacks parameter {key}")
     value = np.asarray(arrays[key]).astype(var.get_value().dtype)

@@ -20,9 +20,18 @@
    them), and on held-out videos with the frames in reverse order (a model that binds a
    box to the frame at its time loses it; one that pools all frames does not), each
    beside the same tokens with another record's pixels.
+6. Where the box digits look: on the held-out general video questions, teacher forced, the
+   attention of each box digit's query (the token before it) on the vision tokens, on the
+   claimed frame's, on the tokens that hold the named object (any frame) and on those that
+   hold it on the claimed frame; per decoder layer, for the head that looks most at the
+   last; beside what an even spread over the vision tokens would give.
+7. Whether the place is there to be read: ridge fits (70% of the videos) from the hidden
+   state of the token that holds an object's centre to that centre (R^2 of x and y on the
+   other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
+   output and after each decoder layer.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
-      --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30]
+      --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
 """
 
 from __future__ import annotations
@@ -46,8 +55,11 @@ from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
 from o3jax.eval.tts import nearest_frame, parse_rating
 from o3jax.infer import answer_video
-from o3jax.models.qwen2_5_vl import prepare_inputs
+from o3jax.models.layers import apply_rotary
+from o3jax.models.qwen2_5_vl import causal_mask, prepare_inputs
+from o3jax.models.text import mrope_cos_sin
 from o3jax.processing import grounding, prompts
+from o3jax.rewards.claims import find_claims
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
 from o3jax.train.evaluate import evaluate_rewards
@@ -129,14 +141,20 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
           "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())}}
 
 
-def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndarray:
-  """Indices (from `start`) of the tokens inside `<box>[...]</box>` that hold digits."""
+def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> list[np.ndarray]:
+  """For each `<box>[...]</box>` after `start`, in order: the indices of its tokens that hold digits."""
   pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
   ends = np.cumsum([len(p) for p in pieces])
   spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer("".join(pieces))]
-  return np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
-                   if any(c.isdigit() for c in piece) and any(a < end and end - len(piece) < b for a, b in spans)],
-                  np.int64)
+  return [np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
+                    if any(c.isdigit() for c in piece) and a < end and end - len(piece) < b], np.int64)
+          for a, b in spans]
+
+
+def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndarray:
+  """Indices (from `start`) of the tokens inside `<box>[...]</box>` that hold digits."""
+  groups = box_token_groups(tokenizer, input_ids, start)
+  return np.concatenate(groups) if groups else np.zeros(0, np.int64)
 
 
 def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
@@ -186,6 +204,150 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   return out
 
 
+def decoder_states(model, example, prepared) -> tuple[list[jax.Array], jax.Array, jax.Array, jax.Array]:
+  """The input of every decoder layer and the last layer's output ([1, T, D] each, before
+  the final norm), with the rotary cos / sin and the causal mask they were computed with."""
+  x = model.embed(jnp.asarray(example.input_ids[None]), jnp.asarray(example.pixel_values), prepared["image_layout"])
+  cos, sin = mrope_cos_sin(jnp.asarray(prepared["position_ids"]), model.config.text, x.dtype)
+  mask = causal_mask(None, 1, x.shape[1])
+  states = [x]
+  for i, layer in enumerate(model.text.layers):
+    x, _ = layer(x, cos, sin, mask, None, i, None)
+    states.append(x)
+  return states, cos, sin, mask
+
+
+def attention_probs(layer, x, cos, sin, mask) -> np.ndarray:
+  """[heads, T, S] attention weights of one decoder layer, recomputed from its input x [1, T, D]."""
+  attn, h = layer.attn, layer.input_norm(x)
+  project = lambda kernel, bias: apply_rotary(jnp.einsum("BTD,DnH->BTnH", h, kernel[...]) + bias[...], cos, sin)[0]  # noqa: E731
+  q = project(attn.q_kernel, attn.q_bias)
+  k = jnp.repeat(project(attn.k_kernel, attn.k_bias), attn.groups, axis=1)  # query head n reads kv head n // groups
+  scores = jnp.einsum("TnH,SnH->nTS", q, k) * q.shape[-1] ** -0.5
+  return np.asarray(jax.nn.softmax(jnp.where(mask[0][None], scores, -jnp.inf), axis=-1))
+
+
+def cells_holding(frame: np.ndarray, name: str, grid: tuple[int, int], least: int = 6) -> np.ndarray:
+  """[rows * cols] bool, raster order: the merged-token cells of a frame with at least
+  `least` pixels of the named object's colour."""
+  mask = synth.colour_mask(frame, name)
+  rows, cols = grid
+  if mask is None:
+    return np.zeros(rows * cols, bool)
+  h, w = mask.shape
+  return np.array([mask[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols].sum() >= least
+                   for r in range(rows) for c in range(cols)])
+
+
+def _video_examples(loaded, cfg, heldout: str, limit: int, one_per_video: bool = False):
+  """(record, example, video, prepared, image tokens [frames, tokens per frame]) for `limit`
+  held-out general video questions whose images are exactly the shown frames."""
+  processing = processing_config(cfg)
+  records = [r for r in load_records(os.path.join(heldout, "STGR-SFT.json")) if r.get("task") in GENERAL]
+  count, videos = 0, set()
+  for record in records:
+    if count == limit:
+      return
+    if one_per_video and record["video_path"] in videos:
+      continue
+    videos.add(record["video_path"])
+    example = encode_record(record, tokenizer=loaded.tokenizer, config=processing, stage="sft", root=heldout)
+    video = load_video(os.path.join(heldout, record["video_path"]), processing)
+    if len(example.image_grid_thw) != len(video.frames):
+      continue
+    image_tokens = np.nonzero(example.input_ids == loaded.config.image_token_id)[0].reshape(len(video.frames), -1)
+    prepared = prepare_inputs(loaded.config, example.input_ids[None], pixel_values=example.pixel_values,
+                              image_grid_thw=example.image_grid_thw)
+    count += 1
+    yield record, example, video, prepared, image_tokens
+
+
+def evidence_attention(loaded, cfg, heldout: str, limit: int) -> dict:
+  """Where the box digits of held-out video claims look (teacher forced): per decoder layer,
+  the attention of the head that looks most at the named object on the claimed frame."""
+  model, merge = loaded.model, processing_config(cfg).merge_size
+  mass = collections.defaultdict(list)  # (layer, token set) -> [heads] per claim
+  even = collections.defaultdict(list)  # token set -> its share of the vision tokens
+  claims_seen = 0
+  for _, example, video, prepared, image_tokens in _video_examples(loaded, cfg, heldout, limit):
+    target = loaded.tokenizer.decode([int(i) for i in example.input_ids[example.prompt_length:]])
+    claims = find_claims(target)
+    groups = box_token_groups(loaded.tokenizer, example.input_ids, example.prompt_length)
+    if len(claims) != len(groups):  # a claim with several boxes: skip the record
+      continue
+    states, cos, sin, mask = decoder_states(model, example, prepared)
+    probs = [attention_probs(layer, x, cos, sin, mask) for layer, x in zip(model.text.layers, states)]
+    vision = example.input_ids == loaded.config.image_token_id
+    for (name, _, time), digits in zip(claims, groups):  # the generator's targets: times are numbers
+      claimed = np.zeros_like(vision)
+      claimed[image_tokens[nearest_frame(video.frame_times, float(time))]] = True
+      holds = np.zeros_like(vision)
+      for frame, tokens, thw in zip(video.frames, image_tokens, example.image_grid_thw):
+        holds[tokens] = cells_holding(frame, name, (thw[1] // merge, thw[2] // merge))
+      sets = {"vision tokens": vision, "the claimed frame": claimed, "the object, any frame": holds,
+              "the object on the claimed frame": holds & claimed}
+      for label, tokens in sets.items():
+        even[label].append(tokens.sum() / vision.sum())
+        for layer, p in enumerate(probs):
+          mass[layer, label].append(p[:, digits - 1][:, :, tokens].sum(-1).mean(-1))  # query: the token before a digit
+      claims_seen += 1
+  out = {"claims": claims_seen, "spread evenly over the vision tokens": {k: round(float(np.mean(v)), 3) for k, v in even.items()}}
+  for layer in range(len(model.text.layers)):
+    per_head = {label: np.mean(mass[layer, label], axis=0) for label in even}
+    head = int(np.argmax(per_head["the object on the claimed frame"]))
+    out[f"layer {layer}, head {head}"] = {label: round(float(v[head]), 3) for label, v in per_head.items()}
+  return out
+
+
+def ridge_predict(train_x, train_y, test_x, lam: float = 1.0) -> np.ndarray:
+  """Ridge regression with an intercept, fit on (train_x, train_y), applied to test_x."""
+  design = lambda x: np.c_[x, np.ones(len(x))]  # noqa: E731
+  a = design(train_x)
+  return design(test_x) @ np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ train_y)
+
+
+def r_squared(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """R^2 of each column."""
+  return 1 - ((predicted - target) ** 2).sum(0) / ((target - target.mean(0)) ** 2).sum(0)
+
+
+def place_in_vision_tokens(loaded, cfg, heldout: str, limit: int) -> dict:
+  """Is an object's place in the frame in the hidden state of the token that holds its centre?
+  Ridge fits on 70% of the videos, scored on the rest: R^2 of the centre (x, y) and accuracy
+  of the token cell, for the vision tower's output and after each decoder layer."""
+  merge = processing_config(cfg).merge_size
+  features, centres, cells, videos = collections.defaultdict(list), [], [], []
+  for v, (_, example, video, prepared, image_tokens) in enumerate(_video_examples(loaded, cfg, heldout, limit, one_per_video=True)):
+    states = [np.asarray(x[0]) for x in decoder_states(loaded.model, example, prepared)[0]]
+    for frame, tokens, thw in zip(video.frames, image_tokens, example.image_grid_thw):
+      rows, cols = thw[1] // merge, thw[2] // merge
+      h, w = frame.shape[:2]
+      for name in synth.COLOURS:
+        ys, xs = np.nonzero(synth.colour_mask(frame, name))
+        if len(xs) < 12:
+          continue
+        cell = int(ys.mean() * rows // h) * cols + int(xs.mean() * cols // w)
+        for layer, state in enumerate(states):
+          features[layer].append(state[tokens[cell]])
+        centres.append((xs.mean() / w, ys.mean() / h))
+        cells.append(cell)
+        videos.append(v)
+  if not cells:
+    return {"objects": 0}
+  centres, cells, videos = np.array(centres), np.array(cells), np.array(videos)
+  train, test = videos < np.quantile(videos, 0.7), videos >= np.quantile(videos, 0.7)
+  one_hot = np.eye(cells.max() + 1)[cells]
+  out = {"objects": len(cells), "most common cell's share": round(float(np.bincount(cells[test]).max() / test.sum()), 3)}
+  for layer, f in features.items():
+    f = np.array(f)
+    f = (f - f[train].mean(0)) / (f[train].std(0) + 1e-6)
+    r2 = r_squared(ridge_predict(f[train], centres[train], f[test]), centres[test])
+    accuracy = float(np.mean(ridge_predict(f[train], one_hot[train], f[test]).argmax(1) == cells[test]))
+    label = "vision tower output" if layer == 0 else f"after decoder layer {layer - 1}"
+    out[label] = {"R2 x": round(float(r2[0]), 3), "R2 y": round(float(r2[1]), 3), "cell accuracy": round(accuracy, 3)}
+  return out
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True)
@@ -195,6 +357,7 @@ def main() -> None:
   p.add_argument("--crops", type=int, default=120)
   p.add_argument("--questions", type=int, default=40, help="general video questions for the evidence check")
   p.add_argument("--readout", type=int, default=30, help="stills and videos for the box-token losses")
+  p.add_argument("--probe", type=int, default=30, help="videos for the attention and place measurements")
   p.add_argument("--max-new-tokens", type=int, default=192)
   args = p.parse_args()
   cfg = load_config(args.config)
@@ -206,7 +369,9 @@ def main() -> None:
             "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
             "evidence on the shapes": evidence_on_shapes(loaded, cfg, args.heldout, args.questions,
                                                          args.max_new_tokens),
-            "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout)}
+            "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout),
+            "where box digits look": evidence_attention(loaded, cfg, args.heldout, args.probe),
+            "place in the vision tokens": place_in_vision_tokens(loaded, cfg, args.heldout, args.probe)}
   print(json.dumps(report, indent=1))
 
 

@@ -3,8 +3,15 @@
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from o3jax.data import synth
+from o3jax.models import config as config_lib
+from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask
+from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
@@ -24,3 +31,52 @@ def test_box_token_positions_are_the_digits_inside_boxes():
   # The coordinates of both boxes, in order; not the times, nor the numbers of the prompt.
   assert digits.replace(",", "") == "1253041" + "760988"
   assert positions.min() > len(prompt_ids) and np.all(np.diff(positions) > 0)
+
+
+def test_box_token_groups_split_the_digits_by_box():
+  demo_tokenizer = build_demo_tokenizer()
+  target = "<obj>red circle</obj><box>[12,5,30,41]</box>at<t>2.5</t>s <obj>x</obj><box>[7,6,9,8]</box>at<t>3</t>s"
+  ids = np.array(demo_tokenizer.encode(target).ids)
+  groups = eval_grounding.box_token_groups(demo_tokenizer, ids, 0)
+  assert ["".join(demo_tokenizer.decode([int(ids[i])]) for i in g).replace(",", "") for g in groups] == ["1253041", "7698"]
+
+
+def test_attention_probs_rebuild_the_layers_attention():
+  """The recomputed weights, applied to the layer's own values, give its attention output."""
+  cfg = config_lib.tiny()
+  model = Qwen2_5_VL(cfg, rngs=nnx.Rngs(0))
+  layer, t = model.text.layers[1], 9
+  x = jax.random.normal(jax.random.key(1), (1, t, cfg.text.hidden_size))
+  positions = jnp.broadcast_to(jnp.array([0, 1, 2, 3, 3, 4, 9, 10, 11])[None, None], (3, 1, t))
+  cos, sin = mrope_cos_sin(positions, cfg.text, jnp.float32)
+  mask = causal_mask(None, 1, t)
+  probs = eval_grounding.attention_probs(layer, x, cos, sin, mask)
+  assert probs.shape == (cfg.text.num_attention_heads, t, t)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+  assert np.all(np.triu(probs, 1) == 0)  # causal
+  attn, h = layer.attn, layer.input_norm(x)
+  v = jnp.repeat(jnp.einsum("BTD,DKH->BTKH", h, attn.v_kernel[...]) + attn.v_bias[...], attn.groups, axis=2)[0]
+  rebuilt = jnp.einsum("TnH,nHD->TD", jnp.einsum("nTS,SnH->TnH", probs, v), attn.o_kernel[...])
+  np.testing.assert_allclose(rebuilt, attn(h, cos, sin, mask)[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_cells_holding_counts_the_named_colour_per_token_cell():
+  frame = np.zeros((56, 84, 3), np.uint8)
+  frame[30:40, 60:70] = synth.COLOURS["red"]  # 100 pixels in the cell at row 1, column 2
+  frame[0:2, 0:2] = synth.COLOURS["red"]  # 4 pixels at the top left: too few
+  frame[0:5, 30:35] = synth.COLOURS["blue"]
+  holds = eval_grounding.cells_holding(frame, "red square", (2, 3))
+  assert holds.tolist() == [False, False, False, False, False, True]
+  assert eval_grounding.cells_holding(frame, "blue circle", (2, 3)).tolist() == [False, True, False, False, False, False]
+  assert not eval_grounding.cells_holding(frame, "mauve thing", (2, 3)).any()
+
+
+def test_ridge_r_squared_on_a_linear_target_and_on_noise():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(400, 5))
+  y = np.c_[x @ [1.0, -2.0, 0.5, 0.0, 3.0] + 4.0, rng.normal(size=400)]
+  r2 = eval_grounding.r_squared(eval_grounding.ridge_predict(x[:300], y[:300], x[300:], lam=1e-6), y[300:])
+  assert r2[0] > 1 - 1e-9  # exactly linear
+  assert r2[1] < 0.05  # nothing to read
+  # Hand case: the predictions equal the targets' mean -> R^2 = 0.
+  np.testing.assert_allclose(eval_grounding.r_squared(np.full((4, 1), 2.5), np.array([[1.0], [2], [3], [4]])), [0.0])

@@ -376,15 +376,23 @@ def _middle_claim(scene: Scene, track: Track, shown: list[tuple[int, float]]) ->
   return _seen_claims(scene, track, [min(seen, key=lambda ft: abs(ft[0] - middle))])[0]
 
 
-def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
-  """Whether a claimed box sits on the named synthetic object in a (decoded, resized)
-  frame: it holds at least half of the pixels of the name's colour (within 40 per channel:
-  video coding blurs edges), and those fill at least a quarter of it. Objects are one flat
-  colour each, so this needs no annotation; a name without a known colour is never on."""
+def colour_mask(frame: np.ndarray, name: str) -> np.ndarray | None:
+  """[H, W] bool: the pixels of a (decoded, resized) frame in the colour that starts `name`
+  (within 40 per channel: video coding blurs edges); None for a name without a known colour.
+  Objects are one flat colour each, so this finds one without annotation."""
   colour = COLOURS.get(name.split()[0]) if name.split() else None
-  if colour is None or len(box) != 4 or not all(map(is_number, box)):
+  if colour is None:
+    return None
+  return (np.abs(frame.astype(int) - np.array(colour)) <= 40).all(-1)
+
+
+def box_on_shape(frame: np.ndarray, name: str, box) -> bool:
+  """Whether a claimed box sits on the named synthetic object in a frame: it holds at
+  least half of the pixels of the name's colour, and those fill at least a quarter of it.
+  A name without a known colour is never on."""
+  mask = colour_mask(frame, name)
+  if mask is None or len(box) != 4 or not all(map(is_number, box)):
     return False
-  mask = (np.abs(frame.astype(int) - np.array(colour)) <= 40).all(-1)
   h, w = mask.shape
   x1, y1, x2, y2 = (int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h)))
   if x2 <= x1 or y2 <= y1 or not mask.any():

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ from flax import nnx
 
 from o3jax.data import synth
 from o3jax.models import config as config_lib
-from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask
+from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
 
@@ -80,3 +81,17 @@ def test_ridge_r_squared_on_a_linear_target_and_on_noise():
   assert r2[1] < 0.05  # nothing to read
   # Hand case: the predictions equal the targets' mean -> R^2 = 0.
   np.testing.assert_allclose(eval_grounding.r_squared(np.full((4, 1), 2.5), np.array([[1.0], [2], [3], [4]])), [0.0])
+
+
+def test_decoder_states_end_in_the_models_hidden_state():
+  cfg = config_lib.tiny()
+  model = Qwen2_5_VL(cfg, rngs=nnx.Rngs(0))
+  ids = np.array([5, 6, cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id, 7, 8])
+  grid = np.array([[1, 4, 6]])  # 24 patches, 6 merged tokens
+  pixels = np.random.default_rng(0).normal(size=(24, 1176)).astype(np.float32)
+  example = types.SimpleNamespace(input_ids=ids, pixel_values=pixels)
+  prepared = prepare_inputs(cfg, ids[None], pixel_values=pixels, image_grid_thw=grid)
+  states, *_ = eval_grounding.decoder_states(model, example, prepared)
+  assert len(states) == cfg.text.num_hidden_layers + 1
+  hidden = model(ids[None], pixel_values=pixels, image_grid_thw=grid, return_hidden=True)
+  np.testing.assert_allclose(model.text.norm(states[-1]), hidden, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""scripts/eval_grounding.py: which tokens its box-token loss reads."""
+"""scripts/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
 
 import os
 import sys

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 
@@ -48,9 +49,9 @@ from flax import nnx
 from PIL import Image
 
 from o3jax.data import synth
-from o3jax.data.encode import encode_record
+from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
-from o3jax.eval.generate import Decoding, load_video, loaded_model
+from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
 from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
 from o3jax.eval.tts import nearest_frame, parse_rating
@@ -141,19 +142,21 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
           "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())}}
 
 
-def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> list[np.ndarray]:
-  """For each `<box>[...]</box>` after `start`, in order: the indices of its tokens that hold digits."""
+def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str, list[np.ndarray]]:
+  """The text of the tokens from `start` on, and for each `<box>[...]</box>` in it, in order,
+  the indices of its tokens that hold digits."""
   pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
   ends = np.cumsum([len(p) for p in pieces])
-  spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer("".join(pieces))]
-  return [np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
-                    if any(c.isdigit() for c in piece) and a < end and end - len(piece) < b], np.int64)
-          for a, b in spans]
+  text = "".join(pieces)
+  spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer(text)]
+  return text, [np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
+                          if any(c.isdigit() for c in piece) and a < end and end - len(piece) < b], np.int64)
+                for a, b in spans]
 
 
 def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndarray:
   """Indices (from `start`) of the tokens inside `<box>[...]</box>` that hold digits."""
-  groups = box_token_groups(tokenizer, input_ids, start)
+  _, groups = box_token_groups(tokenizer, input_ids, start)
   return np.concatenate(groups) if groups else np.zeros(0, np.int64)
 
 
@@ -220,7 +223,10 @@ def decoder_states(model, example, prepared) -> tuple[list[jax.Array], jax.Array
 def attention_probs(layer, x, cos, sin, mask) -> np.ndarray:
   """[heads, T, S] attention weights of one decoder layer, recomputed from its input x [1, T, D]."""
   attn, h = layer.attn, layer.input_norm(x)
-  project = lambda kernel, bias: apply_rotary(jnp.einsum("BTD,DnH->BTnH", h, kernel[...]) + bias[...], cos, sin)[0]  # noqa: E731
+
+  def project(kernel, bias):
+    return apply_rotary(jnp.einsum("BTD,DnH->BTnH", h, kernel[...]) + bias[...], cos, sin)[0]
+
   q = project(attn.q_kernel, attn.q_bias)
   k = jnp.repeat(project(attn.k_kernel, attn.k_bias), attn.groups, axis=1)  # query head n reads kv head n // groups
   scores = jnp.einsum("TnH,SnH->nTS", q, k) * q.shape[-1] ** -0.5
@@ -239,51 +245,81 @@ def cells_holding(frame: np.ndarray, name: str, grid: tuple[int, int], least: in
                    for r in range(rows) for c in range(cols)])
 
 
-def _video_examples(loaded, cfg, heldout: str, limit: int, one_per_video: bool = False):
-  """(record, example, video, prepared, image tokens [frames, tokens per frame]) for `limit`
-  held-out general video questions whose images are exactly the shown frames."""
+@dataclasses.dataclass(frozen=True)
+class VideoProbe:
+  """A held-out general video question, teacher forced, as measurements 6 and 7 read it."""
+
+  example: Example
+  video: Video
+  image_tokens: np.ndarray  # [frames, tokens per frame]: where each shown frame's tokens sit
+  grid: tuple[int, int]  # merged-token rows and columns of a frame
+  states: list  # decoder_states: the input of every layer, then the last one's output
+  cos: jax.Array
+  sin: jax.Array
+  mask: jax.Array
+
+
+def video_probes(loaded, cfg, heldout: str, limit: int, one_per_video: bool = False,
+                 cache: dict | None = None):
+  """VideoProbes of the first `limit` held-out general video questions (one per video if
+  asked) whose images are exactly the shown frames. `cache` (index among those questions ->
+  VideoProbe or None) lets measurements over the same records decode, encode and run each once."""
   processing = processing_config(cfg)
+  merge = processing.merge_size
+  cache = {} if cache is None else cache
   records = [r for r in load_records(os.path.join(heldout, "STGR-SFT.json")) if r.get("task") in GENERAL]
   count, videos = 0, set()
-  for record in records:
+  for index, record in enumerate(records):
     if count == limit:
       return
     if one_per_video and record["video_path"] in videos:
       continue
     videos.add(record["video_path"])
-    example = encode_record(record, tokenizer=loaded.tokenizer, config=processing, stage="sft", root=heldout)
-    video = load_video(os.path.join(heldout, record["video_path"]), processing)
-    if len(example.image_grid_thw) != len(video.frames):
-      continue
-    image_tokens = np.nonzero(example.input_ids == loaded.config.image_token_id)[0].reshape(len(video.frames), -1)
-    prepared = prepare_inputs(loaded.config, example.input_ids[None], pixel_values=example.pixel_values,
-                              image_grid_thw=example.image_grid_thw)
-    count += 1
-    yield record, example, video, prepared, image_tokens
+    if index not in cache:
+      cache[index] = _video_probe(loaded, processing, heldout, record, merge)
+    if cache[index] is not None:
+      count += 1
+      yield cache[index]
 
 
-def evidence_attention(loaded, cfg, heldout: str, limit: int) -> dict:
+def _video_probe(loaded, processing, heldout: str, record: dict, merge: int) -> VideoProbe | None:
+  example = encode_record(record, tokenizer=loaded.tokenizer, config=processing, stage="sft", root=heldout)
+  video = load_video(os.path.join(heldout, record["video_path"]), processing)
+  if len(example.image_grid_thw) != len(video.frames):
+    return None
+  image_tokens = np.nonzero(example.input_ids == loaded.config.image_token_id)[0].reshape(len(video.frames), -1)
+  prepared = prepare_inputs(loaded.config, example.input_ids[None], pixel_values=example.pixel_values,
+                            image_grid_thw=example.image_grid_thw)
+  _, h, w = example.image_grid_thw[0]  # frames of one video share their size
+  return VideoProbe(example, video, image_tokens, (int(h) // merge, int(w) // merge),
+                    *decoder_states(loaded.model, example, prepared))
+
+
+def evidence_attention(loaded, probes) -> dict:
   """Where the box digits of held-out video claims look (teacher forced): per decoder layer,
   the attention of the head that looks most at the named object on the claimed frame."""
-  model, merge = loaded.model, processing_config(cfg).merge_size
+  model, tokenizer = loaded.model, loaded.tokenizer
   mass = collections.defaultdict(list)  # (layer, token set) -> [heads] per claim
   even = collections.defaultdict(list)  # token set -> its share of the vision tokens
   claims_seen = 0
-  for _, example, video, prepared, image_tokens in _video_examples(loaded, cfg, heldout, limit):
-    target = loaded.tokenizer.decode([int(i) for i in example.input_ids[example.prompt_length:]])
+  for probe in probes:
+    example, video = probe.example, probe.video
+    target, groups = box_token_groups(tokenizer, example.input_ids, example.prompt_length)
     claims = find_claims(target)
-    groups = box_token_groups(loaded.tokenizer, example.input_ids, example.prompt_length)
     if len(claims) != len(groups):  # a claim with several boxes: skip the record
       continue
-    states, cos, sin, mask = decoder_states(model, example, prepared)
-    probs = [attention_probs(layer, x, cos, sin, mask) for layer, x in zip(model.text.layers, states)]
+    probs = [attention_probs(layer, x, probe.cos, probe.sin, probe.mask)
+             for layer, x in zip(model.text.layers, probe.states)]
     vision = example.input_ids == loaded.config.image_token_id
+    holds_any = {}  # name -> its token cells over all frames
     for (name, _, time), digits in zip(claims, groups):  # the generator's targets: times are numbers
       claimed = np.zeros_like(vision)
-      claimed[image_tokens[nearest_frame(video.frame_times, float(time))]] = True
-      holds = np.zeros_like(vision)
-      for frame, tokens, thw in zip(video.frames, image_tokens, example.image_grid_thw):
-        holds[tokens] = cells_holding(frame, name, (thw[1] // merge, thw[2] // merge))
+      claimed[probe.image_tokens[nearest_frame(video.frame_times, float(time))]] = True
+      if name not in holds_any:
+        holds_any[name] = np.zeros_like(vision)
+        for frame, tokens in zip(video.frames, probe.image_tokens):
+          holds_any[name][tokens] = cells_holding(frame, name, probe.grid)
+      holds = holds_any[name]
       sets = {"vision tokens": vision, "the claimed frame": claimed, "the object, any frame": holds,
               "the object on the claimed frame": holds & claimed}
       for label, tokens in sets.items():
@@ -291,7 +327,8 @@ def evidence_attention(loaded, cfg, heldout: str, limit: int) -> dict:
         for layer, p in enumerate(probs):
           mass[layer, label].append(p[:, digits - 1][:, :, tokens].sum(-1).mean(-1))  # query: the token before a digit
       claims_seen += 1
-  out = {"claims": claims_seen, "spread evenly over the vision tokens": {k: round(float(np.mean(v)), 3) for k, v in even.items()}}
+  out = {"claims": claims_seen,
+         "spread evenly over the vision tokens": {k: round(float(np.mean(v)), 3) for k, v in even.items()}}
   for layer in range(len(model.text.layers)):
     per_head = {label: np.mean(mass[layer, label], axis=0) for label in even}
     head = int(np.argmax(per_head["the object on the claimed frame"]))
@@ -311,16 +348,16 @@ def r_squared(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
   return 1 - ((predicted - target) ** 2).sum(0) / ((target - target.mean(0)) ** 2).sum(0)
 
 
-def place_in_vision_tokens(loaded, cfg, heldout: str, limit: int) -> dict:
+def place_in_vision_tokens(probes) -> dict:
   """Is an object's place in the frame in the hidden state of the token that holds its centre?
-  Ridge fits on 70% of the videos, scored on the rest: R^2 of the centre (x, y) and accuracy
-  of the token cell, for the vision tower's output and after each decoder layer."""
-  merge = processing_config(cfg).merge_size
+  Ridge fits on 70% of the videos (one probe per video), scored on the rest: R^2 of the
+  centre (x, y) and accuracy of the token cell, for the vision tower's output and after each
+  decoder layer."""
   features, centres, cells, videos = collections.defaultdict(list), [], [], []
-  for v, (_, example, video, prepared, image_tokens) in enumerate(_video_examples(loaded, cfg, heldout, limit, one_per_video=True)):
-    states = [np.asarray(x[0]) for x in decoder_states(loaded.model, example, prepared)[0]]
-    for frame, tokens, thw in zip(video.frames, image_tokens, example.image_grid_thw):
-      rows, cols = thw[1] // merge, thw[2] // merge
+  for v, probe in enumerate(probes):
+    states = [np.asarray(x[0]) for x in probe.states]
+    rows, cols = probe.grid
+    for frame, tokens in zip(probe.video.frames, probe.image_tokens):
       h, w = frame.shape[:2]
       for name in synth.COLOURS:
         ys, xs = np.nonzero(synth.colour_mask(frame, name))
@@ -336,13 +373,15 @@ def place_in_vision_tokens(loaded, cfg, heldout: str, limit: int) -> dict:
     return {"objects": 0}
   centres, cells, videos = np.array(centres), np.array(cells), np.array(videos)
   train, test = videos < np.quantile(videos, 0.7), videos >= np.quantile(videos, 0.7)
-  one_hot = np.eye(cells.max() + 1)[cells]
+  # One fit per layer for both targets: the centre and the one-hot cell.
+  targets = np.c_[centres, np.eye(cells.max() + 1)[cells]]
   out = {"objects": len(cells), "most common cell's share": round(float(np.bincount(cells[test]).max() / test.sum()), 3)}
   for layer, f in features.items():
     f = np.array(f)
     f = (f - f[train].mean(0)) / (f[train].std(0) + 1e-6)
-    r2 = r_squared(ridge_predict(f[train], centres[train], f[test]), centres[test])
-    accuracy = float(np.mean(ridge_predict(f[train], one_hot[train], f[test]).argmax(1) == cells[test]))
+    predicted = ridge_predict(f[train], targets[train], f[test])
+    r2 = r_squared(predicted[:, :2], centres[test])
+    accuracy = float(np.mean(predicted[:, 2:].argmax(1) == cells[test]))
     label = "vision tower output" if layer == 0 else f"after decoder layer {layer - 1}"
     out[label] = {"R2 x": round(float(r2[0]), 3), "R2 y": round(float(r2[1]), 3), "cell accuracy": round(accuracy, 3)}
   return out
@@ -364,14 +403,17 @@ def main() -> None:
   run = setup_run(cfg, args.workdir)
   restore(run)
   loaded = loaded_model(nnx.merge(run.graphdef, run.state.params), run.tokenizer)
+  probes = {}  # VideoProbes shared by measurements 6 and 7
   report = {"reward terms (greedy)": reward_terms(cfg, run, args.heldout, args.batches, args.max_new_tokens),
             "teacher-forced loss": image_sensitivity(cfg, loaded, args.heldout, args.batches),
             "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
             "evidence on the shapes": evidence_on_shapes(loaded, cfg, args.heldout, args.questions,
                                                          args.max_new_tokens),
             "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout),
-            "where box digits look": evidence_attention(loaded, cfg, args.heldout, args.probe),
-            "place in the vision tokens": place_in_vision_tokens(loaded, cfg, args.heldout, args.probe)}
+            "where box digits look": evidence_attention(loaded, video_probes(loaded, cfg, args.heldout, args.probe,
+                                                                             cache=probes)),
+            "place in the vision tokens": place_in_vision_tokens(
+                video_probes(loaded, cfg, args.heldout, args.probe, one_per_video=True, cache=probes))}
   print(json.dumps(report, indent=1))
 
 

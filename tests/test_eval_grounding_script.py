@@ -38,7 +38,8 @@ def test_box_token_groups_split_the_digits_by_box():
   demo_tokenizer = build_demo_tokenizer()
   target = "<obj>red circle</obj><box>[12,5,30,41]</box>at<t>2.5</t>s <obj>x</obj><box>[7,6,9,8]</box>at<t>3</t>s"
   ids = np.array(demo_tokenizer.encode(target).ids)
-  groups = eval_grounding.box_token_groups(demo_tokenizer, ids, 0)
+  text, groups = eval_grounding.box_token_groups(demo_tokenizer, ids, 0)
+  assert text == target
   assert ["".join(demo_tokenizer.decode([int(ids[i])]) for i in g).replace(",", "") for g in groups] == ["1253041", "7698"]
 
 

@@ -29,9 +29,16 @@
    state of the token that holds an object's centre to that centre (R^2 of x and y on the
    other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
    output and after each decoder layer.
+8. Frame binding, with --listings DIR (`o3jax data listings` over held-out videos):
+   teacher forced on the "halves" listings, how often the model's choice after "is"
+   (left / right / not) and after "and" (up / down) is right, with the video's own frames,
+   with them in reverse order (a model that reads each line off the named frame drops to
+   what the reversed frame says) and with another video's; and greedy answers to the
+   "named" listings (Where is the X in frames a, b, c?), their boxes checked as in 4.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
+      [--listings runs/heldout-listings --listed 40]
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from o3jax.data import synth
+from o3jax.data import listings, synth
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
@@ -121,10 +128,11 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
           "unreadable": sum(p is None for p in got), "confusion": dict(sorted(confusion.items()))}
 
 
-def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int) -> dict:
+def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int,
+                       select=lambda record: record.get("task") in GENERAL) -> dict:
   processing = processing_config(cfg)
   stage = processing.prompt_stage("rl")
-  records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if r.get("task") in GENERAL][:limit]
+  records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if select(r)][:limit]
   hits_by_question = collections.defaultdict(list)  # first words of the question -> box verdicts
   all_on = 0
   for record in records:
@@ -387,6 +395,62 @@ def place_in_vision_tokens(probes) -> dict:
   return out
 
 
+LISTING_CHOICES = {" is": (" left", " right", " not"), " and": (" up", " down")}
+
+
+def listing_choices(tokenizer, input_ids: np.ndarray, start: int) -> list[tuple[int, list[int], str]]:
+  """The choices of a halves listing from `start` on: (index of the chosen token, the
+  candidates' token ids, "left / right" | "not visible" | "up / down"). A word after " is"
+  or " and" counts when it is one of the candidates (by their first tokens)."""
+  first = {word: tokenizer.encode(word, add_special_tokens=False) for words in LISTING_CHOICES.values() for word in words}
+  first = {word: (ids.ids if hasattr(ids, "ids") else ids)[0] for word, ids in first.items()}
+  out = []
+  for k in range(max(start, 1), len(input_ids)):
+    words = LISTING_CHOICES.get(tokenizer.decode([int(input_ids[k - 1])]))
+    candidates = [first[w] for w in words] if words else []
+    if len(set(candidates)) == len(candidates) and int(input_ids[k]) in candidates:
+      chosen = words[candidates.index(int(input_ids[k]))]
+      category = "up / down" if words == LISTING_CHOICES[" and"] else (
+          "not visible" if chosen == " not" else "left / right")
+      out.append((k, candidates, category))
+  return out
+
+
+def frame_binding(loaded, cfg, listings_dir: str, limit: int, max_new_tokens: int) -> dict:
+  """Measurement 8: the halves listings teacher forced (own / reversed / another video's
+  frames), and the boxes of greedy answers to the named listings."""
+  model, tokenizer = loaded.model, loaded.tokenizer
+  processing = processing_config(cfg)
+  records = [r for r in load_records(os.path.join(listings_dir, "STGR-SFT.json"))
+             if listings.kind_of(r) == "halves"][:limit]
+  examples = [encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=listings_dir)
+              for r in records]
+  right = collections.defaultdict(list)  # (pixels, category) -> verdicts
+  for j, example in enumerate(examples):
+    choices = listing_choices(tokenizer, example.input_ids, example.prompt_length)
+    prepared = prepare_inputs(model.config, example.input_ids[None], pixel_values=example.pixel_values,
+                              image_grid_thw=example.image_grid_thw)
+    frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
+    other = next((o for o, r in zip(examples[j + 1:] + examples[:j], records[j + 1:] + records[:j])
+                  if o.pixel_values.shape == example.pixel_values.shape
+                  and r["video_path"] != records[j]["video_path"]), None)
+    pixels = {"own frames": example.pixel_values, "frames reversed": frames[::-1].reshape(example.pixel_values.shape)}
+    if other is not None:
+      pixels["another video's"] = other.pixel_values
+    for name, pixel_values in pixels.items():
+      logits = np.asarray(model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
+                                image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
+                                position_ids=prepared["position_ids"])[0])
+      for k, candidates, category in choices:
+        right[(name, category)].append(candidates[int(np.argmax(logits[k - 1, candidates]))] == example.input_ids[k])
+  teacher_forced = collections.defaultdict(dict)
+  for (name, category), verdicts in sorted(right.items()):
+    teacher_forced[category][name] = f"{np.mean(verdicts):.3f} of {len(verdicts)}"
+  named = evidence_on_shapes(loaded, cfg, listings_dir, limit, max_new_tokens,
+                             select=lambda r: listings.kind_of(r) == "named")
+  return {"halves listings": len(examples), "choices right": dict(teacher_forced), "named listings": named}
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True)
@@ -397,6 +461,8 @@ def main() -> None:
   p.add_argument("--questions", type=int, default=40, help="general video questions for the evidence check")
   p.add_argument("--readout", type=int, default=30, help="stills and videos for the box-token losses")
   p.add_argument("--probe", type=int, default=30, help="videos for the attention and place measurements")
+  p.add_argument("--listings", default=None, help="frame listings over held-out videos (measurement 8)")
+  p.add_argument("--listed", type=int, default=40, help="halves and named listings for measurement 8")
   p.add_argument("--max-new-tokens", type=int, default=192)
   args = p.parse_args()
   cfg = load_config(args.config)
@@ -414,6 +480,8 @@ def main() -> None:
                                                                              cache=probes)),
             "place in the vision tokens": place_in_vision_tokens(
                 video_probes(loaded, cfg, args.heldout, args.probe, one_per_video=True, cache=probes))}
+  if args.listings:
+    report["frame binding"] = frame_binding(loaded, cfg, args.listings, args.listed, args.max_new_tokens)
   print(json.dumps(report, indent=1))
 
 

@@ -96,3 +96,17 @@ def test_decoder_states_end_in_the_models_hidden_state():
   assert len(states) == cfg.text.num_hidden_layers + 1
   hidden = model(ids[None], pixel_values=pixels, image_grid_thw=grid, return_hidden=True)
   np.testing.assert_allclose(model.text.norm(states[-1]), hidden, atol=1e-5, rtol=1e-5)
+
+
+def test_listing_choices_are_the_words_after_is_and_and():
+  demo_tokenizer = build_demo_tokenizer()
+  prompt = "Is the red circle left and up in frames 2, 1?"  # the prompt's words are not choices
+  target = "Frame 2: the red circle is left and up; the blue square is not visible. Frame 1: the red circle is right and down."
+  prompt_ids = demo_tokenizer.encode(prompt).ids
+  ids = np.array(prompt_ids + demo_tokenizer.encode(target).ids)
+  choices = eval_grounding.listing_choices(demo_tokenizer, ids, len(prompt_ids))
+  words = [demo_tokenizer.decode([int(ids[k])]) for k, _, _ in choices]
+  assert words == [" left", " up", " not", " right", " down"]
+  assert [c for _, _, c in choices] == ["left / right", "up / down", "not visible", "left / right", "up / down"]
+  for k, candidates, category in choices:
+    assert int(ids[k]) in candidates and len(candidates) == (2 if category == "up / down" else 3)

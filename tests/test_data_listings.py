@@ -1,0 +1,112 @@
+"""Frame listings: every line is what the named frame shows, checked on the rendered pixels."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from o3jax import cli
+from o3jax.data import listings, synth
+from o3jax.data.records import check_record, load_records
+from o3jax.processing import frames
+from o3jax.processing.config import TINY
+from data_fixtures import synthetic_dir  # noqa: F401
+
+LINE = re.compile(r"Frame (\d+): (.*?)\.(?: |$)")
+HALVES_ITEM = re.compile(r"the (\w+ \w+) is (?:(left|right) and (up|down)|(not visible))")
+CLAIM = re.compile(r"the <obj>(.*?)</obj><box>\[(.*?)\]</box>at<t>(.*?)</t>s")
+
+
+def _scenes(count=6, seed=3):
+  return [synth.make_scene(f"v{i:04d}", np.random.default_rng([seed, 0, i]), 112, 84, 8) for i in range(count)]
+
+
+def _pixels(scene, frame, name):
+  """(centre x, centre y) of the name's colour in the rendered frame, None when absent."""
+  image = scene.render(frame)[0]
+  match = (image == np.array(synth.COLOURS[name.split()[0]])).all(-1)
+  if not match.any():
+    return None
+  rows, cols = np.nonzero(match)
+  return (cols.min() + cols.max() + 1) / 2, (rows.min() + rows.max() + 1) / 2
+
+
+def test_halves_listing_says_what_each_named_frame_shows():
+  for scene in _scenes():
+    shown = frames.shown_frames(scene.num_frames, scene.fps, TINY)
+    record = listings.listing_record(scene, np.random.default_rng(0), "halves", 0)
+    lines = LINE.findall(record["reasoning_process"])
+    order = [int(k) for k, _ in lines]
+    assert sorted(order) == list(range(1, len(shown) + 1))  # every shown frame once
+    assert record["question"] == f"Where are the objects in frames {', '.join(map(str, order))}?"
+    for k, text in lines:
+      items = HALVES_ITEM.findall(text)
+      assert sorted(i[0] for i in items) == sorted(t.name for t in scene.tracks)
+      for name, across, down, absent in items:
+        centre = _pixels(scene, shown[int(k) - 1][0], name)
+        if absent:
+          assert centre is None
+        else:
+          assert across == ("left" if centre[0] < 56 else "right") and down == ("up" if centre[1] < 42 else "down")
+
+
+def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_label():
+  named = 0
+  for scene in _scenes():
+    shown = frames.shown_frames(scene.num_frames, scene.fps, TINY)
+    rng = np.random.default_rng(1)
+    for kind in ("named", "objects"):
+      record = listings.listing_record(scene, rng, kind, 0)
+      if record is None:  # named: its object is on no shown frame
+        continue
+      lines = LINE.findall(record["reasoning_process"])
+      assert len(lines) == 3 and len({k for k, _ in lines}) == 3
+      for k, text in lines:
+        frame, label = shown[int(k) - 1]
+        for name, box, time in CLAIM.findall(text):
+          pixel_box = [float(v) * s for v, s in zip(box.split(","), (112, 84, 112, 84))]
+          assert float(time) == label and synth.box_on_shape(scene.render(frame)[0], name, pixel_box)
+        for name in re.findall(r"the (\w+ \w+) is not visible", text):
+          assert _pixels(scene, frame, name) is None
+      if kind == "named":
+        named += 1
+        name = re.match(r"Where is the (\w+ \w+) in frames", record["question"]).group(1)
+        seen = len(CLAIM.findall(record["reasoning_process"]))
+        track = next(t for t in scene.tracks if t.name == name)
+        assert seen >= min(2, sum(track.visible(f) for f, _ in shown)) and f"seen in {seen} of the 3" in record["answer"]
+  assert named >= 4
+
+
+def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_path):
+  out = str(tmp_path / "listed")
+  args = ["data", "listings", "--synth", synthetic_dir, "--seed", "7", "--videos", "4",
+          "--halves", "2", "--objects", "1", "--named", "1", "--with-records"]
+  assert cli.main(args + ["--out", out]) == 0
+  base = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
+  records = load_records(os.path.join(out, "STGR-SFT.json"))
+  listed = records[len(base):]
+  assert records[:len(base)] == base
+  assert [listings.kind_of(r) for r in listed].count("halves") == 8 and all(listings.kind_of(r) for r in listed)
+  assert not any(listings.kind_of(r) for r in base)
+  rl = load_records(os.path.join(out, "STGR-RL.json"))
+  assert len(rl) == len(load_records(os.path.join(synthetic_dir, "STGR-RL.json"))) + len(listed)
+  for record in listed:
+    check_record(record, stage="sft", root=out)
+  for record in rl[-len(listed):]:
+    check_record(record, stage="rl", root=out)
+  # The listings are of the synth directory's own videos: rebuilt from its seed, they match its records.
+  scene = synth.make_scene("v0000", np.random.default_rng([7, 0, 0]), 112, 84, 8)
+  assert all(t.name in json.dumps([r for r in base if r.get("video_path") == "videos/v0000.mp4"]) for t in scene.tracks)
+  # Deterministic: the same call writes the same records.
+  again = str(tmp_path / "again")
+  assert cli.main(args + ["--out", again]) == 0
+  assert load_records(os.path.join(again, "STGR-SFT.json")) == records
+
+
+def test_listings_refuse_missing_videos_and_unknown_kinds(synthetic_dir, tmp_path):
+  with pytest.raises(FileNotFoundError, match="v0004.mp4"):
+    listings.write_listings(synthetic_dir, str(tmp_path / "x"), 7, 5, {"halves": 1})
+  with pytest.raises(ValueError, match="thirds"):
+    listings.write_listings(synthetic_dir, str(tmp_path / "y"), 7, 1, {"thirds": 1})

@@ -12,7 +12,9 @@ from o3jax.data import listings, synth
 from o3jax.data.records import check_record, load_records
 from o3jax.processing import frames
 from o3jax.processing.config import TINY
-from data_fixtures import synthetic_dir  # noqa: F401
+from o3jax.train.config import load_config
+from o3jax.train.sft import data_iterator
+from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
 
 LINE = re.compile(r"Frame (\d+): (.*?)\.(?: |$)")
 HALVES_ITEM = re.compile(r"the (\w+ \w+) is (?:(left|right) and (up|down)|(not visible))")
@@ -110,3 +112,11 @@ def test_listings_refuse_missing_videos_and_unknown_kinds(synthetic_dir, tmp_pat
     listings.write_listings(synthetic_dir, str(tmp_path / "x"), 7, 5, {"halves": 1})
   with pytest.raises(ValueError, match="thirds"):
     listings.write_listings(synthetic_dir, str(tmp_path / "y"), 7, 1, {"thirds": 1})
+
+
+def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer, tmp_path):
+  out = str(tmp_path / "fit")
+  written = listings.write_listings(synthetic_dir, out, 7, 4, {"halves": 2, "objects": 2, "named": 2})
+  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(batch_size=4, strict_data=True)
+  data = data_iterator(cfg, out, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1)
+  assert sum(int(batch["example_mask"].sum()) for batch in data) == written["records"] and data.skipped == 0

@@ -1,0 +1,12 @@
+"""Phase 3 of frame binding (see `configs/tiny_synthetic_binding.py`): 3,000 steps on all
+three listing kinds mixed with the synthetic records, from phase 2 (`--init`)."""
+
+import os
+
+from o3jax.train.config import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_config():
+  return load_config(os.path.join(HERE, "tiny_synthetic_binding.py")).replace(total_steps=3000)

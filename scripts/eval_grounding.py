@@ -30,8 +30,9 @@
    other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
    output and after each decoder layer.
 8. Frame binding, with --listings DIR (`o3jax data listings` over held-out videos):
-   teacher forced on the "halves" listings, how often the model's choice after "is"
-   (left / right / not) and after "and" (up / down) is right, with the video's own frames,
+   teacher forced on the "halves" listings, how often the model's choice is right: of
+   left / right for a visible object, of "not" / left / right for a hidden one, of
+   up / down, with the video's own frames,
    with them in reverse order (a model that reads each line off the named frame drops to
    what the reversed frame says) and with another video's; and greedy answers to the
    "named" listings (Where is the X in frames a, b, c?), their boxes checked as in 4.
@@ -401,7 +402,8 @@ LISTING_CHOICES = {" is": (" left", " right", " not"), " and": (" up", " down")}
 def listing_choices(tokenizer, input_ids: np.ndarray, start: int) -> list[tuple[int, list[int], str]]:
   """The choices of a halves listing from `start` on: (index of the chosen token, the
   candidates' token ids, "left / right" | "not visible" | "up / down"). A word after " is"
-  or " and" counts when it is one of the candidates (by their first tokens)."""
+  or " and" counts when it is one of the candidates (by their first tokens); a side is
+  scored against the other side only, "not" against both sides."""
   first = {word: tokenizer.encode(word, add_special_tokens=False) for words in LISTING_CHOICES.values() for word in words}
   first = {word: (ids.ids if hasattr(ids, "ids") else ids)[0] for word, ids in first.items()}
   out = []
@@ -410,9 +412,12 @@ def listing_choices(tokenizer, input_ids: np.ndarray, start: int) -> list[tuple[
     candidates = [first[w] for w in words] if words else []
     if len(set(candidates)) == len(candidates) and int(input_ids[k]) in candidates:
       chosen = words[candidates.index(int(input_ids[k]))]
-      category = "up / down" if words == LISTING_CHOICES[" and"] else (
-          "not visible" if chosen == " not" else "left / right")
-      out.append((k, candidates, category))
+      if words == LISTING_CHOICES[" and"]:
+        out.append((k, candidates, "up / down"))
+      elif chosen == " not":  # visible or not: "not" against either side
+        out.append((k, candidates, "not visible"))
+      else:  # which side, of a visible object: the two sides alone
+        out.append((k, candidates[:2], "left / right"))
   return out
 
 

@@ -109,4 +109,4 @@ def test_listing_choices_are_the_words_after_is_and_and():
   assert words == [" left", " up", " not", " right", " down"]
   assert [c for _, _, c in choices] == ["left / right", "up / down", "not visible", "left / right", "up / down"]
   for k, candidates, category in choices:
-    assert int(ids[k]) in candidates and len(candidates) == (2 if category == "up / down" else 3)
+    assert int(ids[k]) in candidates and len(candidates) == (3 if category == "not visible" else 2)

@@ -30,12 +30,12 @@
    other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
    output and after each decoder layer.
 8. Frame binding, with --listings DIR (`o3jax data listings` over held-out videos):
-   teacher forced on the "halves" listings, how often the model's choice is right: of
+   teacher forced on the "halves" listings, how often the model's choice is right (of
    left / right for a visible object, of "not" / left / right for a hidden one, of
-   up / down, with the video's own frames,
-   with them in reverse order (a model that reads each line off the named frame drops to
-   what the reversed frame says) and with another video's; and greedy answers to the
-   "named" listings (Where is the X in frames a, b, c?), their boxes checked as in 4.
+   up / down) with the video's own frames, with them in reverse order (a model that reads
+   each line off the named frame follows the reversed frame) and with another video's;
+   and greedy answers to the "named" listings (Where is the X in frames a, b, c?), their
+   boxes checked as in 4.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
@@ -437,7 +437,7 @@ def frame_binding(loaded, cfg, listings_dir: str, limit: int, max_new_tokens: in
                               image_grid_thw=example.image_grid_thw)
     frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
     other = next((o for o, r in zip(examples[j + 1:] + examples[:j], records[j + 1:] + records[:j])
-                  if o.pixel_values.shape == example.pixel_values.shape
+                  if np.array_equal(o.image_grid_thw, example.image_grid_thw)
                   and r["video_path"] != records[j]["video_path"]), None)
     pixels = {"own frames": example.pixel_values, "frames reversed": frames[::-1].reshape(example.pixel_values.shape)}
     if other is not None:

@@ -59,6 +59,8 @@ def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float)
 def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, index: int,
                    sampling: ProcessingConfig = TINY) -> dict | None:
   """One SFT record of the kind (None: a named listing of a video whose object is never shown)."""
+  if kind not in KINDS:
+    raise ValueError(f"listing kind must be one of {KINDS}, got {kind!r}")
   shown = frames.shown_frames(scene.num_frames, scene.fps, sampling)
   common = dict(id=f"{scene.vid}-{kind}{index}-sft", task=TASK, source="synthetic",
                 video_path=f"videos/{scene.vid}.mp4")
@@ -75,8 +77,6 @@ def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, inde
     return dict(**common, question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
                 answer=f"The {track.name} is seen in {seen} of the {len(order)} frames.",
                 reasoning_process=" ".join(lines))
-  if kind not in KINDS:
-    raise ValueError(f"listing kind must be one of {KINDS}, got {kind!r}")
   order = [int(k) for k in rng.permutation(len(shown))]
   if kind == "objects":
     order = order[:3]

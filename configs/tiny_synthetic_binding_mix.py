@@ -1,5 +1,6 @@
-"""Phase 3 of frame binding (see `configs/tiny_synthetic_binding.py`): 3,000 steps on all
-three listing kinds mixed with the synthetic records, from phase 2 (`--init`)."""
+"""Phases 3 and 4 of frame binding (see `configs/tiny_synthetic_binding.py`): 3,000 steps
+on all three listing kinds mixed with the synthetic records, from phase 2 (`--init`);
+then 3,000 steps on listings alone, from phase 3 (commands in the README)."""
 
 import os
 

@@ -169,6 +169,27 @@ def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndar
   return np.concatenate(groups) if groups else np.zeros(0, np.int64)
 
 
+def teacher_forced_logits(model, example, prepared, pixel_values, position_ids=None) -> jax.Array:
+  """[T, V] logits of an encoded example under other pixels (and positions) than its own."""
+  return model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
+               image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
+               position_ids=prepared["position_ids"] if position_ids is None else position_ids)[0]
+
+
+def frames_reversed(example) -> np.ndarray:
+  """The pixels of an example whose images are frames of one size, in reverse order."""
+  frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
+  return frames[::-1].reshape(example.pixel_values.shape)
+
+
+def another_example(examples: list, j: int, allowed=lambda k: True):
+  """The next example after j (wrapping round) with the same image grids, whose index passes
+  `allowed`: its pixels fit j's positions and vision layout. None if there is none."""
+  order = list(range(j + 1, len(examples))) + list(range(j))
+  return next((examples[k] for k in order
+               if np.array_equal(examples[k].image_grid_thw, examples[j].image_grid_thw) and allowed(k)), None)
+
+
 def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   """Mean teacher-forced loss of the box tokens of `limit` held-out stills and videos."""
   model, tokenizer = loaded.model, loaded.tokenizer
@@ -176,9 +197,7 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   records = load_records(os.path.join(heldout, "STGR-SFT.json"))
 
   def box_loss(example, positions, pixel_values, prepared, position_ids=None):
-    logits = model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
-                   image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
-                   position_ids=prepared["position_ids"] if position_ids is None else position_ids)[0]
+    logits = teacher_forced_logits(model, example, prepared, pixel_values, position_ids)
     logp = jax.nn.log_softmax(logits[positions - 1].astype(jnp.float32))
     return float(-jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean())
 
@@ -192,8 +211,7 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
     losses = collections.defaultdict(list)
     for j, example in enumerate(examples):
       positions = box_token_positions(tokenizer, example.input_ids, example.prompt_length)
-      other = next((o for o in examples[j + 1:] + examples[:j] if o.pixel_values.shape == example.pixel_values.shape
-                    and np.array_equal(o.image_grid_thw, example.image_grid_thw)), None)
+      other = another_example(examples, j)
       if not len(positions) or other is None:
         continue
       # Positions and the vision layout depend on the tokens and grids only: once per record.
@@ -202,9 +220,7 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
       losses["real pixels"].append(box_loss(example, positions, example.pixel_values, prepared))
       losses["another record's pixels"].append(box_loss(example, positions, other.pixel_values, prepared))
       if kind == "videos":
-        frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
-        reversed_frames = frames[::-1].reshape(example.pixel_values.shape)
-        losses["frames reversed"].append(box_loss(example, positions, reversed_frames, prepared))
+        losses["frames reversed"].append(box_loss(example, positions, frames_reversed(example), prepared))
       else:
         after = list(example.input_ids).index(model.config.vision_end_token_id) + 1
         for k in shifts:
@@ -435,17 +451,12 @@ def frame_binding(loaded, cfg, listings_dir: str, limit: int, max_new_tokens: in
     choices = listing_choices(tokenizer, example.input_ids, example.prompt_length)
     prepared = prepare_inputs(model.config, example.input_ids[None], pixel_values=example.pixel_values,
                               image_grid_thw=example.image_grid_thw)
-    frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
-    other = next((o for o, r in zip(examples[j + 1:] + examples[:j], records[j + 1:] + records[:j])
-                  if np.array_equal(o.image_grid_thw, example.image_grid_thw)
-                  and r["video_path"] != records[j]["video_path"]), None)
-    pixels = {"own frames": example.pixel_values, "frames reversed": frames[::-1].reshape(example.pixel_values.shape)}
+    other = another_example(examples, j, lambda k: records[k]["video_path"] != records[j]["video_path"])
+    pixels = {"own frames": example.pixel_values, "frames reversed": frames_reversed(example)}
     if other is not None:
       pixels["another video's"] = other.pixel_values
     for name, pixel_values in pixels.items():
-      logits = np.asarray(model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
-                                image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
-                                position_ids=prepared["position_ids"])[0])
+      logits = np.asarray(teacher_forced_logits(model, example, prepared, pixel_values))
       for k, candidates, category in choices:
         right[(name, category)].append(candidates[int(np.argmax(logits[k - 1, candidates]))] == example.input_ids[k])
   teacher_forced = collections.defaultdict(dict)

@@ -14,6 +14,10 @@
    is checked on the frame it is drawn on (the shown frame nearest its time): it sits on
    the shape when it holds at least half of the pixels of the named colour and those
    fill at least a quarter of the box (synthetic objects are one flat colour each).
+   Where the frame shows the object, the distance from the box's centre to the object's,
+   across and up-down, beside the distance of the object's mean place over the shown
+   frames (a box read off the frames pooled): for an object that moves across, a box x
+   nearer than the mean place's was read off the named frame.
 5. Where the boxes come from: teacher-forced loss of the box-coordinate tokens alone, on
    held-out stills with the text after the image moved K positions later (a model that
    reads positions off a fixed rotary distance between the image and its answer loses
@@ -129,26 +133,68 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
           "unreadable": sum(p is None for p in got), "confusion": dict(sorted(confusion.items()))}
 
 
+def colour_centre(frame: np.ndarray, name: str) -> np.ndarray | None:
+  """(x, y) in px: the centre of the extent of the named colour's pixels; None where absent."""
+  mask = synth.colour_mask(frame, name)
+  if mask is None or not mask.any():
+    return None
+  ys, xs = np.nonzero(mask)
+  return np.array([(xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2])
+
+
+def centre_error(frames: np.ndarray, i: int, name: str, box) -> dict | None:
+  """How far (|dx|, |dy| px) a box's centre lies from the named object's on frame i; the same
+  for the object's mean centre over the frames that show it (what a box read off all frames
+  pooled would give); and whether the object travels further across than up and down. None
+  where frame i does not show the object or the box is not four numbers."""
+  here = colour_centre(frames[i], name)
+  if here is None or len(box) != 4 or not all(map(is_number, box)):
+    return None
+  seen = np.array([c for c in (colour_centre(f, name) for f in frames) if c is not None])
+  centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+  return {"box": np.abs(centre - here), "pooled": np.abs(seen.mean(0) - here),
+          "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1]))}
+
+
+def centre_error_summary(errors: list[dict]) -> dict:
+  """Median |dx| and |dy| of the boxes against the pooled guess, by the way the object moves."""
+  out = {}
+  for way, across in (("moves across", True), ("moves up or down", False)):
+    group = [e for e in errors if e["across"] == across]
+    if group:
+      box, pooled = (np.median([e[k] for e in group], axis=0) for k in ("box", "pooled"))
+      out[f"{way} ({len(group)} boxes)"] = (f"x {box[0]:.1f} / {pooled[0]:.1f}, "
+                                            f"y {box[1]:.1f} / {pooled[1]:.1f}")
+  return out
+
+
 def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int,
                        select=lambda record: record.get("task") in GENERAL) -> dict:
   processing = processing_config(cfg)
   stage = processing.prompt_stage("rl")
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if select(r)][:limit]
   hits_by_question = collections.defaultdict(list)  # first words of the question -> box verdicts
+  errors = []
   all_on = 0
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
                           decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
-    hits = [synth.box_on_shape(video.frames[nearest_frame(video.frame_times, e.time)], e.name, e.box)
-            for e in result.evidence if is_number(e.time)]
+    hits = []
+    for e in result.evidence:
+      if is_number(e.time):
+        i = nearest_frame(video.frame_times, e.time)
+        hits.append(synth.box_on_shape(video.frames[i], e.name, e.box))
+        errors.append(centre_error(video.frames, i, e.name, e.box))
     all_on += bool(hits) and all(hits)
     hits_by_question[" ".join(record["question"].split()[:3])] += hits
   every = [h for hits in hits_by_question.values() for h in hits]
   return {"questions": len(records), "evidence boxes": len(every),
           "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
           "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
-          "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())}}
+          "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())},
+          "centre error (median px), box / the object's mean place":
+              centre_error_summary([e for e in errors if e is not None])}
 
 
 def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str, list[np.ndarray]]:

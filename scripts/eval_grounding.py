@@ -13,11 +13,12 @@
    many objects; which way does X move), as `o3jax infer` gives them; each evidence box
    is checked on the frame it is drawn on (the shown frame nearest its time): it sits on
    the shape when it holds at least half of the pixels of the named colour and those
-   fill at least a quarter of the box (synthetic objects are one flat colour each).
-   Where the frame shows the object, the distance from the box's centre to the object's,
-   across and up-down, beside the distance of the object's mean place over the shown
-   frames (a box read off the frames pooled): for an object that moves across, a box x
-   nearer than the mean place's was read off the named frame.
+   fill at least a quarter of the box (synthetic objects are one flat colour each); a box
+   off its shape may sit on another object instead (the wrong object looked up). Where
+   the frame shows the object: the distance from the box's centre to the object's, across
+   and up-down, beside that of the object's mean place over the shown frames (a box read
+   off the frames pooled); for an object that moves across, a box x nearer than the mean
+   place's was read off the named frame.
 5. Where the boxes come from: teacher-forced loss of the box-coordinate tokens alone, on
    held-out stills with the text after the image moved K positions later (a model that
    reads positions off a fixed rotary distance between the image and its answer loses
@@ -156,6 +157,13 @@ def centre_error(frames: np.ndarray, i: int, name: str, box) -> dict | None:
           "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1]))}
 
 
+def on_another_object(frame: np.ndarray, name: str, box) -> bool:
+  """Whether a box sits (as in `synth.box_on_shape`) on an object of another colour than the
+  named one's: the model looked at the right place for the wrong object."""
+  named = name.split()[0] if name.split() else None
+  return any(synth.box_on_shape(frame, colour, box) for colour in synth.COLOURS if colour != named)
+
+
 def centre_error_summary(errors: list[dict]) -> dict:
   """Median |dx| and |dy| of the boxes against the pooled guess, by the way the object moves."""
   out = {}
@@ -175,7 +183,7 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if select(r)][:limit]
   hits_by_question = collections.defaultdict(list)  # first words of the question -> box verdicts
   errors = []
-  all_on = 0
+  all_on = elsewhere = 0
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
@@ -185,6 +193,7 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
       if is_number(e.time):
         i = nearest_frame(video.frame_times, e.time)
         hits.append(synth.box_on_shape(video.frames[i], e.name, e.box))
+        elsewhere += not hits[-1] and on_another_object(video.frames[i], e.name, e.box)
         errors.append(centre_error(video.frames, i, e.name, e.box))
     all_on += bool(hits) and all(hits)
     hits_by_question[" ".join(record["question"].split()[:3])] += hits
@@ -192,6 +201,7 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
   return {"questions": len(records), "evidence boxes": len(every),
           "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
           "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
+          "boxes on another object instead": elsewhere,
           "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())},
           "centre error (median px), box / the object's mean place":
               centre_error_summary([e for e in errors if e is not None])}

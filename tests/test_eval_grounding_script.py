@@ -127,3 +127,13 @@ def test_centre_error_against_the_object_on_its_frame_and_its_mean_place():
   summary = eval_grounding.centre_error_summary([err, err, up])
   assert summary == {"moves across (2 boxes)": "x 1.0 / 20.0, y 1.0 / 0.0",
                      "moves up or down (1 boxes)": "x 3.0 / 0.0, y 5.0 / 9.0"}
+
+
+def test_on_another_object_is_a_box_on_a_shape_of_another_colour():
+  frame = np.zeros((60, 100, 3), np.uint8)
+  frame[30:40, 10:20] = synth.COLOURS["red"]
+  frame[10:20, 60:70] = synth.COLOURS["blue"]
+  assert eval_grounding.on_another_object(frame, "red square", [58, 8, 72, 22])  # on the blue one
+  assert not eval_grounding.on_another_object(frame, "red square", [8, 28, 22, 42])  # on its own
+  assert not eval_grounding.on_another_object(frame, "blue circle", [58, 8, 72, 22])
+  assert not eval_grounding.on_another_object(frame, "red square", [80, 40, 95, 55])  # on nothing

@@ -1,0 +1,15 @@
+"""Phase 6 of frame binding (see `configs/tiny_synthetic_binding.py`): 8,000 steps on the
+listings alone, one cosine schedule, from phase 5 (`--init`; commands in the README). The
+boxes' x is read off the named frame by phase 5; their y, which the listings ask for as
+often, comes later, and a longer schedule gives it one warm-up instead of several."""
+
+import os
+
+from o3jax.train.config import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_config():
+  return load_config(os.path.join(HERE, "tiny_synthetic_binding.py")).replace(
+      total_steps=8000, keep_checkpoints=16)

@@ -476,8 +476,8 @@ def listing_choices(tokenizer, input_ids: np.ndarray, start: int) -> list[tuple[
   candidates' token ids, "left / right" | "not visible" | "up / down"). A word after " is"
   or " and" counts when it is one of the candidates (by their first tokens); a side is
   scored against the other side only, "not" against both sides."""
-  first = {word: tokenizer.encode(word, add_special_tokens=False) for words in LISTING_CHOICES.values() for word in words}
-  first = {word: (ids.ids if hasattr(ids, "ids") else ids)[0] for word, ids in first.items()}
+  first = {word: tokenizer.encode(word, add_special_tokens=False).ids[0]
+           for words in LISTING_CHOICES.values() for word in words}
   out = []
   for k in range(max(start, 1), len(input_ids)):
     words = LISTING_CHOICES.get(tokenizer.decode([int(input_ids[k - 1])]))

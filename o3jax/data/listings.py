@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from o3jax.data import synth
+from o3jax.data.records import load_records
 from o3jax.processing import frames
 from o3jax.processing.config import TINY, ProcessingConfig
 
@@ -102,7 +103,7 @@ def write_listings(synth_dir: str, out_dir: str, seed: int, videos: int, counts:
     vid = f"v{i:04d}"
     if not os.path.exists(os.path.join(synth_dir, "videos", f"{vid}.mp4")):
       raise FileNotFoundError(f"{synth_dir}: videos/{vid}.mp4 does not exist (fewer than {videos} videos?)")
-    scene = synth.make_scene(vid, np.random.default_rng([seed, 0, i]), width, height, fps)
+    scene = synth.make_scene(vid, synth.scene_rng(seed, "v", i), width, height, fps)
     for j, kind in enumerate(KINDS):
       rng = np.random.default_rng([seed, 20 + j, i])  # a stream per kind: counts do not shift each other
       for index in range(counts.get(kind, 0)):
@@ -113,10 +114,8 @@ def write_listings(synth_dir: str, out_dir: str, seed: int, videos: int, counts:
   rl = [dict({k: v for k, v in r.items() if k not in ("id", "reasoning_process")}, id=r["id"][:-4] + "-rl")
         for r in records]
   if with_records:
-    with open(os.path.join(synth_dir, "STGR-SFT.json"), encoding="utf-8") as f:
-      records = json.load(f) + records
-    with open(os.path.join(synth_dir, "STGR-RL.json"), encoding="utf-8") as f:
-      rl = json.load(f) + rl
+    records = load_records(os.path.join(synth_dir, "STGR-SFT.json")) + records
+    rl = load_records(os.path.join(synth_dir, "STGR-RL.json")) + rl
   for name, data in (("STGR-SFT.json", records), ("STGR-RL.json", rl)):
     with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
       json.dump(data, f, indent=1)

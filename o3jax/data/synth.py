@@ -120,6 +120,13 @@ class Scene:
     return frame / self.fps
 
 
+def scene_rng(seed: int, prefix: str, i: int) -> np.random.Generator:
+  """The generator of video `{prefix}{i:04d}` of a dataset written with `seed` (training
+  videos "v", V-STaR videos "h"): it draws the scene, then that video's records. Anything that
+  rebuilds a dataset's scenes (`o3jax data listings`) draws them from here."""
+  return np.random.default_rng([seed, 0 if prefix == "v" else 1, i])
+
+
 def make_scene(vid: str, rng: np.random.Generator, width: int, height: int, fps: int) -> Scene:
   duration = int(rng.integers(4, 9))  # seconds
   num_frames = duration * fps + 1
@@ -483,7 +490,7 @@ def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = 
   sft, rl, vstar = [], [], []
   jobs = [("v", i) for i in range(videos)] + [("h", i) for i in range(vstar_videos)]
   for prefix, i in tqdm(jobs, desc="synthetic videos", disable=not progress):
-    rng = np.random.default_rng([seed, 0 if prefix == "v" else 1, i])
+    rng = scene_rng(seed, prefix, i)
     scene = make_scene(f"{prefix}{i:04d}", rng, width, height, fps)
     write_video(scene, os.path.join(out_dir, "videos", f"{scene.vid}.mp4"))
     if prefix == "v":

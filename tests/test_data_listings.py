@@ -9,9 +9,11 @@ import pytest
 
 from o3jax import cli
 from o3jax.data import listings, synth
-from o3jax.data.records import check_record, load_records
+from o3jax.data.encode import encode_record
+from o3jax.data.records import check_record, load_records, reward_meta, sft_target
 from o3jax.processing import frames
 from o3jax.processing.config import TINY
+from o3jax.rewards.score import score
 from o3jax.train.config import load_config
 from o3jax.train.sft import data_iterator
 from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
@@ -120,3 +122,31 @@ def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer
   cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(batch_size=4, strict_data=True)
   data = data_iterator(cfg, out, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1)
   assert sum(int(batch["example_mask"].sum()) for batch in data) == written["records"] and data.skipped == 0
+
+
+def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(synthetic_dir, demo_tokenizer, tmp_path):
+  """A named listing's RL prompt carries the named frames' boxes as image-less key frames:
+  GSPO's thk_spatial gives its own SFT answer full marks, a box elsewhere nothing, and the
+  model is shown the sampled frames only."""
+  out = str(tmp_path / "named")
+  listings.write_listings(synthetic_dir, out, 7, 4, {"named": 2})
+  sft, rl = load_records(os.path.join(out, "STGR-SFT.json")), load_records(os.path.join(out, "STGR-RL.json"))
+  assert sft and all(r["task"] == "temporal-spatial free-form QA" for r in rl)
+  size = (84, 56)  # the frame TINY shows a 112x84 video at
+  for record, prompt in zip(sft, rl):
+    assert prompt["id"] == record["id"][:-4] + "-rl" and "reasoning_process" not in prompt
+    check_record(prompt, stage="rl", root=out)
+    example = encode_record(prompt, tokenizer=demo_tokenizer, config=TINY, stage="rl", root=out)
+    scene = synth.make_scene(record["video_path"][7:12], synth.scene_rng(7, "v", int(record["video_path"][8:12])),
+                             112, 84, 8)
+    shown = frames.shown_frames(scene.num_frames, scene.fps, TINY)
+    assert len(example.image_grid_thw) == len(shown)
+    # The gold is each claimed frame's box, at the claim's time: the reference's answer scores 1.
+    own = sft_target(record, size)
+    claims = CLAIM.findall(record["reasoning_process"])
+    assert len(prompt["key_frames"]) == len(claims) >= 1
+    meta = reward_meta(prompt, size)
+    off = re.sub(r"<box>\[.*?\]</box>", "<box>[0,0,1,1]</box>", own)
+    got = score([own, off], [meta, meta], 0.5)
+    assert got["thk_spatial"][0] > 0.9 and got["thk_spatial"][1] == 0.0
+    assert got["thk_temporal_point"][0] == pytest.approx(1.0) and got["format"][0] == 1.0

@@ -223,3 +223,14 @@ def test_copying_synthetic_dir_keeps_relative_paths(synthetic_dir, tmp_path):
     stage = "sft" if "SFT" in name else "rl"
     for record in load_records(str(moved / name)):
       check_record(record, stage=stage, root=str(moved))
+
+
+def test_key_frame_without_a_path_is_gold_only(good, demo_tokenizer):
+  """An o3jax extension: a spatio-temporal key frame without `path` is not shown (one image
+  fewer than with its path) but stays in the reward metadata."""
+  st = good["temporal-spatial free-form QA"]
+  shown = encode_record(st, tokenizer=demo_tokenizer, config=TINY, stage="rl")
+  hidden_frames = [{k: v for k, v in kf.items() if k != "path"} for kf in st["key_frames"]]
+  hidden = encode_record(_edit(st, key_frames=hidden_frames), tokenizer=demo_tokenizer, config=TINY, stage="rl")
+  assert len(shown.image_grid_thw) == len(hidden.image_grid_thw) + len(st["key_frames"])
+  assert hidden.meta["key_frames"] == hidden_frames and hidden.meta["key_items"] == st["key_items"]

@@ -59,6 +59,8 @@ def _visual_input(record: Record, rid: str, root: str, config: ProcessingConfig,
   if record["task"] == prompts.SPATIO_TEMPORAL and config.presentation == "frames":
     width, height = clip.frame_size
     for i, kf in enumerate(record["key_frames"]):
+      if "path" not in kf:  # reward gold only
+        continue
       try:
         image = media.read_image(os.path.join(root, kf["path"]), "key frame")
       except media.MediaError as e:

@@ -10,6 +10,8 @@ answer depends on one named frame and on no other:
            object "the red circle is left and up" or "the red circle is not visible".
   objects  "Where are the objects in frames 4, 1, 7?" -- three frames; each object's claim.
   named    "Where is the red circle in frames 4, 1, 7?" -- three frames, at least two with it.
+           A spatio-temporal record whose key frames (without images: not shown) are the
+           named frames that show the object, so GSPO's thk_spatial scores its boxes.
 
 `write_listings(synth_dir, out, seed, videos, counts)` rebuilds the scenes of an
 `o3jax data synth` directory from its seed (the generator is deterministic), writes the
@@ -25,7 +27,7 @@ import numpy as np
 
 from o3jax.data import synth
 from o3jax.data.records import load_records
-from o3jax.processing import frames
+from o3jax.processing import frames, prompts
 from o3jax.processing.config import TINY, ProcessingConfig
 
 KINDS = ("halves", "objects", "named")
@@ -63,8 +65,7 @@ def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, inde
   if kind not in KINDS:
     raise ValueError(f"listing kind must be one of {KINDS}, got {kind!r}")
   shown = frames.shown_frames(scene.num_frames, scene.fps, sampling)
-  common = dict(id=f"{scene.vid}-{kind}{index}-sft", task=TASK, source="synthetic",
-                video_path=f"videos/{scene.vid}.mp4")
+  common = dict(id=f"{scene.vid}-{kind}{index}-sft", source="synthetic", video_path=f"videos/{scene.vid}.mp4")
   if kind == "named":
     track = scene.tracks[int(rng.integers(len(scene.tracks)))]
     on = [k for k, (f, _) in enumerate(shown) if track.visible(f)]
@@ -74,10 +75,15 @@ def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, inde
     order = list(dict.fromkeys(int(k) for k in [*rng.permutation(on)[:2], *rng.permutation(len(shown))]))[:3]
     order = [order[i] for i in rng.permutation(len(order))]
     lines = [f"Frame {k + 1}: {claim_item(scene, track, *shown[k])}." for k in order]
-    seen = sum(track.visible(shown[k][0]) for k in order)
-    return dict(**common, question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
-                answer=f"The {track.name} is seen in {seen} of the {len(order)} frames.",
-                reasoning_process=" ".join(lines))
+    # The object's boxes on the named frames that show it, at their labels: gold for the RL
+    # rewards (thk_spatial), not shown to the model (no key-frame images).
+    seen = [shown[k] for k in order if track.visible(shown[k][0])]
+    return dict(**common, task=prompts.SPATIO_TEMPORAL,
+                question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
+                answer=f"The {track.name} is seen in {len(seen)} of the {len(order)} frames.",
+                reasoning_process=" ".join(lines),
+                key_frames=[{"idx": f, "time": label} for f, label in seen],
+                key_items={str(f): {track.name: [scene.normalized_box(track, f)]} for f, _ in seen})
   order = [int(k) for k in rng.permutation(len(shown))]
   if kind == "objects":
     order = order[:3]
@@ -85,7 +91,7 @@ def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, inde
   item = (lambda t, f, label: halves_item(scene, t, f)) if kind == "halves" else (
       lambda t, f, label: claim_item(scene, t, f, label))
   lines = [f"Frame {k + 1}: " + "; ".join(item(t, *shown[k]) for t in tracks) + "." for k in order]
-  return dict(**common, question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
+  return dict(**common, task=TASK, question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
               answer="Listed above.", reasoning_process=" ".join(lines))
 
 

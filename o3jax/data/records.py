@@ -3,7 +3,8 @@
 A record is a dict: `id, task, source, question, answer`, `video_path` (video tasks) or
 `image_path` + `image_size` [W, H] (visual QA), SFT adds `reasoning_process`;
 spatio-temporal records carry `key_frames` [{idx, time, path}] and `key_items`
-{str(idx): {name: [[x1, y1, x2, y2], ...]}} with boxes normalised to [0, 1]. Paths are
+{str(idx): {name: [[x1, y1, x2, y2], ...]}} with boxes normalised to [0, 1]; a key frame
+without a `path` (an o3jax extension) is reward gold only and is not shown. Paths are
 relative to a root directory (by default the JSON file's directory).
 
 Every problem is a `RecordError` naming the record id and the field.
@@ -186,8 +187,9 @@ def _check_key_frames(rid: str, record: Record, root: str, check_files: bool, re
       raise RecordError(rid, field + ".idx", f"expected a frame index >= 0, got {kf.get('idx')!r}")
     if not (_is_number(kf.get("time")) and kf["time"] >= 0):
       raise RecordError(rid, field + ".time", f"expected seconds >= 0, got {kf.get('time')!r}")
-    if check_files and required:
-      _check_path(rid, field + ".path", root, kf.get("path"))
+    # A key frame without a path is reward gold only: it is not shown to the model.
+    if check_files and required and "path" in kf:
+      _check_path(rid, field + ".path", root, kf["path"])
   key_items = record.get("key_items") or {}
   if not isinstance(key_items, dict):
     raise RecordError(rid, "key_items", f"expected an object, got {type(key_items).__name__}")

@@ -1,0 +1,30 @@
+"""Phase 8 of frame binding (see `configs/tiny_synthetic_binding.py`): GSPO on the named
+listings, from a binding phase (`--init`). A named listing's RL prompt is a
+spatio-temporal record whose gold key frames are the named frames that show the object,
+so thk_spatial (IoU of each claimed box with the object's box on the frame at the claimed
+time) rewards exactly what SFT teaches only through the box digits' cross-entropy, where
+a box one pixel off costs as much as one across the frame.
+
+  o3jax data listings --synth runs/syn --seed 7 --videos 2000 --out runs/list8 \\
+      --halves 0 --objects 0 --named 4
+  o3jax gspo --config configs/tiny_synthetic_binding_gspo.py --data runs/list8 \\
+      --workdir runs/bind8 --init runs/bind7
+
+Same departures as `configs/tiny_synthetic_gspo.py` (temperature 0.7, no KL term, two
+updates per rollout batch); the learning rate is twice that one's: the format is settled
+here and the reward is mostly the boxes' IoU.
+"""
+
+import dataclasses
+import os
+
+from o3jax.train.config import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_config():
+  cfg = load_config(os.path.join(HERE, "tiny_synthetic_gspo.py"))
+  return cfg.replace(optim=dataclasses.replace(cfg.optim, learning_rate=1e-4),
+                     gspo=dataclasses.replace(cfg.gspo, max_new_tokens=160),
+                     total_steps=600, checkpoint_every=50, keep_checkpoints=12)

@@ -2,8 +2,8 @@
 listings, from a binding phase (`--init`). A named listing's RL prompt is a
 spatio-temporal record whose gold key frames are the named frames that show the object,
 so thk_spatial (IoU of each claimed box with the object's box on the frame at the claimed
-time) rewards exactly what SFT teaches only through the box digits' cross-entropy, where
-a box one pixel off costs as much as one across the frame.
+time) rewards a box by how near it is, where SFT's cross-entropy on the box digits does
+not (a units digit one off costs as much as one five off).
 
   o3jax data listings --synth runs/syn --seed 7 --videos 2000 --out runs/list8 \\
       --halves 0 --objects 0 --named 4

@@ -1,5 +1,5 @@
-"""Stage 0 of the longer tiny recipe: image grounding before SFT (README, "A tiny model that
-grounds").
+"""Stage 0 of the longer tiny recipe: image grounding before SFT
+(docs/tiny_grounding.md).
 
 The tiny model reads object positions off its vision tokens only after a few thousand
 steps (before that its boxes ignore the image). On still images -- visual QA boxes and the

@@ -40,7 +40,8 @@
    up / down) with the video's own frames, with them in reverse order (a model that reads
    each line off the named frame follows the reversed frame) and with another video's;
    and greedy answers to the "named" listings (Where is the X in frames a, b, c?), their
-   boxes checked as in 4.
+   boxes checked as in 4, with how many of the named frames that show the object got a
+   box and how many claims repeat a time already claimed.
 
   python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
@@ -157,6 +158,16 @@ def centre_error(frames: np.ndarray, i: int, name: str, box) -> dict | None:
           "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1]))}
 
 
+def key_frames_boxed(record: dict, times: list) -> tuple[int, int, int]:
+  """(key frames of the record, those with a claim at their time (within 0.05 s), claims
+  at a time claimed before). A named listing's key frames are the named frames that show
+  the object, at their labels: an answer can put every box on a shape by leaving out the
+  hard frames or repeating an easy one, which these counts show."""
+  times = [round(float(t), 2) for t in times if is_number(t)]
+  keys = [float(kf["time"]) for kf in record.get("key_frames") or []]
+  return len(keys), sum(any(abs(t - k) < 0.05 for t in times) for k in keys), len(times) - len(set(times))
+
+
 def on_another_object(frame: np.ndarray, name: str, box) -> bool:
   """Whether a box sits (as in `synth.box_on_shape`) on an object of another colour than the
   named one's: the model looked at the right place for the wrong object."""
@@ -184,6 +195,7 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
   hits_by_question = collections.defaultdict(list)  # first words of the question -> box verdicts
   errors = []
   all_on = elsewhere = 0
+  coverage = np.zeros(3, int)  # named listings: key frames, of them boxed, repeated claims
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
@@ -196,12 +208,16 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
         elsewhere += not hits[-1] and on_another_object(video.frames[i], e.name, e.box)
         errors.append(centre_error(video.frames, i, e.name, e.box))
     all_on += bool(hits) and all(hits)
+    if listings.kind_of(record) == "named":
+      coverage += key_frames_boxed(record, [e.time for e in result.evidence])
     hits_by_question[" ".join(record["question"].split()[:3])] += hits
   every = [h for hits in hits_by_question.values() for h in hits]
   return {"questions": len(records), "evidence boxes": len(every),
           "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
           "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
           "boxes on another object instead": elsewhere,
+          **({"named frames that show the object, boxed, repeated claims": coverage.tolist()}
+             if coverage[0] else {}),
           "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())},
           "centre error (median px), box / the object's mean place":
               centre_error_summary([e for e in errors if e is not None])}

@@ -137,3 +137,11 @@ def test_on_another_object_is_a_box_on_a_shape_of_another_colour():
   assert not eval_grounding.on_another_object(frame, "red square", [8, 28, 22, 42])  # on its own
   assert not eval_grounding.on_another_object(frame, "blue circle", [58, 8, 72, 22])
   assert not eval_grounding.on_another_object(frame, "red square", [80, 40, 95, 55])  # on nothing
+
+
+def test_key_frames_boxed_counts_the_named_frames_answered_and_repeats():
+  record = {"key_frames": [{"idx": 8, "time": 1.0}, {"idx": 24, "time": 3.0}, {"idx": 40, "time": 5.1}]}
+  assert eval_grounding.key_frames_boxed(record, [1.0, 3.0, 5.1]) == (3, 3, 0)
+  assert eval_grounding.key_frames_boxed(record, [1.0, 3.0, 3.0]) == (3, 2, 1)  # frame at 5.1 s left out
+  assert eval_grounding.key_frames_boxed(record, [2.0, "x", 5.12]) == (3, 1, 0)  # 5.12 is within 0.05 s
+  assert eval_grounding.key_frames_boxed({}, [1.0]) == (0, 0, 0)

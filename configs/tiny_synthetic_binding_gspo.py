@@ -11,8 +11,12 @@ not (a units digit one off costs as much as one five off).
       --workdir runs/bind8 --init runs/bind7
 
 Same departures as `configs/tiny_synthetic_gspo.py` (temperature 0.7, no KL term, two
-updates per rollout batch); the learning rate is twice that one's: the format is settled
-here and the reward is mostly the boxes' IoU.
+updates per rollout batch). The learning rate is twice that one's, since the format is
+settled here (at 3e-4 the boxes got worse within 150 steps).
+
+Measured (docs/tiny_grounding.md): 600 steps did not raise the rollouts' thk_spatial.
+The model learned to game its mean over claims instead: it boxed 135 of 246 named frames
+where the SFT model boxed 240, and repeated claims (62 of 210).
 """
 
 import dataclasses

@@ -5,10 +5,13 @@ so thk_spatial (IoU of each claimed box with the object's box on the frame at th
 time) rewards a box by how near it is, where SFT's cross-entropy on the box digits does
 not (a units digit one off costs as much as one five off).
 
-  o3jax data listings --synth runs/syn --seed 7 --videos 2000 --out runs/list8 \\
+  o3jax data listings --synth runs/syn --seed 7 --videos 2000 --out runs/list8rl \\
       --halves 0 --objects 0 --named 4
-  o3jax gspo --config configs/tiny_synthetic_binding_gspo.py --data runs/list8 \\
-      --workdir runs/bind8 --init runs/bind7
+  o3jax gspo --config configs/tiny_synthetic_binding_gspo.py --data runs/list8rl \\
+      --workdir runs/bind8rl --init runs/bind8
+
+(runs/bind8: phase 7's SFT pass again, on listings whose named kind is spatio-temporal,
+so that the model knows that prompt; commands in docs/tiny_grounding.md.)
 
 Same departures as `configs/tiny_synthetic_gspo.py` (temperature 0.7, no KL term, two
 updates per rollout batch). The learning rate is twice that one's, since the format is

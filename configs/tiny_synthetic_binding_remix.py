@@ -3,7 +3,8 @@ listings mixed back with the synthetic records (`o3jax data listings --with-reco
 phase 6 (`--init`). The listings alone make the model forget the other tasks' formats (on
 synthetic V-STaR it answers every query with a listing); a short pass over both is to
 bring them back, at a third of the binding phases' peak learning rate so that the binding
-stays. Measured (docs/tiny_grounding.md): the boxes stayed; 1,500 steps did not bring V-STaR back."""
+stays. Measured (docs/tiny_grounding.md): the boxes stayed; 1,500 steps did not bring
+V-STaR back."""
 
 import dataclasses
 import os

@@ -126,7 +126,7 @@ def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer
 
 def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(synthetic_dir, demo_tokenizer, tmp_path):
   """A named listing's RL prompt carries the named frames' boxes as image-less key frames:
-  GSPO's thk_spatial gives its own SFT answer full marks, a box elsewhere nothing, and the
+  GSPO's thk_spatial gives its own SFT answer about full marks, a box elsewhere nothing, and the
   model is shown the sampled frames only."""
   out = str(tmp_path / "named")
   listings.write_listings(synthetic_dir, out, 7, 4, {"named": 2})
@@ -137,11 +137,12 @@ def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(syn
     assert prompt["id"] == record["id"][:-4] + "-rl" and "reasoning_process" not in prompt
     check_record(prompt, stage="rl", root=out)
     example = encode_record(prompt, tokenizer=demo_tokenizer, config=TINY, stage="rl", root=out)
-    scene = synth.make_scene(record["video_path"][7:12], synth.scene_rng(7, "v", int(record["video_path"][8:12])),
-                             112, 84, 8)
+    vid = os.path.basename(record["video_path"]).removesuffix(".mp4")  # "v0003"
+    scene = synth.make_scene(vid, synth.scene_rng(7, "v", int(vid[1:])), 112, 84, 8)
     shown = frames.shown_frames(scene.num_frames, scene.fps, TINY)
     assert len(example.image_grid_thw) == len(shown)
-    # The gold is each claimed frame's box, at the claim's time: the reference's answer scores 1.
+    # The gold is each claimed frame's box at the claim's time: the record's own answer scores
+    # about 1 (its boxes are rounded to whole pixels), boxes in a corner 0.
     own = sft_target(record, size)
     claims = CLAIM.findall(record["reasoning_process"])
     assert len(prompt["key_frames"]) == len(claims) >= 1

@@ -91,7 +91,8 @@ def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, inde
   item = (lambda t, f, label: halves_item(scene, t, f)) if kind == "halves" else (
       lambda t, f, label: claim_item(scene, t, f, label))
   lines = [f"Frame {k + 1}: " + "; ".join(item(t, *shown[k]) for t in tracks) + "." for k in order]
-  return dict(**common, task=TASK, question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
+  return dict(**common, task=TASK,
+              question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
               answer="Listed above.", reasoning_process=" ".join(lines))
 
 

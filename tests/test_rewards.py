@@ -213,6 +213,35 @@ def test_kernels_match_reference_on_generated_completions(generated, chunk):
         assert np.isfinite(got[k]).all()
 
 
+@pytest.mark.parametrize("gate", ["symmetric", "one_sided"])
+def test_per_key_frame_rule_matches_reference_on_generated_completions(generated, gate):
+    completions, records = generated
+    pairs = [(t, r) for t, r in zip(completions, records) if r["task"] == ST][:600]
+    got = score([t for t, _ in pairs], [r for _, r in pairs], 0.5, temporal_gate=gate,
+                spatial_rule="per_key_frame")["thk_spatial"]
+    want = np.array([reference_terms(t, r, 0.5, gate, "per_key_frame")["thk_spatial"] for t, r in pairs])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    per_claim = np.array([reference_terms(t, r, 0.5, gate)["thk_spatial"] for t, r in pairs])
+    assert (np.abs(want - per_claim) > 1e-6).sum() > 20  # the rule matters on this data
+
+
+def test_per_key_frame_rule_on_hand_computed_cases():
+    """Two key frames; a claim on each, one claim only, and a repeated claim."""
+    record = {"id": "h", "task": ST, "answer": "a", "frame_size": [100, 100],
+              "key_frames": [{"idx": 1, "time": 1.0}, {"idx": 3, "time": 3.0}],
+              "key_items": {"1": {"o": [[0.1, 0.1, 0.3, 0.3]]}, "3": {"o": [[0.5, 0.5, 0.7, 0.7]]}}}
+    claim = lambda box, t: f"<obj>o</obj><box>{box}</box>at<t>{t}</t>s. "  # noqa: E731
+    wrap = lambda *claims: "<think>" + "".join(claims) + "</think><answer>a</answer>"  # noqa: E731
+    exact, third = claim("[10,10,30,30]", 1.0), claim("[60,50,80,70]", 3.0)  # IoU 1 at 1 s; 1/3 at 3 s
+    texts = [wrap(exact, third), wrap(exact), wrap(exact, exact, third), wrap(claim("[10,10,30,30]", 2.0))]
+    rules = {rule: score(texts, [record] * 4, 0.5, spatial_rule=rule)["thk_spatial"]
+             for rule in ("per_claim", "per_key_frame")}
+    # per claim: (1 + 1/3) / 2; 1 / 1; (1 + 1 + 1/3) / 3; the claim at 2 s gates to 1 s (the first on a tie)
+    np.testing.assert_allclose(rules["per_claim"], [2 / 3, 1, 7 / 9, 1], atol=1e-12)
+    # per key frame: (1 + 1/3) / 2; 1 / max(1, 2); (1 + 1/3) / max(3, 2); 1 / max(1, 2)
+    np.testing.assert_allclose(rules["per_key_frame"], [2 / 3, 1 / 2, 4 / 9, 1 / 2], atol=1e-12)
+
+
 def test_generated_completions_cover_the_terms(generated):
     """Non-vacuous parity: each term takes zero, partial and full values on its tasks."""
     completions, records = generated
@@ -256,6 +285,8 @@ def test_score_rejects_bad_arguments():
     record = HAND_CASES[0][1]
     with pytest.raises(ValueError, match="temporal_gate"):
         score(["x"], [record], 0.5, temporal_gate="two_sided")
+    with pytest.raises(ValueError, match="spatial_rule"):
+        score(["x"], [record], 0.5, spatial_rule="per_object")
     with pytest.raises(ValueError, match="2 records"):
         score(["x"], [record, record], 0.5)
     with pytest.raises(TypeError, match="completion 0"):

@@ -122,23 +122,22 @@ def claims_of(think):
     return claims
 
 
-def spatial_st(think, record, gate):
-    claims = claims_of(think)
-    if not claims:
-        return 0.0
+def claim_scores(think, record, gate):
+    """(position of the key frame a claim gates to, or None; the claim's score) per claim."""
     width, height = record["frame_size"]
-    total = 0.0
-    for time, boxes in claims:
-        best_frame, best_dist = None, math.inf
-        for frame in record["key_frames"]:
+    out = []
+    for time, boxes in claims_of(think):
+        best, best_dist = None, math.inf
+        for k, frame in enumerate(record["key_frames"]):
             g = frame["time"]
             inside = (g - time < 1.0) if gate == "one_sided" else (abs(g - time) <= 1.0)
             if inside and abs(g - time) < best_dist:
-                best_frame, best_dist = frame, abs(g - time)
-        if best_frame is None:
+                best, best_dist = k, abs(g - time)
+        if best is None:
+            out.append((None, 0.0))
             continue
         score = 0.0
-        for gold_boxes in record["key_items"][str(best_frame["idx"])].values():
+        for gold_boxes in record["key_items"][str(record["key_frames"][best]["idx"])].values():
             if not gold_boxes:
                 continue
             per_gold = []
@@ -146,8 +145,23 @@ def spatial_st(think, record, gate):
                 pixels = [x1 * width, y1 * height, x2 * width, y2 * height]
                 per_gold.append(max([iou(pixels, b) for b in boxes], default=0.0))
             score = max(score, sum(per_gold) / len(per_gold))
-        total += score
-    return total / len(claims)
+        out.append((best, score))
+    return out
+
+
+def spatial_st(think, record, gate, spatial_rule="per_claim"):
+    """The reference's mean over claims; or (o3jax's "per_key_frame") each key frame's
+    best claim, summed, over max(claims, key frames)."""
+    scores = claim_scores(think, record, gate)
+    if not scores:
+        return 0.0
+    if spatial_rule == "per_claim":
+        return sum(score for _, score in scores) / len(scores)
+    best = {}
+    for k, score in scores:
+        if k is not None:
+            best[k] = max(best.get(k, 0.0), score)
+    return sum(best.values()) / max(len(scores), len(record["key_frames"]))
 
 
 def visual_gold(record):
@@ -157,7 +171,7 @@ def visual_gold(record):
             x2 * frame_w / image_w, y2 * frame_h / image_h]
 
 
-def reference_terms(text, record, step_fraction, gate="symmetric"):
+def reference_terms(text, record, step_fraction, gate="symmetric", spatial_rule="per_claim"):
     """{term: value} and total for one completion, from the SPEC text."""
     task, gold = record["task"], record["answer"]
     out = dict.fromkeys(TERMS, 0.0)
@@ -211,7 +225,7 @@ def reference_terms(text, record, step_fraction, gate="symmetric"):
     if think_match and answer_match:
         think = think_match.group(1)
         if task == ST:
-            out["thk_spatial"] = spatial_st(think, record, gate)
+            out["thk_spatial"] = spatial_st(think, record, gate, spatial_rule)
         elif task == VQA:
             boxes = [v for ok, v in map(try_json, re.findall(BOX, think)) if ok]
             out["thk_spatial"] = max([iou(visual_gold(record), b) for b in boxes], default=0.0)

@@ -106,11 +106,17 @@ def gate_claims(claim_time: jax.Array, key_time: jax.Array, key_valid: jax.Array
     return frame, candidate.any(-1)
 
 
-def claim_spatial(p: ParsedArrays, g: GoldArrays, one_sided: bool) -> jax.Array:
+def claim_spatial(p: ParsedArrays, g: GoldArrays, one_sided: bool,
+                  per_key_frame: bool = False) -> jax.Array:
     """Spatio-temporal thk_spatial: mean over claims of the gated claim score. [N]
 
     Claim score = max over the key frame's objects of the mean over that object's gold
     boxes of the max IoU over the claim's boxes; 0 for a claim gated nowhere.
+
+    per_key_frame (an o3jax option, not the reference): each key frame scores its best
+    claim, and the sum is divided by max(claims, key frames). With one claim per key frame
+    it is the reference's value; an answer can no longer raise it by leaving a key frame
+    out or by repeating a good claim.
     """
     frame, gated = gate_claims(p.claim_time, g.key_time[p.claim_sample],
                                g.key_time_valid[p.claim_sample], one_sided)
@@ -123,7 +129,13 @@ def claim_spatial(p: ParsedArrays, g: GoldArrays, one_sided: bool) -> jax.Array:
     per_object = jnp.where(gold_valid, best, 0.0).sum(-1) / jnp.maximum(n_gold, 1)
     claim = jnp.where(n_gold > 0, per_object, 0.0).max(-1)
     claim = jnp.where(gated & p.claim_valid, claim, 0.0)
-    return _mean_per(claim, p.claim_sample, p.n_claims)
+    if not per_key_frame:
+        return _mean_per(claim, p.claim_sample, p.n_claims)
+    n, keys = g.key_time_valid.shape
+    best = jax.ops.segment_max(claim, p.claim_sample * keys + frame, num_segments=n * keys)
+    best = jnp.where(g.key_time_valid, jnp.maximum(best, 0.0).reshape(n, keys), 0.0)  # [N, G]
+    denominator = jnp.maximum(p.n_claims, g.key_time_valid.sum(-1))
+    return jnp.where(p.n_claims > 0, best.sum(-1) / jnp.maximum(denominator, 1), 0.0)
 
 
 def visual_spatial(p: ParsedArrays, g: GoldArrays) -> jax.Array:
@@ -143,9 +155,9 @@ def format_reward(p: ParsedArrays, task: jax.Array) -> jax.Array:
     return jnp.where(ok, jnp.where(grounded, 1.0, 0.5), 0.0)
 
 
-@functools.partial(jax.jit, static_argnames="one_sided")
+@functools.partial(jax.jit, static_argnames=("one_sided", "per_key_frame"))
 def reward_terms(p: ParsedArrays, g: GoldArrays, rouge: jax.Array, step_fraction: jax.Array,
-                 one_sided: bool = False) -> dict[str, jax.Array]:
+                 one_sided: bool = False, per_key_frame: bool = False) -> dict[str, jax.Array]:
     """All terms and their per-task total, each [N]; rouge [N] is the host ROUGE score."""
     task = g.task
     mcq = (p.choice[:, :2] == g.choice[:, None]).any(-1)
@@ -159,7 +171,7 @@ def reward_terms(p: ParsedArrays, g: GoldArrays, rouge: jax.Array, step_fraction
         jnp.where(think, temporal_point(p, g, proximity_sigma(step_fraction)), 0.0),
         jnp.where(think, temporal_segment(p, g), 0.0),
         jnp.where(both, jnp.where(task == VQA, visual_spatial(p, g),
-                                  claim_spatial(p, g, one_sided)), 0.0),
+                                  claim_spatial(p, g, one_sided, per_key_frame)), 0.0),
         format_reward(p, task),
     ]
     applies = jnp.asarray(APPLIES)[task]  # [N, terms]

@@ -16,10 +16,11 @@ from o3jax.rewards.kernels import TERMS, reward_terms
 from o3jax.rewards.rouge import rouge_accuracy
 
 TEMPORAL_GATES = ("symmetric", "one_sided")
+SPATIAL_RULES = ("per_claim", "per_key_frame")
 
 
 def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction: float,
-          temporal_gate: str = "symmetric") -> dict[str, np.ndarray]:
+          temporal_gate: str = "symmetric", spatial_rule: str = "per_claim") -> dict[str, np.ndarray]:
     """Reward terms and total for each completion, scored against its own record.
 
     Args:
@@ -29,6 +30,9 @@ def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction:
       step_fraction: (step + 1) / total steps; anneals the temporal proximity width.
       temporal_gate: "symmetric" (|g - t| <= 1 s) or "one_sided" (g - t < 1 s, the
         reference code's rule).
+      spatial_rule: "per_claim" (the reference: thk_spatial is the mean over claims) or
+        "per_key_frame" (each key frame's best claim, summed, over max(claims, key
+        frames): leaving a key frame out or repeating a claim no longer pays).
 
     Returns:
       {term: float64 [N]} for the TERMS and "total" (the sum of the task's terms;
@@ -36,6 +40,8 @@ def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction:
     """
     if temporal_gate not in TEMPORAL_GATES:
         raise ValueError(f"temporal_gate must be one of {TEMPORAL_GATES}, got {temporal_gate!r}")
+    if spatial_rule not in SPATIAL_RULES:
+        raise ValueError(f"spatial_rule must be one of {SPATIAL_RULES}, got {spatial_rule!r}")
     if len(completions) != len(records):
         raise ValueError(f"{len(completions)} completions but {len(records)} records")
     for i, text in enumerate(completions):
@@ -58,6 +64,7 @@ def score(completions: Sequence[str], records: Sequence[Mapping], step_fraction:
             rouge[i] = pairs[g.answer, answer]
     with jax.enable_x64(True):
         terms = reward_terms(batch.arrays, gold, rouge, np.float64(step_fraction),
-                             one_sided=temporal_gate == "one_sided")
+                             one_sided=temporal_gate == "one_sided",
+                             per_key_frame=spatial_rule == "per_key_frame")
         n = len(completions)
         return {name: np.asarray(terms[name])[:n] for name in TERMS + ("total",)}

@@ -43,6 +43,7 @@ class GSPOConfig:
   beta: float = 0.04
   updates_per_batch: int = 1
   temporal_gate: str = "symmetric"
+  spatial_rule: str = "per_claim"      # "per_key_frame": see rewards.score
 
 
 @dataclasses.dataclass(frozen=True)

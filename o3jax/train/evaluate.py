@@ -30,7 +30,7 @@ def evaluate_rewards(cfg: TrainConfig, graphdef, params, model_config, tokenizer
     r = rollout(graphdef, params, model_config, tokenizer, batch, jax.random.key(0),
                 num_samples=1, max_new_tokens=max_new_tokens or cfg.gspo.max_new_tokens,
                 greedy=True)
-    terms_all.append(score_rollouts(r, 1.0, cfg.gspo.temporal_gate))
+    terms_all.append(score_rollouts(r, 1.0, cfg.gspo.temporal_gate, cfg.gspo.spatial_rule))
     valid_all.append(r.valid)
     tasks += [rec["task"] if rec else "" for rec in r.records]
     texts += r.texts

@@ -112,7 +112,7 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
                 jax.random.fold_in(key, step), num_samples=g.group_size,
                 max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                 top_k=g.top_k)
-    terms = score_rollouts(r, (step + 1) / cfg.total_steps, g.temporal_gate)
+    terms = score_rollouts(r, (step + 1) / cfg.total_steps, g.temporal_gate, g.spatial_rule)
     adv = np.asarray(group_advantages(jnp.asarray(terms["total"]), g.group_size))
     adv = np.where(r.valid, adv, 0.0)
     rows, extra = build_update_batch(run.model_config, batch, r, adv, g.group_size, prompt_len)

@@ -58,14 +58,15 @@ def tokenizer_ids(tokenizer) -> dict[str, int]:
   return {"eos": ids["eos_token_id"], "pad": ids["pad_token_id"]}
 
 
-def score_rollouts(r: Rollouts, step_fraction: float, temporal_gate: str = "symmetric"):
+def score_rollouts(r: Rollouts, step_fraction: float, temporal_gate: str = "symmetric",
+                   spatial_rule: str = "per_claim"):
   """Reward terms [N] per rollout; filler rows score 0."""
   n = len(r.texts)
   out = {k: np.zeros(n) for k in TERMS}
   idx = np.flatnonzero(r.valid)
   if len(idx):
     got = rewards.score([r.texts[i] for i in idx], [r.records[i] for i in idx], step_fraction,
-                        temporal_gate=temporal_gate)
+                        temporal_gate=temporal_gate, spatial_rule=spatial_rule)
     for k in TERMS:
       out[k][idx] = got[k]
   return out

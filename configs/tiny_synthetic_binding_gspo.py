@@ -17,9 +17,12 @@ Same departures as `configs/tiny_synthetic_gspo.py` (temperature 0.7, no KL term
 updates per rollout batch). The learning rate is twice that one's, since the format is
 settled here (at 3e-4 the boxes got worse within 150 steps).
 
-Measured (docs/tiny_grounding.md): 600 steps did not raise the rollouts' thk_spatial.
-The model learned to game its mean over claims instead: it boxed 135 of 246 named frames
-where the SFT model boxed 240, and repeated claims (62 of 210).
+thk_spatial is scored per key frame (`spatial_rule="per_key_frame"`). With the
+reference's mean over claims, 600 steps taught the model to game that mean: it boxed 135
+of 246 held-out named frames, where the SFT model boxed 240, and 62 of its 210 claims
+repeated a time. Per key frame, 600 steps boxed 231 and repeated none. Neither raised the
+rollouts' thk_spatial or the share of boxes on the shape (30%). Measured in
+docs/tiny_grounding.md.
 """
 
 import dataclasses

@@ -20,9 +20,9 @@ settled here (at 3e-4 the boxes got worse within 150 steps).
 thk_spatial is scored per key frame (`spatial_rule="per_key_frame"`). With the
 reference's mean over claims, 600 steps taught the model to game that mean: it boxed 135
 of 246 held-out named frames, where the SFT model boxed 240, and 62 of its 210 claims
-repeated a time. Per key frame, 600 steps boxed 231 and repeated none. Neither raised the
-rollouts' thk_spatial or the share of boxes on the shape (30%). Measured in
-docs/tiny_grounding.md.
+repeated a time. Per key frame, 600 steps boxed 231 and repeated none, and the share of
+boxes on the shape stayed at 30%. Neither run raised the rollouts' thk_spatial. Measured
+in docs/tiny_grounding.md.
 """
 
 import dataclasses

@@ -144,15 +144,21 @@ def colour_centre(frame: np.ndarray, name: str) -> np.ndarray | None:
   return np.array([(xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2])
 
 
-def centre_error(frames: np.ndarray, i: int, name: str, box) -> dict | None:
-  """How far (|dx|, |dy| px) a box's centre lies from the named object's on frame i; the same
-  for the object's mean centre over the frames that show it (what a box read off all frames
-  pooled would give); and whether the object travels further across than up and down. None
-  where frame i does not show the object or the box is not four numbers."""
-  here = colour_centre(frames[i], name)
+def object_centres(frames: np.ndarray, name: str) -> list[np.ndarray | None]:
+  """The named object's `colour_centre` on each frame: its path, found once per object."""
+  return [colour_centre(frame, name) for frame in frames]
+
+
+def centre_error(centres: list[np.ndarray | None], i: int, box) -> dict | None:
+  """How far (|dx|, |dy| px) a box's centre lies from the object's on frame i (centres: its
+  `object_centres`); the same for the object's mean centre over the frames that show it
+  (what a box read off all frames pooled would give); and whether the object travels
+  further across than up and down. None where frame i does not show the object or the box
+  is not four numbers."""
+  here = centres[i]
   if here is None or len(box) != 4 or not all(map(is_number, box)):
     return None
-  seen = np.array([c for c in (colour_centre(f, name) for f in frames) if c is not None])
+  seen = np.array([c for c in centres if c is not None])
   centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
   return {"box": np.abs(centre - here), "pooled": np.abs(seen.mean(0) - here),
           "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1]))}
@@ -200,13 +206,15 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
     result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
                           decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
-    hits = []
+    hits, paths = [], {}  # paths: name -> object_centres, shared by the object's boxes
     for e in result.evidence:
       if is_number(e.time):
         i = nearest_frame(video.frame_times, e.time)
         hits.append(synth.box_on_shape(video.frames[i], e.name, e.box))
         elsewhere += not hits[-1] and on_another_object(video.frames[i], e.name, e.box)
-        errors.append(centre_error(video.frames, i, e.name, e.box))
+        if e.name not in paths:
+          paths[e.name] = object_centres(video.frames, e.name)
+        errors.append(centre_error(paths[e.name], i, e.box))
     all_on += bool(hits) and all(hits)
     if listings.kind_of(record) == "named":
       coverage += key_frames_boxed(record, [e.time for e in result.evidence])

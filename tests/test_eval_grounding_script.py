@@ -116,13 +116,15 @@ def test_centre_error_against_the_object_on_its_frame_and_its_mean_place():
   frames = np.zeros((3, 60, 100, 3), np.uint8)
   frames[0, 30:40, 10:20] = synth.COLOURS["red"]  # centre (15, 35)
   frames[1, 30:40, 50:60] = synth.COLOURS["red"]  # centre (55, 35); frame 2 lacks it
-  err = eval_grounding.centre_error(frames, 1, "red square", [48, 28, 64, 40])  # centre (56, 34)
+  red = eval_grounding.object_centres(frames, "red square")
+  err = eval_grounding.centre_error(red, 1, [48, 28, 64, 40])  # centre (56, 34)
   np.testing.assert_allclose(err["box"], [1, 1])
   np.testing.assert_allclose(err["pooled"], [20, 0])  # mean place (35, 35)
   assert err["across"]
-  assert eval_grounding.centre_error(frames, 2, "red square", [48, 28, 64, 40]) is None
-  assert eval_grounding.centre_error(frames, 1, "red square", [48, 28, "x", 40]) is None
-  assert eval_grounding.centre_error(frames, 1, "mauve square", [48, 28, 64, 40]) is None
+  assert eval_grounding.centre_error(red, 2, [48, 28, 64, 40]) is None
+  assert eval_grounding.centre_error(red, 1, [48, 28, "x", 40]) is None
+  mauve = eval_grounding.object_centres(frames, "mauve square")
+  assert eval_grounding.centre_error(mauve, 1, [48, 28, 64, 40]) is None
   up = dict(err, across=False, box=np.array([3.0, 5.0]), pooled=np.array([0.0, 9.0]))
   summary = eval_grounding.centre_error_summary([err, err, up])
   assert summary == {"moves across (2 boxes)": "x 1.0 / 20.0, y 1.0 / 0.0",

@@ -16,4 +16,5 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def get_config():
   return load_config(os.path.join(HERE, "tiny_synthetic_long.py")).replace(
-      total_steps=4000, checkpoint_every=500, keep_checkpoints=8)
+    total_steps=4000, checkpoint_every=500, keep_checkpoints=8
+  )

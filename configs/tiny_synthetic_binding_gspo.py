@@ -35,6 +35,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def get_config():
   cfg = load_config(os.path.join(HERE, "tiny_synthetic_gspo.py"))
-  return cfg.replace(optim=dataclasses.replace(cfg.optim, learning_rate=1e-4),
-                     gspo=dataclasses.replace(cfg.gspo, max_new_tokens=160, spatial_rule="per_key_frame"),
-                     total_steps=600, checkpoint_every=50, keep_checkpoints=12)
+  return cfg.replace(
+    optim=dataclasses.replace(cfg.optim, learning_rate=1e-4),
+    gspo=dataclasses.replace(cfg.gspo, max_new_tokens=160, spatial_rule="per_key_frame"),
+    total_steps=600,
+    checkpoint_every=50,
+    keep_checkpoints=12,
+  )

@@ -13,4 +13,5 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def get_config():
   return load_config(os.path.join(HERE, "tiny_synthetic_binding.py")).replace(
-      total_steps=8000, keep_checkpoints=16)
+    total_steps=8000, keep_checkpoints=16
+  )

@@ -19,11 +19,17 @@ def get_config():
   base = load_config(os.path.join(HERE, "tiny_synthetic.py"))
   # One 84x56 image (6x4 patches) and at most ~220 tokens per example.
   return base.replace(
-      tasks=("visual QA",),
-      max_length=256,
-      buckets=(BatchShape(seq_len=256, image_patches=24, images=1),),
-      optim=OptimConfig(learning_rate=1e-3, warmup_steps=50, decay="cosine", end_lr_fraction=0.1,
-                        weight_decay=0.01, max_grad_norm=1.0),
-      total_steps=6000,
-      checkpoint_every=1000,
+    tasks=("visual QA",),
+    max_length=256,
+    buckets=(BatchShape(seq_len=256, image_patches=24, images=1),),
+    optim=OptimConfig(
+      learning_rate=1e-3,
+      warmup_steps=50,
+      decay="cosine",
+      end_lr_fraction=0.1,
+      weight_decay=0.01,
+      max_grad_norm=1.0,
+    ),
+    total_steps=6000,
+    checkpoint_every=1000,
   )

@@ -16,9 +16,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def get_config():
   base = load_config(os.path.join(HERE, "tiny_synthetic.py"))
   return base.replace(
-      optim=OptimConfig(learning_rate=1e-3, warmup_steps=50, decay="cosine", end_lr_fraction=0.1,
-                        weight_decay=0.01, max_grad_norm=1.0),
-      total_steps=5000,
-      checkpoint_every=500,
-      data_workers=1,  # decode the next batch while the step runs
+    optim=OptimConfig(
+      learning_rate=1e-3,
+      warmup_steps=50,
+      decay="cosine",
+      end_lr_fraction=0.1,
+      weight_decay=0.01,
+      max_grad_norm=1.0,
+    ),
+    total_steps=5000,
+    checkpoint_every=500,
+    data_workers=1,  # decode the next batch while the step runs
   )

@@ -31,8 +31,12 @@ def launch(command: list[str], processes: int, port: int | None = None) -> int:
   port = port or free_port()
   procs = []
   for index in range(processes):
-    env = dict(os.environ, O3JAX_COORDINATOR=f"127.0.0.1:{port}",
-               O3JAX_NUM_PROCESSES=str(processes), O3JAX_PROCESS_ID=str(index))
+    env = dict(
+      os.environ,
+      O3JAX_COORDINATOR=f"127.0.0.1:{port}",
+      O3JAX_NUM_PROCESSES=str(processes),
+      O3JAX_PROCESS_ID=str(index),
+    )
     procs.append(subprocess.Popen(command, env=env))
   try:
     while True:
@@ -57,7 +61,9 @@ def launch(command: list[str], processes: int, port: int | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("-n", "--processes", type=int, default=2)
-  parser.add_argument("--port", type=int, default=None, help="coordinator port (default: a free one)")
+  parser.add_argument(
+    "--port", type=int, default=None, help="coordinator port (default: a free one)"
+  )
   parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
   args = parser.parse_args(argv)
   command = args.command[1:] if args.command[:1] == ["--"] else args.command

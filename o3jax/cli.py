@@ -12,13 +12,13 @@ import sys
 
 # name -> module exposing add_parser(subparsers)
 COMMANDS = {
-    "demo": "o3jax.demo",
-    "data": "o3jax.data.cli",
-    "sft": "o3jax.train.cli",
-    "gspo": "o3jax.train.cli",
-    "eval": "o3jax.eval.cli",
-    "infer": "o3jax.infer",
-    "convert": "o3jax.convert.cli",
+  "demo": "o3jax.demo",
+  "data": "o3jax.data.cli",
+  "sft": "o3jax.train.cli",
+  "gspo": "o3jax.train.cli",
+  "eval": "o3jax.eval.cli",
+  "infer": "o3jax.infer",
+  "convert": "o3jax.convert.cli",
 }
 
 

@@ -17,8 +17,16 @@ import os
 import sys
 import time
 
-KEYS = ("format", "thk_temporal_point", "thk_spatial", "ans_acc", "ans_tiou", "total", "mam",
-        "mlgm")
+KEYS = (
+  "format",
+  "thk_temporal_point",
+  "thk_spatial",
+  "ans_acc",
+  "ans_tiou",
+  "total",
+  "mam",
+  "mlgm",
+)
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -26,7 +34,12 @@ def add_parser(sub) -> None:
   p = sub.add_parser("demo", help="end-to-end demo on a tiny model, CPU only")
   p.add_argument("--workdir", default="o3jax_demo")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--videos", type=int, default=48, help="training videos (6 records each, SFT adds 3 rated crops)")
+  p.add_argument(
+    "--videos",
+    type=int,
+    default=48,
+    help="training videos (6 records each, SFT adds 3 rated crops)",
+  )
   p.add_argument("--sft-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--gspo-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--eval-batches", type=int, default=3, help="held-out batches of 8 prompts")
@@ -35,6 +48,7 @@ def add_parser(sub) -> None:
 
 def _config(name: str):
   from o3jax.train.config import load_config
+
   path = os.path.join(CONFIGS, name)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: run the demo from a source checkout")
@@ -48,6 +62,7 @@ def _stage(msg: str, t0: float) -> None:
 def _loaded(run):
   from flax import nnx
   from o3jax.eval.generate import loaded_model
+
   return loaded_model(nnx.merge(run.graphdef, run.state.params), run.tokenizer)
 
 
@@ -59,14 +74,29 @@ def evaluate(cfg, run, heldout: str, eval_batches: int, max_new_tokens: int) -> 
   from o3jax.eval.vstar_run import vstar_results
   from o3jax.train.evaluate import evaluate_rewards
   from o3jax.train.sft import processing_config
-  out = evaluate_rewards(cfg, run.graphdef, run.state.params, run.model_config, run.tokenizer,
-                         heldout, eval_batches, max_new_tokens=max_new_tokens)
+
+  out = evaluate_rewards(
+    cfg,
+    run.graphdef,
+    run.state.params,
+    run.model_config,
+    run.tokenizer,
+    heldout,
+    eval_batches,
+    max_new_tokens=max_new_tokens,
+  )
   with open(os.path.join(heldout, "vstar.json")) as f:
     records = json.load(f)
   processing = processing_config(cfg)
-  results, _ = vstar_results(_loaded(run), records, heldout, processing, key=jax.random.key(0),
-                             decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True),
-                             stage=processing.prompt_stage("rl"))
+  results, _ = vstar_results(
+    _loaded(run),
+    records,
+    heldout,
+    processing,
+    key=jax.random.key(0),
+    decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True),
+    stage=processing.prompt_stage("rl"),
+  )
   metrics = vstar.score_vstar(results)
   out.update(mam=metrics["mam"], mlgm=metrics["mlgm"])
   return out
@@ -82,12 +112,22 @@ def evidence_png(cfg, run, heldout: str, path: str, max_new_tokens: int) -> str:
   from o3jax.eval.generate import Decoding, load_video
   from o3jax.infer import answer_video, write_outputs
   from o3jax.train.sft import processing_config
-  record = next(r for r in load_records(os.path.join(heldout, "STGR-RL.json"))
-                if r["task"] == "General video QA Free-form")
+
+  record = next(
+    r
+    for r in load_records(os.path.join(heldout, "STGR-RL.json"))
+    if r["task"] == "General video QA Free-form"
+  )
   processing = processing_config(cfg)
   video = load_video(os.path.join(heldout, record["video_path"]), processing)
-  result = answer_video(_loaded(run), video, record["question"], task=record["task"],
-                        stage=processing.prompt_stage("rl"), decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
+  result = answer_video(
+    _loaded(run),
+    video,
+    record["question"],
+    task=record["task"],
+    stage=processing.prompt_stage("rl"),
+    decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True),
+  )
   paths = write_outputs(result, video, os.path.dirname(path))
   os.replace(paths["png"], path)
   return path
@@ -95,8 +135,10 @@ def evidence_png(cfg, run, heldout: str, path: str, max_new_tokens: int) -> str:
 
 def curves_png(workdir: str, path: str) -> str:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   rows = {}
   for stage in ("sft", "gspo"):
     with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
@@ -104,10 +146,19 @@ def curves_png(workdir: str, path: str) -> str:
   fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
   a.plot([r["step"] for r in rows["sft"]], [r["loss"] for r in rows["sft"]], marker=".")
   a.set(title="SFT: cross-entropy on assistant tokens", xlabel="step", ylabel="loss")
-  for key in ("reward/total", "reward/format", "reward/thk_temporal_point", "reward/thk_spatial",
-              "reward/ans_acc"):
-    b.plot([r["step"] for r in rows["gspo"]], [r.get(key, float("nan")) for r in rows["gspo"]],
-           label=key.split("/")[1], marker=".")
+  for key in (
+    "reward/total",
+    "reward/format",
+    "reward/thk_temporal_point",
+    "reward/thk_spatial",
+    "reward/ans_acc",
+  ):
+    b.plot(
+      [r["step"] for r in rows["gspo"]],
+      [r.get(key, float("nan")) for r in rows["gspo"]],
+      label=key.split("/")[1],
+      marker=".",
+    )
   b.set(title="GSPO: mean reward of the rollouts", xlabel="step", ylabel="reward")
   b.legend(fontsize=8)
   fig.tight_layout()
@@ -130,6 +181,7 @@ def run(args) -> int:
   from o3jax.train.gspo import train_gspo
   from o3jax.train.run import restore, setup_run
   from o3jax.train.sft import train_sft
+
   t0 = time.perf_counter()
   w = os.path.abspath(args.workdir)
   data, heldout = os.path.join(w, "data"), os.path.join(w, "heldout")
@@ -139,20 +191,21 @@ def run(args) -> int:
   if not os.path.exists(os.path.join(heldout, "vstar.json")):
     _stage("writing synthetic videos", t0)
     synthesize(data, args.videos, args.seed, progress=False)
-    synthesize(heldout, max(args.videos // 4, 2), args.seed + 1000, vstar_videos=6,
-               progress=False)
+    synthesize(heldout, max(args.videos // 4, 2), args.seed + 1000, vstar_videos=6, progress=False)
   summary = {}
   _stage("evaluating the initial model", t0)
-  summary["base"] = evaluate(sft_cfg, setup_run(sft_cfg, os.path.join(w, "base")), heldout,
-                             args.eval_batches, new_tokens)
+  summary["base"] = evaluate(
+    sft_cfg, setup_run(sft_cfg, os.path.join(w, "base")), heldout, args.eval_batches, new_tokens
+  )
   _stage("SFT", t0)
   train_sft(sft_cfg, data, os.path.join(w, "sft"), steps=args.sft_steps)
   sft_run = setup_run(sft_cfg, os.path.join(w, "sft"))
   restore(sft_run)
   summary["sft"] = evaluate(sft_cfg, sft_run, heldout, args.eval_batches, new_tokens)
   _stage("GSPO", t0)
-  train_gspo(gspo_cfg, data, os.path.join(w, "gspo"), steps=args.gspo_steps,
-             init=os.path.join(w, "sft"))
+  train_gspo(
+    gspo_cfg, data, os.path.join(w, "gspo"), steps=args.gspo_steps, init=os.path.join(w, "sft")
+  )
   gspo_run = setup_run(gspo_cfg, os.path.join(w, "gspo"), init=os.path.join(w, "sft"))
   restore(gspo_run)
   summary["gspo"] = evaluate(gspo_cfg, gspo_run, heldout, args.eval_batches, new_tokens)

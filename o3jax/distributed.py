@@ -43,17 +43,20 @@ def initialize_from_env(environ: Mapping[str, str] = os.environ) -> bool:
     try:
       count, index = int(environ["O3JAX_NUM_PROCESSES"]), int(environ["O3JAX_PROCESS_ID"])
     except ValueError:
-      raise ValueError("O3JAX_NUM_PROCESSES and O3JAX_PROCESS_ID must be integers, got "
-                       f"{environ['O3JAX_NUM_PROCESSES']!r} and "
-                       f"{environ['O3JAX_PROCESS_ID']!r}") from None
+      raise ValueError(
+        "O3JAX_NUM_PROCESSES and O3JAX_PROCESS_ID must be integers, got "
+        f"{environ['O3JAX_NUM_PROCESSES']!r} and "
+        f"{environ['O3JAX_PROCESS_ID']!r}"
+      ) from None
     if not 0 <= index < count:
       raise ValueError(f"O3JAX_PROCESS_ID={index} is not in [0, O3JAX_NUM_PROCESSES={count})")
     if count == 1:
       return False
     # Explicit means explicit: jax's SLURM detection would otherwise narrow each process
     # to the one GPU numbered SLURM_LOCALID (JAX_LOCAL_DEVICE_IDS still applies).
-    jax.distributed.initialize(environ["O3JAX_COORDINATOR"], count, index,
-                               cluster_detection_method="deactivate")
+    jax.distributed.initialize(
+      environ["O3JAX_COORDINATOR"], count, index, cluster_detection_method="deactivate"
+    )
     return True
   if environ.get("O3JAX_DISTRIBUTED", "0") not in ("", "0"):
     jax.distributed.initialize()
@@ -63,13 +66,20 @@ def initialize_from_env(environ: Mapping[str, str] = os.environ) -> bool:
 
 # ------------------------------------------------------------------------------ batches
 
-_TOKENS = ("input_ids", "attention_mask", "loss_mask", "mm_token_type_ids", "prompt_ids",
-           "prompt_mask")                              # [b, T]
-_ROWS = ("prompt_length", "example_mask", "meta")      # [b] (meta: a list)
+_TOKENS = (
+  "input_ids",
+  "attention_mask",
+  "loss_mask",
+  "mm_token_type_ids",
+  "prompt_ids",
+  "prompt_mask",
+)  # [b, T]
+_ROWS = ("prompt_length", "example_mask", "meta")  # [b] (meta: a list)
 # (patches [b*P, D], their mask [b*P], grids [b*N, 3], per-grid seconds [b*N] or None)
-_VISION = (("pixel_values", "pixel_values_mask", "image_grid_thw", None),
-           ("pixel_values_videos", "pixel_values_videos_mask", "video_grid_thw",
-            "second_per_grid_ts"))
+_VISION = (
+  ("pixel_values", "pixel_values_mask", "image_grid_thw", None),
+  ("pixel_values_videos", "pixel_values_videos_mask", "video_grid_thw", "second_per_grid_ts"),
+)
 
 
 def concat_batches(batches: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
@@ -102,8 +112,11 @@ def concat_batches(batches: Sequence[dict[str, Any]], pad_id: int) -> dict[str, 
     out[key] = np.concatenate(parts)
   for key in _ROWS:
     if key in first:
-      out[key] = (sum((list(b[key]) for b in batches), []) if key == "meta"
-                  else np.concatenate([np.asarray(b[key]) for b in batches]))
+      out[key] = (
+        sum((list(b[key]) for b in batches), [])
+        if key == "meta"
+        else np.concatenate([np.asarray(b[key]) for b in batches])
+      )
   for pixels, mask, grids, seconds in _VISION:
     if pixels not in first:
       continue
@@ -111,21 +124,22 @@ def concat_batches(batches: Sequence[dict[str, Any]], pad_id: int) -> dict[str, 
     real_grids = [int((np.asarray(b[grids]).prod(-1) > 0).sum()) for b in batches]
     n_patches = len(batches) * max(len(b[pixels]) for b in batches)
     n_grids = len(batches) * max(len(b[grids]) for b in batches)
-    out[pixels] = _stacked([np.asarray(b[pixels])[:n] for b, n in zip(batches, real_patches)],
-                           n_patches)
+    out[pixels] = _stacked(
+      [np.asarray(b[pixels])[:n] for b, n in zip(batches, real_patches)], n_patches
+    )
     out[mask] = (np.arange(n_patches) < sum(real_patches)).astype(np.asarray(first[mask]).dtype)
-    out[grids] = _stacked([np.asarray(b[grids])[:n] for b, n in zip(batches, real_grids)],
-                          n_grids)
+    out[grids] = _stacked([np.asarray(b[grids])[:n] for b, n in zip(batches, real_grids)], n_grids)
     if seconds and seconds in first:
-      out[seconds] = _stacked([np.asarray(b[seconds])[:n] for b, n in zip(batches, real_grids)],
-                              n_grids)
+      out[seconds] = _stacked(
+        [np.asarray(b[seconds])[:n] for b, n in zip(batches, real_grids)], n_grids
+      )
   return out
 
 
 def _stacked(parts: list[np.ndarray], rows: int) -> np.ndarray:
   real = np.concatenate(parts)
   out = np.zeros((rows,) + real.shape[1:], real.dtype)
-  out[:len(real)] = real
+  out[: len(real)] = real
   return out
 
 
@@ -144,11 +158,12 @@ def allgather_objects(obj: Any) -> list[Any]:
   length is rounded up to a power of two so that the gather compiles a handful of times.
   """
   from jax.experimental import multihost_utils
+
   data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
   lengths = np.asarray(multihost_utils.process_allgather(np.array([len(data)], np.int64)))
   lengths = lengths.reshape(-1)
   size = 1 << max(16, int(lengths.max() - 1).bit_length())
   buffer = np.zeros(size, np.uint8)
-  buffer[:len(data)] = data
+  buffer[: len(data)] = data
   gathered = np.asarray(multihost_utils.process_allgather(buffer))
   return [pickle.loads(gathered[i, :n].tobytes()) for i, n in enumerate(lengths.tolist())]

@@ -28,17 +28,24 @@ from o3jax.viz import Evidence, assign_frames, evidence_gif, evidence_sheet
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-  p = sub.add_parser("infer", help="grounded answer + evidence table and frames for one video",
-                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = sub.add_parser(
+    "infer",
+    help="grounded answer + evidence table and frames for one video",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--model", required=True, help="Hugging Face dir or o3jax checkpoint dir")
   p.add_argument("--video", required=True, help="video file")
   p.add_argument("--question", required=True)
   p.add_argument("--out", default="o3jax_infer", help="output directory (default o3jax_infer)")
   p.add_argument("--gif", action="store_true", help="also write evidence.gif")
   add_model_arguments(p)
-  p.add_argument("--task", default=prompts.SPATIO_TEMPORAL,
-                 choices=[t for t in prompts.TASKS if t not in prompts.IMAGE_TASKS],
-                 help="whose system prompt to use (default: spatio-temporal free-form QA)")
+  p.add_argument(
+    "--task",
+    default=prompts.SPATIO_TEMPORAL,
+    choices=[t for t in prompts.TASKS if t not in prompts.IMAGE_TASKS],
+    help="whose system prompt to use (default: spatio-temporal free-form QA)",
+  )
   p.add_argument("--max-new-tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=None, help="sample (default: greedy)")
   p.add_argument("--top-p", type=float, default=1.0)
@@ -59,23 +66,39 @@ class Inference:
 def read_evidence(text: str) -> list[Evidence]:
   """One Evidence per box of each claim of the think block (rewards' claim parser)."""
   from o3jax.rewards.parse import parse_completion
-  return [Evidence(name, box, time) for name, time, boxes in parse_completion(text).claims
-          for box in boxes]
+
+  return [
+    Evidence(name, box, time)
+    for name, time, boxes in parse_completion(text).claims
+    for box in boxes
+  ]
 
 
 def read_inference(question: str, text: str) -> Inference:
   from o3jax.rewards.parse import THINK, answer_text, block
+
   return Inference(question, text, answer_text(text), block(text, THINK), read_evidence(text))
 
 
-def answer_video(loaded, video, question: str, *, task: str = prompts.SPATIO_TEMPORAL,
-                 stage: str = "rl", decoding=None, key=None) -> Inference:
+def answer_video(
+  loaded,
+  video,
+  question: str,
+  *,
+  task: str = prompts.SPATIO_TEMPORAL,
+  stage: str = "rl",
+  decoding=None,
+  key=None,
+) -> Inference:
   import jax
   from o3jax.eval.generate import Decoding, Query, generate
-  query = Query(prompts.question_text(task, question, stage), video.visual,
-                prompts.system_prompt(task, stage))
-  [[text]] = generate(loaded, [query], jax.random.key(0) if key is None else key,
-                      decoding or Decoding(), batch_size=1)
+
+  query = Query(
+    prompts.question_text(task, question, stage), video.visual, prompts.system_prompt(task, stage)
+  )
+  [[text]] = generate(
+    loaded, [query], jax.random.key(0) if key is None else key, decoding or Decoding(), batch_size=1
+  )
   return read_inference(question, text)
 
 
@@ -85,7 +108,7 @@ def _number(v: float) -> str:
 
 def short(name: str, limit: int = 40) -> str:
   """A name cut to `limit` characters (an untrained model's names can swallow whole tags)."""
-  return name if len(name) <= limit else name[:limit - 3] + "..."
+  return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
 def evidence_table(result: Inference, video) -> str:
@@ -93,13 +116,22 @@ def evidence_table(result: Inference, video) -> str:
   if not result.evidence:
     return "no grounded evidence (no <obj>..</obj><box>[..]</box>at<t>..</t>s claim)"
   w, h = video.frame_size
-  on_frame = {id(e): i for i, items in assign_frames(video.frame_times, result.evidence).items()
-              for e in items}
+  on_frame = {
+    id(e): i
+    for i, items in assign_frames(video.frame_times, result.evidence).items()
+    for e in items
+  }
   rows = [("object", f"box (px of the {w}x{h} frame)", "time", "drawn on")]
   for e in result.evidence:
     i = on_frame[id(e)]
-    rows.append((short(e.name), "[" + ",".join(_number(v) for v in e.box) + "]", f"{e.time:g}s",
-                 f"frame {i + 1} ({video.frame_times[i]:g}s)"))
+    rows.append(
+      (
+        short(e.name),
+        "[" + ",".join(_number(v) for v in e.box) + "]",
+        f"{e.time:g}s",
+        f"frame {i + 1} ({video.frame_times[i]:g}s)",
+      )
+    )
   widths = [max(len(r[c]) for r in rows) for c in range(4)]
   lines = ["  ".join(cell.ljust(wd) for cell, wd in zip(r, widths)).rstrip() for r in rows]
   return "\n".join([lines[0], "  ".join("-" * wd for wd in widths)] + lines[1:])
@@ -108,15 +140,27 @@ def evidence_table(result: Inference, video) -> str:
 def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> dict[str, str]:
   """answer.json, evidence.png and optionally evidence.gif; returns their paths."""
   os.makedirs(out_dir, exist_ok=True)
-  paths = {"json": os.path.join(out_dir, "answer.json"), "png": os.path.join(out_dir, "evidence.png")}
-  on_frame = {id(e): i for i, items in assign_frames(video.frame_times, result.evidence).items()
-              for e in items}
+  paths = {
+    "json": os.path.join(out_dir, "answer.json"),
+    "png": os.path.join(out_dir, "evidence.png"),
+  }
+  on_frame = {
+    id(e): i
+    for i, items in assign_frames(video.frame_times, result.evidence).items()
+    for e in items
+  }
   report = {
-      "video": video.path, "question": result.question, "completion": result.text,
-      "answer": result.answer, "think": result.think,
-      "frame_size": list(video.frame_size), "frame_times": list(video.frame_times),
-      "evidence": [{"object": e.name, "box": list(e.box), "time": e.time,
-                    "frame": on_frame[id(e)] + 1} for e in result.evidence],
+    "video": video.path,
+    "question": result.question,
+    "completion": result.text,
+    "answer": result.answer,
+    "think": result.think,
+    "frame_size": list(video.frame_size),
+    "frame_times": list(video.frame_times),
+    "evidence": [
+      {"object": e.name, "box": list(e.box), "time": e.time, "frame": on_frame[id(e)] + 1}
+      for e in result.evidence
+    ],
   }
   with open(paths["json"], "w", encoding="utf-8") as f:
     json.dump(report, f, indent=1)
@@ -130,9 +174,15 @@ def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> 
 
 def run(args: argparse.Namespace) -> int:
   import jax
-  from o3jax.eval.generate import (Decoding, inference_mesh, load_model, load_video,
-                                   processing_config)
+  from o3jax.eval.generate import (
+    Decoding,
+    inference_mesh,
+    load_model,
+    load_video,
+    processing_config,
+  )
   from o3jax.processing.media import MediaError
+
   try:
     processing = processing_config(args.processing, args.presentation)
     video = load_video(args.video, processing)
@@ -143,13 +193,26 @@ def run(args: argparse.Namespace) -> int:
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"o3jax infer: --model {args.model}: {e}")
   greedy = args.temperature is None
-  decoding = Decoding(max_new_tokens=args.max_new_tokens, greedy=greedy,
-                      temperature=1.0 if greedy else args.temperature, top_p=args.top_p)
-  print(f"video {args.video}: {len(video.frames)} frames of {video.frame_size[0]}x"
-        f"{video.frame_size[1]} at {', '.join(f'{t:g}' for t in video.frame_times)} s",
-        file=sys.stderr)
-  result = answer_video(loaded, video, args.question, task=args.task, stage=args.prompt_stage,
-                        decoding=decoding, key=jax.random.key(args.seed))
+  decoding = Decoding(
+    max_new_tokens=args.max_new_tokens,
+    greedy=greedy,
+    temperature=1.0 if greedy else args.temperature,
+    top_p=args.top_p,
+  )
+  print(
+    f"video {args.video}: {len(video.frames)} frames of {video.frame_size[0]}x"
+    f"{video.frame_size[1]} at {', '.join(f'{t:g}' for t in video.frame_times)} s",
+    file=sys.stderr,
+  )
+  result = answer_video(
+    loaded,
+    video,
+    args.question,
+    task=args.task,
+    stage=args.prompt_stage,
+    decoding=decoding,
+    key=jax.random.key(args.seed),
+  )
   paths = write_outputs(result, video, args.out, args.gif)
   print(f"completion:\n{result.text}\n")
   print(f"answer: {result.answer or '(no <answer> block)'}\n")

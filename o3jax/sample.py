@@ -43,15 +43,17 @@ MAX_EOS_IDS = 8  # eos ids are padded to this many so that their number does not
 
 
 class SampleOutput(NamedTuple):
-  tokens: Any    # [N, M] int32; pad_id after the end-of-sequence token
+  tokens: Any  # [N, M] int32; pad_id after the end-of-sequence token
   logprobs: Any  # [N, M] float32; 0 after the end-of-sequence token
-  lengths: Any   # [N] int32: new tokens up to and including the end-of-sequence token
+  lengths: Any  # [N] int32: new tokens up to and including the end-of-sequence token
 
 
 # ------------------------------------------------------------------- choosing a token
 
-def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0,
-                  top_p: float = 1.0) -> jax.Array:
+
+def filter_logits(
+  logits: jax.Array, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> jax.Array:
   """logits [..., V] -> float32 logits / temperature with the filtered-out tokens at -inf.
 
   Same rules and order as transformers' temperature, top-k and top-p warpers: top-k keeps
@@ -95,9 +97,16 @@ def _smallest_kept(probs: jax.Array, above, limit) -> jax.Array:
   return to_float(hi)
 
 
-def choose_tokens(logits: jax.Array, key: jax.Array, *, temperature: float, top_k: int,
-                  top_p: float, greedy: bool, banned: tuple[int, ...] = ()
-                  ) -> tuple[jax.Array, jax.Array]:
+def choose_tokens(
+  logits: jax.Array,
+  key: jax.Array,
+  *,
+  temperature: float,
+  top_k: int,
+  top_p: float,
+  greedy: bool,
+  banned: tuple[int, ...] = (),
+) -> tuple[jax.Array, jax.Array]:
   """logits [N, V] -> (tokens [N] int32, log-probs [N] float32, see the module docstring).
 
   `banned` ids are never chosen; the log-probs stay those of the unmodified policy."""
@@ -115,34 +124,55 @@ def choose_tokens(logits: jax.Array, key: jax.Array, *, temperature: float, top_
 
 # ------------------------------------------------------------------------ the sampler
 
+
 def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
   """Embeds and runs the prompts at cache slots 0..T-1; logits of the last column only
   (the [B, T, V] logits of every prompt column would be gigabytes at a real vocabulary)."""
   ids = inputs["input_ids"]
   b, t = ids.shape
-  x = model.embed(ids, inputs.get("pixel_values"), inputs.get("image_layout"),
-                  inputs.get("pixel_values_videos"), inputs.get("video_layout"))
+  x = model.embed(
+    ids,
+    inputs.get("pixel_values"),
+    inputs.get("image_layout"),
+    inputs.get("pixel_values_videos"),
+    inputs.get("video_layout"),
+  )
   cache = model.init_cache(b, t + max_new_tokens)
   cache_mask = jnp.concatenate(
-      [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
-  logits, cache = model.forward_cached(x, inputs["position_ids"], cache_mask, cache, 0,
-                                       last_only=True)
+    [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1
+  )
+  logits, cache = model.forward_cached(
+    x, inputs["position_ids"], cache_mask, cache, 0, last_only=True
+  )
   return logits[:, 0], cache, cache_mask
 
 
 class _Decoding(NamedTuple):
   """The while-loop state."""
-  step: jax.Array      # index of the next token to choose
-  tokens: jax.Array    # [N, M]
+
+  step: jax.Array  # index of the next token to choose
+  tokens: jax.Array  # [N, M]
   logprobs: jax.Array  # [N, M]
-  lengths: jax.Array   # [N]
-  done: jax.Array      # [N] bool: the row has emitted an end-of-sequence id
+  lengths: jax.Array  # [N]
+  done: jax.Array  # [N] bool: the row has emitted an end-of-sequence id
   cache: KVCache
 
 
-def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
-            pad_id: jax.Array, *, max_new_tokens: int, num_samples: int, temperature: float,
-            top_p: float, top_k: int, greedy: bool) -> SampleOutput:
+def _sample(
+  graphdef,
+  state,
+  inputs: dict,
+  key: jax.Array,
+  eos_ids: jax.Array,
+  pad_id: jax.Array,
+  *,
+  max_new_tokens: int,
+  num_samples: int,
+  temperature: float,
+  top_p: float,
+  top_k: int,
+  greedy: bool,
+) -> SampleOutput:
   model = nnx.merge(graphdef, state)
   t = inputs["input_ids"].shape[1]
   logits, cache, cache_mask = _prefill(model, inputs, max_new_tokens)
@@ -160,15 +190,23 @@ def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
 
   def record(s: _Decoding, logits) -> _Decoding:
     """Chooses token s.step from logits [N, V]; rows already finished write padding."""
-    token, logp = choose_tokens(logits, jax.random.fold_in(key, s.step),
-                                temperature=temperature, top_k=top_k, top_p=top_p,
-                                greedy=greedy, banned=banned)
+    token, logp = choose_tokens(
+      logits,
+      jax.random.fold_in(key, s.step),
+      temperature=temperature,
+      top_k=top_k,
+      top_p=top_p,
+      greedy=greedy,
+      banned=banned,
+    )
     token = jnp.where(s.done, pad_id, token)
     return s._replace(
-        step=s.step + 1, tokens=s.tokens.at[:, s.step].set(token),
-        logprobs=s.logprobs.at[:, s.step].set(jnp.where(s.done, 0.0, logp)),
-        lengths=s.lengths + (~s.done).astype(jnp.int32),
-        done=s.done | jnp.isin(token, eos_ids))
+      step=s.step + 1,
+      tokens=s.tokens.at[:, s.step].set(token),
+      logprobs=s.logprobs.at[:, s.step].set(jnp.where(s.done, 0.0, logp)),
+      lengths=s.lengths + (~s.done).astype(jnp.int32),
+      done=s.done | jnp.isin(token, eos_ids),
+    )
 
   def decode(s: _Decoding) -> _Decoding:
     """Runs token s.step - 1 at cache slot t + s.step - 1, then chooses token s.step."""
@@ -180,20 +218,47 @@ def _sample(graphdef, state, inputs: dict, key: jax.Array, eos_ids: jax.Array,
   def running(s: _Decoding):
     return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
-  s = _Decoding(jnp.int32(0), jnp.full((n, max_new_tokens), pad_id, jnp.int32),
-                jnp.zeros((n, max_new_tokens), jnp.float32), jnp.zeros((n,), jnp.int32),
-                jnp.zeros((n,), bool), cache)
+  s = _Decoding(
+    jnp.int32(0),
+    jnp.full((n, max_new_tokens), pad_id, jnp.int32),
+    jnp.zeros((n, max_new_tokens), jnp.float32),
+    jnp.zeros((n,), jnp.int32),
+    jnp.zeros((n,), bool),
+    cache,
+  )
   s = jax.lax.while_loop(running, decode, record(s, logits))
   return SampleOutput(s.tokens, s.logprobs, s.lengths)
 
 
-_sample_jit = jax.jit(_sample, static_argnames=(
-    "graphdef", "max_new_tokens", "num_samples", "temperature", "top_p", "top_k", "greedy"))
+_sample_jit = jax.jit(
+  _sample,
+  static_argnames=(
+    "graphdef",
+    "max_new_tokens",
+    "num_samples",
+    "temperature",
+    "top_p",
+    "top_k",
+    "greedy",
+  ),
+)
 
 
-def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int,
-           num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-           greedy: bool = False, eos_id: int | Sequence[int], pad_id: int = 0) -> SampleOutput:
+def sample(
+  graphdef,
+  state,
+  inputs: dict,
+  key: jax.Array,
+  *,
+  max_new_tokens: int,
+  num_samples: int = 1,
+  temperature: float = 1.0,
+  top_p: float = 1.0,
+  top_k: int = 0,
+  greedy: bool = False,
+  eos_id: int | Sequence[int],
+  pad_id: int = 0,
+) -> SampleOutput:
   """Samples `num_samples` continuations of each prompt; jitted.
 
   graphdef, state: `nnx.split(model)` of a `Qwen2_5_VL`.
@@ -206,11 +271,13 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
   continues prompt b.
   """
   if max_new_tokens < 1 or num_samples < 1:
-    raise ValueError(f"max_new_tokens ({max_new_tokens}) and num_samples ({num_samples}) "
-                     "must be >= 1")
+    raise ValueError(
+      f"max_new_tokens ({max_new_tokens}) and num_samples ({num_samples}) must be >= 1"
+    )
   if not greedy and (temperature <= 0 or not 0 < top_p <= 1 or top_k < 0):
-    raise ValueError(f"need temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, "
-                     f"{top_p}, {top_k}")
+    raise ValueError(
+      f"need temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}"
+    )
   eos_ids = np.atleast_1d(np.asarray(eos_id, np.int32))
   if not 1 <= eos_ids.size <= MAX_EOS_IDS or eos_ids.ndim != 1:
     raise ValueError(f"eos_id must be 1 to {MAX_EOS_IDS} ids, got {eos_id!r}")
@@ -220,15 +287,28 @@ def sample(graphdef, state, inputs: dict, key: jax.Array, *, max_new_tokens: int
     raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
   mask = inputs["attention_mask"]
   if isinstance(mask, np.ndarray) and (mask.any(1) & (mask[:, -1] == 0)).any():
-    raise ValueError("inputs['attention_mask'] has padding in the last column: prompts must be "
-                     "left-padded (o3jax.sample.prepare_prompts does it)")
-  return _sample_jit(graphdef, state, inputs, key, eos_ids, jnp.int32(pad_id),
-                     max_new_tokens=max_new_tokens, num_samples=num_samples,
-                     temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-                     greedy=bool(greedy))
+    raise ValueError(
+      "inputs['attention_mask'] has padding in the last column: prompts must be "
+      "left-padded (o3jax.sample.prepare_prompts does it)"
+    )
+  return _sample_jit(
+    graphdef,
+    state,
+    inputs,
+    key,
+    eos_ids,
+    jnp.int32(pad_id),
+    max_new_tokens=max_new_tokens,
+    num_samples=num_samples,
+    temperature=float(temperature),
+    top_p=float(top_p),
+    top_k=int(top_k),
+    greedy=bool(greedy),
+  )
 
 
 # ------------------------------------------------------------------------- host side
+
 
 def left_pad(input_ids, attention_mask, length: int, pad_id: int = 0):
   """Moves each row's real tokens (attention_mask 1, in order) to the right end of a row of
@@ -237,21 +317,25 @@ def left_pad(input_ids, attention_mask, length: int, pad_id: int = 0):
   A row without tokens (filler of a partial batch) stays empty; its rollouts are noise
   that the caller ignores."""
   input_ids = np.asarray(input_ids)
-  mask = (np.ones_like(input_ids, bool) if attention_mask is None
-          else np.asarray(attention_mask).astype(bool))
+  mask = (
+    np.ones_like(input_ids, bool)
+    if attention_mask is None
+    else np.asarray(attention_mask).astype(bool)
+  )
   counts = mask.sum(1)
   if counts.max(initial=0) > length:
     raise ValueError(f"a prompt of {counts.max()} tokens does not fit prompt length {length}")
   ids = np.full((input_ids.shape[0], length), pad_id, input_ids.dtype)
   new_mask = np.zeros((input_ids.shape[0], length), np.int32)
   for row in range(input_ids.shape[0]):
-    ids[row, length - counts[row]:] = input_ids[row][mask[row]]
-    new_mask[row, length - counts[row]:] = 1
+    ids[row, length - counts[row] :] = input_ids[row][mask[row]]
+    new_mask[row, length - counts[row] :] = 1
   return ids, new_mask
 
 
-def next_positions(position_ids: np.ndarray, attention_mask: np.ndarray,
-                   rope_rule: str) -> np.ndarray:
+def next_positions(
+  position_ids: np.ndarray, attention_mask: np.ndarray, rope_rule: str
+) -> np.ndarray:
   """[3, B] rotary ids of the first new token of each (left-padded) prompt."""
   if rope_rule == "transformers5":
     return position_ids[:, :, -1] + 1
@@ -271,12 +355,23 @@ def _pad_patches(pixels, padding: dict | None):
   return np.pad(pixels, ((0, extra), (0, 0)))
 
 
-def prepare_prompts(config, input_ids, attention_mask=None, pixel_values=None,
-                    image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None,
-                    second_per_grid_ts=None, *, rope_rule: str = "qwen", bucket: int = 64,
-                    prompt_length: int | None = None, pad_id: int = 0,
-                    image_padding: dict | None = None,
-                    video_padding: dict | None = None) -> dict:
+def prepare_prompts(
+  config,
+  input_ids,
+  attention_mask=None,
+  pixel_values=None,
+  image_grid_thw=None,
+  pixel_values_videos=None,
+  video_grid_thw=None,
+  second_per_grid_ts=None,
+  *,
+  rope_rule: str = "qwen",
+  bucket: int = 64,
+  prompt_length: int | None = None,
+  pad_id: int = 0,
+  image_padding: dict | None = None,
+  video_padding: dict | None = None,
+) -> dict:
   """Host (numpy) inputs for `sample` from transformers-style arguments.
 
   Prompts are re-padded on the left to `prompt_length`, or to the next multiple of
@@ -290,33 +385,72 @@ def prepare_prompts(config, input_ids, attention_mask=None, pixel_values=None,
   ids, mask = left_pad(ids, mask, length, pad_id)
   pixel_values = _pad_patches(pixel_values, image_padding)
   pixel_values_videos = _pad_patches(pixel_values_videos, video_padding)
-  out = prepare_inputs(config, ids, mask, pixel_values, image_grid_thw, pixel_values_videos,
-                       video_grid_thw, second_per_grid_ts, rope_rule=rope_rule,
-                       image_padding=image_padding, video_padding=video_padding)
+  out = prepare_inputs(
+    config,
+    ids,
+    mask,
+    pixel_values,
+    image_grid_thw,
+    pixel_values_videos,
+    video_grid_thw,
+    second_per_grid_ts,
+    rope_rule=rope_rule,
+    image_padding=image_padding,
+    video_padding=video_padding,
+  )
   out["position_ids"] = np.asarray(out["position_ids"], np.int32)
   out["next_position"] = next_positions(out["position_ids"], mask, rope_rule).astype(np.int32)
   return out
 
 
-def generate(model: Qwen2_5_VL, key: jax.Array, *, max_new_tokens: int, eos_id=None,
-             pad_id: int = 0, num_samples: int = 1, temperature: float = 1.0,
-             top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-             rope_rule: str = "qwen", bucket: int = 64, prompt_length: int | None = None,
-             image_padding: dict | None = None, video_padding: dict | None = None,
-             **hf_inputs) -> SampleOutput:
+def generate(
+  model: Qwen2_5_VL,
+  key: jax.Array,
+  *,
+  max_new_tokens: int,
+  eos_id=None,
+  pad_id: int = 0,
+  num_samples: int = 1,
+  temperature: float = 1.0,
+  top_p: float = 1.0,
+  top_k: int = 0,
+  greedy: bool = False,
+  rope_rule: str = "qwen",
+  bucket: int = 64,
+  prompt_length: int | None = None,
+  image_padding: dict | None = None,
+  video_padding: dict | None = None,
+  **hf_inputs,
+) -> SampleOutput:
   """`prepare_prompts` + `sample` on a model; numpy results.
 
   `hf_inputs` are transformers' names: input_ids, attention_mask, pixel_values,
   image_grid_thw, pixel_values_videos, video_grid_thw, second_per_grid_ts. `eos_id`
   defaults to the config's eos_token_id.
   """
-  inputs = prepare_prompts(model.config, rope_rule=rope_rule, bucket=bucket,
-                           prompt_length=prompt_length, pad_id=pad_id,
-                           image_padding=image_padding, video_padding=video_padding,
-                           **hf_inputs)
+  inputs = prepare_prompts(
+    model.config,
+    rope_rule=rope_rule,
+    bucket=bucket,
+    prompt_length=prompt_length,
+    pad_id=pad_id,
+    image_padding=image_padding,
+    video_padding=video_padding,
+    **hf_inputs,
+  )
   graphdef, state = nnx.split(model)
-  out = sample(graphdef, state, inputs, key, max_new_tokens=max_new_tokens,
-               num_samples=num_samples, temperature=temperature, top_p=top_p, top_k=top_k,
-               greedy=greedy, eos_id=model.config.eos_token_id if eos_id is None else eos_id,
-               pad_id=pad_id)
+  out = sample(
+    graphdef,
+    state,
+    inputs,
+    key,
+    max_new_tokens=max_new_tokens,
+    num_samples=num_samples,
+    temperature=temperature,
+    top_p=top_p,
+    top_k=top_k,
+    greedy=greedy,
+    eos_id=model.config.eos_token_id if eos_id is None else eos_id,
+    pad_id=pad_id,
+  )
   return SampleOutput(*(np.asarray(x) for x in out))

@@ -24,19 +24,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 MESH_AXES = ("data", "fsdp", "tensor")
 
 RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("patch", None),
-    ("vision_embed", "fsdp"),
-    ("vision_mlp", "tensor"),
-    ("vision_heads", "tensor"),
-    ("vision_merge", "fsdp"),
+  ("batch", ("data", "fsdp")),
+  ("length", None),
+  ("vocab", "tensor"),
+  ("embed", "fsdp"),
+  ("mlp", "tensor"),
+  ("heads", "tensor"),
+  ("kv_heads", "tensor"),
+  ("head_dim", None),
+  ("patch", None),
+  ("vision_embed", "fsdp"),
+  ("vision_mlp", "tensor"),
+  ("vision_heads", "tensor"),
+  ("vision_merge", "fsdp"),
 )
 
 
@@ -44,8 +44,10 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Me
   devices = jax.devices() if devices is None else devices
   need = data * fsdp * tensor
   if need != len(devices):
-    raise ValueError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} = {need} devices, "
-                     f"but {len(devices)} are available")
+    raise ValueError(
+      f"mesh data={data} x fsdp={fsdp} x tensor={tensor} = {need} devices, "
+      f"but {len(devices)} are available"
+    )
   return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), MESH_AXES)
 
 
@@ -79,14 +81,17 @@ def state_shardings(state, mesh: Mesh, rules=RULES):
   Variables without `logical_axes` metadata (optimizer counters, RNG state) are
   replicated. The result has the State's tree structure, for jit in/out shardings.
   """
+
   def one(v):
     if not _is_var(v):
       return NamedSharding(mesh, P())
     axes = v.get_metadata().get("logical_axes")
     shape = np.shape(v.get_value())
-    spec = P() if axes is None or len(axes) != len(shape) else \
-        logical_to_spec(axes, shape, mesh, rules)
+    spec = (
+      P() if axes is None or len(axes) != len(shape) else logical_to_spec(axes, shape, mesh, rules)
+    )
     return v.replace(NamedSharding(mesh, spec))
+
   return jax.tree.map(one, state, is_leaf=_is_var)
 
 
@@ -109,4 +114,5 @@ def constrain(x: jax.Array, axes: tuple) -> jax.Array:
     return x
   mesh, rules = active
   return jax.lax.with_sharding_constraint(
-      x, NamedSharding(mesh, logical_to_spec(axes, x.shape, mesh, rules)))
+    x, NamedSharding(mesh, logical_to_spec(axes, x.shape, mesh, rules))
+  )

@@ -18,8 +18,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 from o3jax.eval.tts import nearest_frame
 
-PALETTE = ((255, 64, 64), (64, 200, 255), (255, 220, 0), (80, 255, 120), (255, 120, 255),
-           (255, 160, 40), (160, 160, 255), (255, 255, 255))
+PALETTE = (
+  (255, 64, 64),
+  (64, 200, 255),
+  (255, 220, 0),
+  (80, 255, 120),
+  (255, 120, 255),
+  (255, 160, 40),
+  (160, 160, 255),
+  (255, 255, 255),
+)
 CAPTION_HEIGHT = 18
 BACKGROUND = (16, 16, 16)
 
@@ -65,9 +73,13 @@ def _font(size: int):
     return ImageFont.load_default()
 
 
-def draw_evidence(frame: np.ndarray, evidence: Sequence[Evidence], scale: int,
-                  palette: dict[str, tuple[int, int, int]], line_width: int | None = None
-                  ) -> Image.Image:
+def draw_evidence(
+  frame: np.ndarray,
+  evidence: Sequence[Evidence],
+  scale: int,
+  palette: dict[str, tuple[int, int, int]],
+  line_width: int | None = None,
+) -> Image.Image:
   """The frame enlarged `scale` times with each box outlined and labelled `NAME T s`."""
   h, w = frame.shape[:2]
   image = Image.fromarray(np.asarray(frame, np.uint8)).convert("RGB")
@@ -92,7 +104,9 @@ def draw_evidence(frame: np.ndarray, evidence: Sequence[Evidence], scale: int,
   return image
 
 
-def assign_frames(frame_times: Sequence[float], evidence: Sequence[Evidence]) -> dict[int, list[Evidence]]:
+def assign_frames(
+  frame_times: Sequence[float], evidence: Sequence[Evidence]
+) -> dict[int, list[Evidence]]:
   """Shown-frame index -> the evidence drawn on it (its nearest frame), frames in order."""
   by_frame: dict[int, list[Evidence]] = {}
   for e in evidence:
@@ -107,8 +121,12 @@ def _caption(panel: Image.Image, text: str) -> Image.Image:
   return out
 
 
-def evidence_panels(frames: np.ndarray, frame_times: Sequence[float],
-                    evidence: Sequence[Evidence], min_width: int = 320) -> list[Image.Image]:
+def evidence_panels(
+  frames: np.ndarray,
+  frame_times: Sequence[float],
+  evidence: Sequence[Evidence],
+  min_width: int = 320,
+) -> list[Image.Image]:
   """One captioned panel per shown frame that holds evidence, in time order."""
   palette = colours(evidence)
   scale = scale_for(frames.shape[2], min_width)
@@ -123,8 +141,14 @@ def evidence_panels(frames: np.ndarray, frame_times: Sequence[float],
   return panels
 
 
-def evidence_sheet(frames: np.ndarray, frame_times: Sequence[float], evidence: Sequence[Evidence],
-                   title: str = "", columns: int = 4, min_width: int = 320) -> Image.Image:
+def evidence_sheet(
+  frames: np.ndarray,
+  frame_times: Sequence[float],
+  evidence: Sequence[Evidence],
+  title: str = "",
+  columns: int = 4,
+  min_width: int = 320,
+) -> Image.Image:
   """The evidence panels in a grid of `columns`, under an optional title line."""
   panels = evidence_panels(frames, frame_times, evidence, min_width)
   if not panels:
@@ -135,7 +159,9 @@ def evidence_sheet(frames: np.ndarray, frame_times: Sequence[float], evidence: S
   cols = min(columns, len(panels))
   rows = -(-len(panels) // cols)
   head = CAPTION_HEIGHT + 4 if title else 0
-  sheet = Image.new("RGB", (cols * pw + (cols + 1) * 4, head + rows * ph + (rows + 1) * 4), BACKGROUND)
+  sheet = Image.new(
+    "RGB", (cols * pw + (cols + 1) * 4, head + rows * ph + (rows + 1) * 4), BACKGROUND
+  )
   if title:
     ImageDraw.Draw(sheet).text((4, 4), title, fill=(255, 255, 255), font=_font(13))
   for k, panel in enumerate(panels):
@@ -144,12 +170,20 @@ def evidence_sheet(frames: np.ndarray, frame_times: Sequence[float], evidence: S
   return sheet
 
 
-def evidence_gif(frames: np.ndarray, frame_times: Sequence[float], evidence: Sequence[Evidence],
-                 path: str, min_width: int = 320, frame_ms: int = 500) -> None:
+def evidence_gif(
+  frames: np.ndarray,
+  frame_times: Sequence[float],
+  evidence: Sequence[Evidence],
+  path: str,
+  min_width: int = 320,
+  frame_ms: int = 500,
+) -> None:
   """Every shown frame in order, with the evidence drawn on its nearest frame."""
   palette = colours(evidence)
   scale = scale_for(frames.shape[2], min_width)
   on = assign_frames(frame_times, evidence)
-  images = [_caption(draw_evidence(frame, on.get(i, []), scale, palette), f"{frame_times[i]:g}s")
-            for i, frame in enumerate(frames)]
+  images = [
+    _caption(draw_evidence(frame, on.get(i, []), scale, palette), f"{frame_times[i]:g}s")
+    for i, frame in enumerate(frames)
+  ]
   images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)

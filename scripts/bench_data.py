@@ -67,10 +67,19 @@ def measure(args, records, root, tokenizer, processing, bucket, paths) -> tuple[
   prefetched while the other variants ran, so it measures steady production."""
   iterators, startup = {}, {}
   for workers in (0, 1, 2):
-    config = PipelineConfig(batch_size=2, buckets=(bucket,), num_workers=workers, seed=0, shard_index=0,
-                            shard_count=1, worker_buffer_size=1)
+    config = PipelineConfig(
+      batch_size=2,
+      buckets=(bucket,),
+      num_workers=workers,
+      seed=0,
+      shard_index=0,
+      shard_count=1,
+      worker_buffer_size=1,
+    )
     start = time.perf_counter()
-    iterators[workers] = make_iterator(records, tokenizer=tokenizer, processing=processing, config=config, root=root)
+    iterators[workers] = make_iterator(
+      records, tokenizer=tokenizer, processing=processing, config=config, root=root
+    )
     next(iterators[workers])
     startup[workers] = time.perf_counter() - start
   baseline, rates = [], {w: [] for w in iterators}
@@ -94,22 +103,45 @@ def measure(args, records, root, tokenizer, processing, bucket, paths) -> tuple[
 def part1(args, tokenizer, workdir) -> dict:
   root = os.path.join(workdir, "reference")
   print(f"writing {args.videos} synthetic 640x360 24 fps videos ...", flush=True)
-  synth.synthesize(root, videos=args.videos, seed=0, vstar_videos=0, width=640, height=360, fps=24, progress=False)
-  records = [r for r in load_records(os.path.join(root, "STGR-SFT.json")) if r["task"] == "General video QA Free-form"]
+  synth.synthesize(
+    root, videos=args.videos, seed=0, vstar_videos=0, width=640, height=360, fps=24, progress=False
+  )
+  records = [
+    r
+    for r in load_records(os.path.join(root, "STGR-SFT.json"))
+    if r["task"] == "General video QA Free-form"
+  ]
   paths = [os.path.join(root, r["video_path"]) for r in records]
   processing = ProcessingConfig()
   bucket = bucket_for_videos(processing, 4096, (640, 360))
   baseline, pipelines = measure(args, records, root, tokenizer, processing, bucket, paths)
   base = statistics.median(baseline)
-  result = {"videos": len(paths), "frame_size": list(F.video_frame_size(360, 640, 16, processing)[::-1]),
-            "baseline_frames_per_s": base, "baseline_runs": baseline, "pipeline": {}}
-  print(f"\nreference processing, {len(paths)} videos of 640x360 -> frames of {result['frame_size']}")
-  print(f"  sequential loop (decord + PIL + numpy per frame): {base:8.1f} frames/s (median of {args.repeats})")
+  result = {
+    "videos": len(paths),
+    "frame_size": list(F.video_frame_size(360, 640, 16, processing)[::-1]),
+    "baseline_frames_per_s": base,
+    "baseline_runs": baseline,
+    "pipeline": {},
+  }
+  print(
+    f"\nreference processing, {len(paths)} videos of 640x360 -> frames of {result['frame_size']}"
+  )
+  print(
+    f"  sequential loop (decord + PIL + numpy per frame): {base:8.1f} frames/s (median of {args.repeats})"
+  )
   for workers, (rates, startup) in pipelines.items():
     rate = statistics.median(rates)
-    result["pipeline"][workers] = {"frames_per_s": rate, "ratio": rate / base, "startup_s": startup, "runs": rates}
-    print(f"  pipeline, {workers} worker process(es):          {rate:8.1f} frames/s  "
-          f"ratio {rate / base:4.2f}  (startup {startup:.1f} s)", flush=True)
+    result["pipeline"][workers] = {
+      "frames_per_s": rate,
+      "ratio": rate / base,
+      "startup_s": startup,
+      "runs": rates,
+    }
+    print(
+      f"  pipeline, {workers} worker process(es):          {rate:8.1f} frames/s  "
+      f"ratio {rate / base:4.2f}  (startup {startup:.1f} s)",
+      flush=True,
+    )
   return result
 
 
@@ -133,20 +165,35 @@ def part2(args, tokenizer, workdir) -> dict:
   @nnx.jit
   def step(model, mb):
     def loss(model):
-      logits = model(mb["input_ids"], mb["attention_mask"], pixel_values=mb["pixel_values"],
-                     position_ids=mb["position_ids"], image_layout=mb["image_layout"])
+      logits = model(
+        mb["input_ids"],
+        mb["attention_mask"],
+        pixel_values=mb["pixel_values"],
+        position_ids=mb["position_ids"],
+        image_layout=mb["image_layout"],
+      )
       logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32))
       nll = -jnp.take_along_axis(logp, mb["input_ids"][:, 1:, None], -1)[..., 0]
       weight = mb["loss_mask"][:, 1:]
       return (nll * weight).sum() / jnp.maximum(weight.sum(), 1)
+
     return nnx.value_and_grad(loss)(model)
 
   result = {"batch_size": args.batch_size, "bucket": dataclasses.asdict(bucket), "runs": {}}
   print(f"\ntiny SFT step (batch {args.batch_size}, bucket {bucket}) fed by the pipeline")
   for workers in (0, 1, 2):
-    config = PipelineConfig(batch_size=args.batch_size, buckets=(bucket,), num_workers=workers, seed=0,
-                            shard_index=0, shard_count=1, worker_buffer_size=4)
-    iterator = make_iterator(records, tokenizer=tokenizer, processing=TINY, config=config, root=root)
+    config = PipelineConfig(
+      batch_size=args.batch_size,
+      buckets=(bucket,),
+      num_workers=workers,
+      seed=0,
+      shard_index=0,
+      shard_count=1,
+      worker_buffer_size=4,
+    )
+    iterator = make_iterator(
+      records, tokenizer=tokenizer, processing=TINY, config=config, root=root
+    )
     waits, preps, steps = [], [], []
     try:
       for i in range(args.steps + 2):
@@ -163,13 +210,19 @@ def part2(args, tokenizer, workdir) -> dict:
           steps.append(t3 - t2)
     finally:
       iterator.close()
-    row = {"wait_ms": 1e3 * statistics.median(waits), "host_prep_ms": 1e3 * statistics.median(preps),
-           "step_ms": 1e3 * statistics.median(steps)}
+    row = {
+      "wait_ms": 1e3 * statistics.median(waits),
+      "host_prep_ms": 1e3 * statistics.median(preps),
+      "step_ms": 1e3 * statistics.median(steps),
+    }
     row["waits_on_data"] = row["wait_ms"] > 0.1 * row["step_ms"]
     result["runs"][workers] = row
-    print(f"  {workers} worker(s): step {row['step_ms']:7.1f} ms, host prep {row['host_prep_ms']:6.1f} ms, "
-          f"waiting for the batch {row['wait_ms']:7.1f} ms (median of {len(steps)}) -> "
-          f"{'waits on data' if row['waits_on_data'] else 'does not wait'}", flush=True)
+    print(
+      f"  {workers} worker(s): step {row['step_ms']:7.1f} ms, host prep {row['host_prep_ms']:6.1f} ms, "
+      f"waiting for the batch {row['wait_ms']:7.1f} ms (median of {len(steps)}) -> "
+      f"{'waits on data' if row['waits_on_data'] else 'does not wait'}",
+      flush=True,
+    )
   return result
 
 
@@ -183,7 +236,10 @@ def main() -> int:
   parser.add_argument("--out", help="write the numbers as JSON here")
   args = parser.parse_args()
   # Other work on the machine slows the worker processes most: report the load with the numbers.
-  print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+  print(
+    f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+    flush=True,
+  )
   tokenizer = build_demo_tokenizer()
   with tempfile.TemporaryDirectory() as workdir:
     results = {"throughput": part1(args, tokenizer, workdir)}

@@ -31,19 +31,30 @@ def video_prompts(cfg, batch: int, grid, text: int, seed: int = 0) -> dict:
   """B left-padded prompts: text, one video of `grid`, text; lengths differ by row."""
   rng = np.random.default_rng(seed)
   t, h, w = grid
-  video = ([cfg.vision_start_token_id] + [cfg.video_token_id] * (t * h * w // 4)
-           + [cfg.vision_end_token_id])
-  rows = [rng.integers(0, 900, text // 2 + i).tolist() + video
-          + rng.integers(0, 900, text - text // 2).tolist() for i in range(batch)]
+  video = (
+    [cfg.vision_start_token_id]
+    + [cfg.video_token_id] * (t * h * w // 4)
+    + [cfg.vision_end_token_id]
+  )
+  rows = [
+    rng.integers(0, 900, text // 2 + i).tolist()
+    + video
+    + rng.integers(0, 900, text - text // 2).tolist()
+    for i in range(batch)
+  ]
   n = max(map(len, rows))
   ids = np.zeros((batch, n), np.int64)
   mask = np.zeros((batch, n), np.int64)
   for i, row in enumerate(rows):
-    ids[i, n - len(row):], mask[i, n - len(row):] = row, 1
+    ids[i, n - len(row) :], mask[i, n - len(row) :] = row, 1
   pixels = rng.standard_normal((batch * t * h * w, cfg.vision.patch_dim)).astype(np.float32)
-  return dict(input_ids=ids, attention_mask=mask, pixel_values_videos=pixels,
-              video_grid_thw=np.array([grid] * batch),
-              second_per_grid_ts=np.full((batch,), 1.0, np.float32))
+  return dict(
+    input_ids=ids,
+    attention_mask=mask,
+    pixel_values_videos=pixels,
+    video_grid_thw=np.array([grid] * batch),
+    second_per_grid_ts=np.full((batch,), 1.0, np.float32),
+  )
 
 
 def timed_pairs(runs: dict, repeats: int) -> dict[str, list[float]]:
@@ -75,40 +86,66 @@ def main():
 
   cfg = config_lib.tiny()
   torch.manual_seed(0)
-  hf = transformers.Qwen2_5_VLForConditionalGeneration(
-      transformers.Qwen2_5_VLConfig(**config_lib.to_hf_dict(cfg))).eval().float()
+  hf = (
+    transformers.Qwen2_5_VLForConditionalGeneration(
+      transformers.Qwen2_5_VLConfig(**config_lib.to_hf_dict(cfg))
+    )
+    .eval()
+    .float()
+  )
   with tempfile.TemporaryDirectory() as path:
     hf.save_pretrained(path)
     ours = load_pretrained(path)
   inputs = video_prompts(cfg, args.batch, tuple(args.grid), args.text)
   n, m = args.batch * args.samples, args.new_tokens
-  print(f"jax {jax.__version__} on {jax.default_backend()} ({len(jax.devices())} device), "
-        f"torch {torch.__version__} on cpu, "
-        f"transformers {transformers.__version__}")
-  print(f"B={args.batch} prompts of {inputs['input_ids'].shape[1]} tokens (video grid "
-        f"{tuple(args.grid)}), G={args.samples}, {m} new tokens, temperature "
-        f"{args.temperature}, top_p {args.top_p}")
+  print(
+    f"jax {jax.__version__} on {jax.default_backend()} ({len(jax.devices())} device), "
+    f"torch {torch.__version__} on cpu, "
+    f"transformers {transformers.__version__}"
+  )
+  print(
+    f"B={args.batch} prompts of {inputs['input_ids'].shape[1]} tokens (video grid "
+    f"{tuple(args.grid)}), G={args.samples}, {m} new tokens, temperature "
+    f"{args.temperature}, top_p {args.top_p}"
+  )
 
   key = [jax.random.key(0)]
 
   def run_ours():
     key[0], k = jax.random.split(key[0])
-    out = sampling.generate(ours, k, max_new_tokens=m, num_samples=args.samples,
-                            temperature=args.temperature, top_p=args.top_p,
-                            eos_id=cfg.eos_token_id, rope_rule="transformers5", **inputs)
+    out = sampling.generate(
+      ours,
+      k,
+      max_new_tokens=m,
+      num_samples=args.samples,
+      temperature=args.temperature,
+      top_p=args.top_p,
+      eos_id=cfg.eos_token_id,
+      rope_rule="transformers5",
+      **inputs,
+    )
     return out
 
   hf_inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
   hf_inputs["mm_token_type_ids"] = torch.as_tensor(
-      (inputs["input_ids"] == cfg.image_token_id) * 1
-      + (inputs["input_ids"] == cfg.video_token_id) * 2)
+    (inputs["input_ids"] == cfg.image_token_id) * 1
+    + (inputs["input_ids"] == cfg.video_token_id) * 2
+  )
 
   def run_hf(threads: int):
     torch.set_num_threads(threads)
     with torch.no_grad():
-      out = hf.generate(**hf_inputs, do_sample=True, num_return_sequences=args.samples,
-                        max_new_tokens=m, temperature=args.temperature, top_p=args.top_p,
-                        top_k=0, eos_token_id=cfg.eos_token_id, pad_token_id=0)
+      out = hf.generate(
+        **hf_inputs,
+        do_sample=True,
+        num_return_sequences=args.samples,
+        max_new_tokens=m,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=0,
+        eos_token_id=cfg.eos_token_id,
+        pad_token_id=0,
+      )
     hf.model.rope_deltas = None
     return out
 
@@ -134,8 +171,9 @@ def main():
   for name, med in medians.items():
     print(f"{name:18}{med:10.3f}{tokens / med:12.0f}")
   baseline = min(v for k, v in medians.items() if k != "o3jax")
-  print(f"speed-up (o3jax / fastest transformers, tokens/s medians): "
-        f"{baseline / medians['o3jax']:.2f}x")
+  print(
+    f"speed-up (o3jax / fastest transformers, tokens/s medians): {baseline / medians['o3jax']:.2f}x"
+  )
 
 
 if __name__ == "__main__":

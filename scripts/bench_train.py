@@ -42,10 +42,12 @@ def random_batch(cfg, batch: int, seq: int, images: int, grid, rng):
     for row in range(batch):
       for i in range(images):
         start = 8 + i * (len(block) + 4)
-        ids[row, start:start + len(block)] = block
+        ids[row, start : start + len(block)] = block
     n = batch * images
-    out.update(pixel_values=rng.standard_normal((n * t * h * w, cfg.vision.patch_dim)).astype(np.float32),
-               image_grid_thw=np.array([grid] * n, np.int32))
+    out.update(
+      pixel_values=rng.standard_normal((n * t * h * w, cfg.vision.patch_dim)).astype(np.float32),
+      image_grid_thw=np.array([grid] * n, np.int32),
+    )
   return out
 
 
@@ -74,8 +76,9 @@ def main():
 
   if args.slice7b:
     base = config_lib.qwen2_5_vl_7b()
-    cfg = base.replace(text=config_lib.TextConfig(**{**base.text.__dict__,
-                                                     "num_hidden_layers": args.layers}))
+    cfg = base.replace(
+      text=config_lib.TextConfig(**{**base.text.__dict__, "num_hidden_layers": args.layers})
+    )
     dtype, remat, images = args.dtype or "bfloat16", True, 0
   else:
     cfg = config_lib.preset(args.preset)
@@ -89,8 +92,9 @@ def main():
   rng = np.random.default_rng(0)
   batch = model_batch(cfg, random_batch(cfg, args.batch, args.seq, images, (1, 4, 6), rng))
   bsh = step_lib.batch_shardings(batch, mesh)
-  fn = step_lib.jit_train_step(step_lib.make_train_step(graphdef, sft_loss, tx, schedule(ocfg, 1000)),
-                               shardings, bsh, mesh)
+  fn = step_lib.jit_train_step(
+    step_lib.make_train_step(graphdef, sft_loss, tx, schedule(ocfg, 1000)), shardings, bsh, mesh
+  )
   batch = jax.device_put(batch, bsh)
   t0 = time.perf_counter()
   state, m = fn(state, batch)
@@ -109,12 +113,20 @@ def main():
   flops_per_token = 6 * n + 12 * t.num_hidden_layers * t.num_attention_heads * t.head_dim * args.seq
   achieved = flops_per_token * tokens / med
   result = {
-      "device": str(jax.devices()[0].device_kind), "config": "7b-slice" if args.slice7b else args.preset,
-      "text_layers": t.num_hidden_layers, "batch": args.batch, "seq": args.seq, "dtype": dtype,
-      "remat": remat, "compile_s": round(compile_s, 2), "step_s_median": med,
-      "step_s_all": [round(x, 4) for x in times], "tokens_per_s": tokens / med,
-      "matmul_params": n, "model_tflops_per_s": achieved / 1e12,
-      "loss": float(m["loss"]),
+    "device": str(jax.devices()[0].device_kind),
+    "config": "7b-slice" if args.slice7b else args.preset,
+    "text_layers": t.num_hidden_layers,
+    "batch": args.batch,
+    "seq": args.seq,
+    "dtype": dtype,
+    "remat": remat,
+    "compile_s": round(compile_s, 2),
+    "step_s_median": med,
+    "step_s_all": [round(x, 4) for x in times],
+    "tokens_per_s": tokens / med,
+    "matmul_params": n,
+    "model_tflops_per_s": achieved / 1e12,
+    "loss": float(m["loss"]),
   }
   if args.peak_tflops:
     result["mfu"] = achieved / (args.peak_tflops * 1e12)

@@ -87,19 +87,47 @@ GENERAL = ("General video QA MCQ", "General video QA Free-form")
 
 
 def reward_terms(cfg, run, heldout: str, batches: int, max_new_tokens: int) -> dict:
-  out = {"all tasks": evaluate_rewards(cfg.replace(tasks=()), run.graphdef, run.state.params, run.model_config,
-                                       run.tokenizer, heldout, batches, max_new_tokens)}
+  out = {
+    "all tasks": evaluate_rewards(
+      cfg.replace(tasks=()),
+      run.graphdef,
+      run.state.params,
+      run.model_config,
+      run.tokenizer,
+      heldout,
+      batches,
+      max_new_tokens,
+    )
+  }
   spatial = cfg.replace(tasks=SPATIAL)
-  out["spatial tasks"] = evaluate_rewards(spatial, run.graphdef, run.state.params, run.model_config,
-                                          run.tokenizer, heldout, batches, max_new_tokens)
-  return {k: {t: round(float(v), 3) for t, v in terms.items() if np.isfinite(v)} for k, terms in out.items()}
+  out["spatial tasks"] = evaluate_rewards(
+    spatial,
+    run.graphdef,
+    run.state.params,
+    run.model_config,
+    run.tokenizer,
+    heldout,
+    batches,
+    max_new_tokens,
+  )
+  return {
+    k: {t: round(float(v), 3) for t, v in terms.items() if np.isfinite(v)}
+    for k, terms in out.items()
+  }
 
 
 def image_sensitivity(cfg, loaded, heldout: str, batches: int) -> dict:
   """Mean teacher-forced loss over `batches` held-out SFT batches, three ways."""
   model = loaded.model
-  data = data_iterator(cfg.replace(seed=0, tasks=()), heldout, loaded.tokenizer, "sft", "STGR-SFT.json",
-                       shuffle=False, num_epochs=1)
+  data = data_iterator(
+    cfg.replace(seed=0, tasks=()),
+    heldout,
+    loaded.tokenizer,
+    "sft",
+    "STGR-SFT.json",
+    shuffle=False,
+    num_epochs=1,
+  )
   rng = np.random.default_rng(0)
   sums = collections.defaultdict(float)
   count = 0.0
@@ -109,11 +137,15 @@ def image_sensitivity(cfg, loaded, heldout: str, batches: int) -> dict:
     return masked_cross_entropy(batch_logits(model, mb), mb["input_ids"], mb["loss_mask"])
 
   for _, batch in zip(range(batches), data):
-    mb = {k: jax.tree.map(lambda x: x[0], v) for k, v in model_batch(loaded.config, batch, 1).items()}
+    mb = {
+      k: jax.tree.map(lambda x: x[0], v) for k, v in model_batch(loaded.config, batch, 1).items()
+    }
     pixels = [k for k in ("pixel_values", "pixel_values_videos") if k in mb]
-    variants = {"images": mb,
-                "images zeroed": dict(mb, **{k: np.zeros_like(mb[k]) for k in pixels}),
-                "patches shuffled": dict(mb, **{k: rng.permutation(mb[k]) for k in pixels})}
+    variants = {
+      "images": mb,
+      "images zeroed": dict(mb, **{k: np.zeros_like(mb[k]) for k in pixels}),
+      "patches shuffled": dict(mb, **{k: rng.permutation(mb[k]) for k in pixels}),
+    }
     for name, inputs in variants.items():
       total, n = loss(inputs)
       sums[name] += float(total)
@@ -122,17 +154,26 @@ def image_sensitivity(cfg, loaded, heldout: str, batches: int) -> dict:
 
 
 def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
-  records = [r for r in load_records(os.path.join(heldout, "STGR-SFT.json"))
-             if r.get("task") == prompts.RELEVANCE_RATING][:limit]
+  records = [
+    r
+    for r in load_records(os.path.join(heldout, "STGR-SFT.json"))
+    if r.get("task") == prompts.RELEVANCE_RATING
+  ][:limit]
   if not records:
     return {"crops": 0}
-  crops = [np.asarray(Image.open(os.path.join(heldout, r["image_path"])).convert("RGB")) for r in records]
+  crops = [
+    np.asarray(Image.open(os.path.join(heldout, r["image_path"])).convert("RGB")) for r in records
+  ]
   rate = model_rater(loaded, processing_config(cfg), jax.random.key(0), 16)
   got = [parse_rating(t) for t in rate(crops, [r["question"] for r in records])]
   gold = [int(r["answer"]) for r in records]
   confusion = collections.Counter(f"gold {g} -> {p}" for g, p in zip(gold, got))
-  return {"crops": len(records), "accuracy": round(float(np.mean([g == p for g, p in zip(gold, got)])), 3),
-          "unreadable": sum(p is None for p in got), "confusion": dict(sorted(confusion.items()))}
+  return {
+    "crops": len(records),
+    "accuracy": round(float(np.mean([g == p for g, p in zip(gold, got)])), 3),
+    "unreadable": sum(p is None for p in got),
+    "confusion": dict(sorted(confusion.items())),
+  }
 
 
 def colour_centre(frame: np.ndarray, name: str) -> np.ndarray | None:
@@ -160,8 +201,11 @@ def centre_error(centres: list[np.ndarray | None], i: int, box) -> dict | None:
     return None
   seen = np.array([c for c in centres if c is not None])
   centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-  return {"box": np.abs(centre - here), "pooled": np.abs(seen.mean(0) - here),
-          "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1]))}
+  return {
+    "box": np.abs(centre - here),
+    "pooled": np.abs(seen.mean(0) - here),
+    "across": bool(np.ptp(seen[:, 0]) >= np.ptp(seen[:, 1])),
+  }
 
 
 def key_frames_boxed(record: dict, times: list) -> tuple[int, int, int]:
@@ -171,7 +215,11 @@ def key_frames_boxed(record: dict, times: list) -> tuple[int, int, int]:
   hard frames or repeating an easy one, which these counts show."""
   times = [round(float(t), 2) for t in times if is_number(t)]
   keys = [float(kf["time"]) for kf in record.get("key_frames") or []]
-  return len(keys), sum(any(abs(t - k) < 0.05 for t in times) for k in keys), len(times) - len(set(times))
+  return (
+    len(keys),
+    sum(any(abs(t - k) < 0.05 for t in times) for k in keys),
+    len(times) - len(set(times)),
+  )
 
 
 def on_another_object(frame: np.ndarray, name: str, box) -> bool:
@@ -188,13 +236,20 @@ def centre_error_summary(errors: list[dict]) -> dict:
     group = [e for e in errors if e["across"] == across]
     if group:
       box, pooled = (np.median([e[k] for e in group], axis=0) for k in ("box", "pooled"))
-      out[f"{way} ({len(group)} boxes)"] = (f"x {box[0]:.1f} / {pooled[0]:.1f}, "
-                                            f"y {box[1]:.1f} / {pooled[1]:.1f}")
+      out[f"{way} ({len(group)} boxes)"] = (
+        f"x {box[0]:.1f} / {pooled[0]:.1f}, y {box[1]:.1f} / {pooled[1]:.1f}"
+      )
   return out
 
 
-def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: int,
-                       select=lambda record: record.get("task") in GENERAL) -> dict:
+def evidence_on_shapes(
+  loaded,
+  cfg,
+  heldout: str,
+  limit: int,
+  max_new_tokens: int,
+  select=lambda record: record.get("task") in GENERAL,
+) -> dict:
   processing = processing_config(cfg)
   stage = processing.prompt_stage("rl")
   records = [r for r in load_records(os.path.join(heldout, "STGR-RL.json")) if select(r)][:limit]
@@ -204,8 +259,14 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
   coverage = np.zeros(3, int)  # named listings: key frames, of them boxed, repeated claims
   for record in records:
     video = load_video(os.path.join(heldout, record["video_path"]), processing)
-    result = answer_video(loaded, video, record["question"], task=record["task"], stage=stage,
-                          decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True))
+    result = answer_video(
+      loaded,
+      video,
+      record["question"],
+      task=record["task"],
+      stage=stage,
+      decoding=Decoding(max_new_tokens=max_new_tokens, greedy=True),
+    )
     hits, paths = [], {}  # paths: name -> object_centres, shared by the object's boxes
     for e in result.evidence:
       if is_number(e.time):
@@ -220,15 +281,24 @@ def evidence_on_shapes(loaded, cfg, heldout: str, limit: int, max_new_tokens: in
       coverage += key_frames_boxed(record, [e.time for e in result.evidence])
     hits_by_question[" ".join(record["question"].split()[:3])] += hits
   every = [h for hits in hits_by_question.values() for h in hits]
-  return {"questions": len(records), "evidence boxes": len(every),
-          "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
-          "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
-          "boxes on another object instead": elsewhere,
-          **({"named frames that show the object, boxed, repeated claims": coverage.tolist()}
-             if coverage[0] else {}),
-          "on the shape, by question": {k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())},
-          "centre error (median px), box / the object's mean place":
-              centre_error_summary([e for e in errors if e is not None])}
+  return {
+    "questions": len(records),
+    "evidence boxes": len(every),
+    "boxes on the named shape": round(sum(every) / max(len(every), 1), 3),
+    "answers with every box on its shape": round(all_on / max(len(records), 1), 3),
+    "boxes on another object instead": elsewhere,
+    **(
+      {"named frames that show the object, boxed, repeated claims": coverage.tolist()}
+      if coverage[0]
+      else {}
+    ),
+    "on the shape, by question": {
+      k: f"{sum(h)} of {len(h)}" for k, h in sorted(hits_by_question.items())
+    },
+    "centre error (median px), box / the object's mean place": centre_error_summary(
+      [e for e in errors if e is not None]
+    ),
+  }
 
 
 def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str, list[np.ndarray]]:
@@ -238,9 +308,17 @@ def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str,
   ends = np.cumsum([len(p) for p in pieces])
   text = "".join(pieces)
   spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer(text)]
-  return text, [np.array([start + k for k, (piece, end) in enumerate(zip(pieces, ends))
-                          if any(c.isdigit() for c in piece) and a < end and end - len(piece) < b], np.int64)
-                for a, b in spans]
+  return text, [
+    np.array(
+      [
+        start + k
+        for k, (piece, end) in enumerate(zip(pieces, ends))
+        if any(c.isdigit() for c in piece) and a < end and end - len(piece) < b
+      ],
+      np.int64,
+    )
+    for a, b in spans
+  ]
 
 
 def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndarray:
@@ -251,14 +329,20 @@ def box_token_positions(tokenizer, input_ids: np.ndarray, start: int) -> np.ndar
 
 def teacher_forced_logits(model, example, prepared, pixel_values, position_ids=None) -> jax.Array:
   """[T, V] logits of an encoded example under other pixels (and positions) than its own."""
-  return model(example.input_ids[None], pixel_values=jnp.asarray(pixel_values),
-               image_grid_thw=example.image_grid_thw, image_layout=prepared["image_layout"],
-               position_ids=prepared["position_ids"] if position_ids is None else position_ids)[0]
+  return model(
+    example.input_ids[None],
+    pixel_values=jnp.asarray(pixel_values),
+    image_grid_thw=example.image_grid_thw,
+    image_layout=prepared["image_layout"],
+    position_ids=prepared["position_ids"] if position_ids is None else position_ids,
+  )[0]
 
 
 def frames_reversed(example) -> np.ndarray:
   """The pixels of an example whose images are frames of one size, in reverse order."""
-  frames = example.pixel_values.reshape(len(example.image_grid_thw), -1, example.pixel_values.shape[-1])
+  frames = example.pixel_values.reshape(
+    len(example.image_grid_thw), -1, example.pixel_values.shape[-1]
+  )
   return frames[::-1].reshape(example.pixel_values.shape)
 
 
@@ -266,8 +350,14 @@ def another_example(examples: list, j: int, allowed=lambda k: True):
   """The next example after j (wrapping round) with the same image grids, whose index passes
   `allowed`: its pixels fit j's positions and vision layout. None if there is none."""
   order = list(range(j + 1, len(examples))) + list(range(j))
-  return next((examples[k] for k in order
-               if np.array_equal(examples[k].image_grid_thw, examples[j].image_grid_thw) and allowed(k)), None)
+  return next(
+    (
+      examples[k]
+      for k in order
+      if np.array_equal(examples[k].image_grid_thw, examples[j].image_grid_thw) and allowed(k)
+    ),
+    None,
+  )
 
 
 def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
@@ -279,15 +369,27 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   def box_loss(example, positions, pixel_values, prepared, position_ids=None):
     logits = teacher_forced_logits(model, example, prepared, pixel_values, position_ids)
     logp = jax.nn.log_softmax(logits[positions - 1].astype(jnp.float32))
-    return float(-jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean())
+    return float(
+      -jnp.take_along_axis(logp, jnp.asarray(example.input_ids[positions, None]), 1).mean()
+    )
 
   out = {}
-  for kind, tasks in (("stills", ("visual QA",)), ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA"))):
-    examples = [encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=heldout)
-                for r in records if r.get("task") in tasks][:limit]
+  for kind, tasks in (
+    ("stills", ("visual QA",)),
+    ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA")),
+  ):
+    examples = [
+      encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=heldout)
+      for r in records
+      if r.get("task") in tasks
+    ][:limit]
     # Pixels as images of one size: a still, or frames in the frames presentation (reversing
     # the frames of the video presentation would also reorder its temporal patches).
-    examples = [e for e in examples if len(e.image_grid_thw) and len({tuple(g) for g in e.image_grid_thw}) == 1]
+    examples = [
+      e
+      for e in examples
+      if len(e.image_grid_thw) and len({tuple(g) for g in e.image_grid_thw}) == 1
+    ]
     losses = collections.defaultdict(list)
     for j, example in enumerate(examples):
       positions = box_token_positions(tokenizer, example.input_ids, example.prompt_length)
@@ -295,27 +397,45 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
       if not len(positions) or other is None:
         continue
       # Positions and the vision layout depend on the tokens and grids only: once per record.
-      prepared = prepare_inputs(model.config, example.input_ids[None], pixel_values=example.pixel_values,
-                                image_grid_thw=example.image_grid_thw)
+      prepared = prepare_inputs(
+        model.config,
+        example.input_ids[None],
+        pixel_values=example.pixel_values,
+        image_grid_thw=example.image_grid_thw,
+      )
       losses["real pixels"].append(box_loss(example, positions, example.pixel_values, prepared))
-      losses["another record's pixels"].append(box_loss(example, positions, other.pixel_values, prepared))
+      losses["another record's pixels"].append(
+        box_loss(example, positions, other.pixel_values, prepared)
+      )
       if kind == "videos":
-        losses["frames reversed"].append(box_loss(example, positions, frames_reversed(example), prepared))
+        losses["frames reversed"].append(
+          box_loss(example, positions, frames_reversed(example), prepared)
+        )
       else:
         after = list(example.input_ids).index(model.config.vision_end_token_id) + 1
         for k in shifts:
           moved = np.array(prepared["position_ids"])
           moved[:, :, after:] += k
           losses[f"answer {k} positions later"].append(
-              box_loss(example, positions, example.pixel_values, prepared, moved))
-    out[kind] = {"records": len(losses["real pixels"]), **{k: round(float(np.mean(v)), 3) for k, v in losses.items()}}
+            box_loss(example, positions, example.pixel_values, prepared, moved)
+          )
+    out[kind] = {
+      "records": len(losses["real pixels"]),
+      **{k: round(float(np.mean(v)), 3) for k, v in losses.items()},
+    }
   return out
 
 
-def decoder_states(model, example, prepared) -> tuple[list[jax.Array], jax.Array, jax.Array, jax.Array]:
+def decoder_states(
+  model, example, prepared
+) -> tuple[list[jax.Array], jax.Array, jax.Array, jax.Array]:
   """The input of every decoder layer and the last layer's output ([1, T, D] each, before
   the final norm), with the rotary cos / sin and the causal mask they were computed with."""
-  x = model.embed(jnp.asarray(example.input_ids[None]), jnp.asarray(example.pixel_values), prepared["image_layout"])
+  x = model.embed(
+    jnp.asarray(example.input_ids[None]),
+    jnp.asarray(example.pixel_values),
+    prepared["image_layout"],
+  )
   cos, sin = mrope_cos_sin(jnp.asarray(prepared["position_ids"]), model.config.text, x.dtype)
   mask = causal_mask(None, 1, x.shape[1])
   states = [x]
@@ -333,12 +453,16 @@ def attention_probs(layer, x, cos, sin, mask) -> np.ndarray:
     return apply_rotary(jnp.einsum("BTD,DnH->BTnH", h, kernel[...]) + bias[...], cos, sin)[0]
 
   q = project(attn.q_kernel, attn.q_bias)
-  k = jnp.repeat(project(attn.k_kernel, attn.k_bias), attn.groups, axis=1)  # query head n reads kv head n // groups
+  k = jnp.repeat(
+    project(attn.k_kernel, attn.k_bias), attn.groups, axis=1
+  )  # query head n reads kv head n // groups
   scores = jnp.einsum("TnH,SnH->nTS", q, k) * q.shape[-1] ** -0.5
   return np.asarray(jax.nn.softmax(jnp.where(mask[0][None], scores, -jnp.inf), axis=-1))
 
 
-def cells_holding(frame: np.ndarray, name: str, grid: tuple[int, int], least: int = 6) -> np.ndarray:
+def cells_holding(
+  frame: np.ndarray, name: str, grid: tuple[int, int], least: int = 6
+) -> np.ndarray:
   """[rows * cols] bool, raster order: the merged-token cells of a frame with at least
   `least` pixels of the named object's colour."""
   mask = synth.colour_mask(frame, name)
@@ -346,8 +470,13 @@ def cells_holding(frame: np.ndarray, name: str, grid: tuple[int, int], least: in
   if mask is None:
     return np.zeros(rows * cols, bool)
   h, w = mask.shape
-  return np.array([mask[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols].sum() >= least
-                   for r in range(rows) for c in range(cols)])
+  return np.array(
+    [
+      mask[r * h // rows : (r + 1) * h // rows, c * w // cols : (c + 1) * w // cols].sum() >= least
+      for r in range(rows)
+      for c in range(cols)
+    ]
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,15 +493,18 @@ class VideoProbe:
   mask: jax.Array
 
 
-def video_probes(loaded, cfg, heldout: str, limit: int, one_per_video: bool = False,
-                 cache: dict | None = None):
+def video_probes(
+  loaded, cfg, heldout: str, limit: int, one_per_video: bool = False, cache: dict | None = None
+):
   """VideoProbes of the first `limit` held-out general video questions (one per video if
   asked) whose images are exactly the shown frames. `cache` (index among those questions ->
   VideoProbe or None) lets measurements over the same records decode, encode and run each once."""
   processing = processing_config(cfg)
   merge = processing.merge_size
   cache = {} if cache is None else cache
-  records = [r for r in load_records(os.path.join(heldout, "STGR-SFT.json")) if r.get("task") in GENERAL]
+  records = [
+    r for r in load_records(os.path.join(heldout, "STGR-SFT.json")) if r.get("task") in GENERAL
+  ]
   count, videos = 0, set()
   for index, record in enumerate(records):
     if count == limit:
@@ -388,16 +520,29 @@ def video_probes(loaded, cfg, heldout: str, limit: int, one_per_video: bool = Fa
 
 
 def _video_probe(loaded, processing, heldout: str, record: dict, merge: int) -> VideoProbe | None:
-  example = encode_record(record, tokenizer=loaded.tokenizer, config=processing, stage="sft", root=heldout)
+  example = encode_record(
+    record, tokenizer=loaded.tokenizer, config=processing, stage="sft", root=heldout
+  )
   video = load_video(os.path.join(heldout, record["video_path"]), processing)
   if len(example.image_grid_thw) != len(video.frames):
     return None
-  image_tokens = np.nonzero(example.input_ids == loaded.config.image_token_id)[0].reshape(len(video.frames), -1)
-  prepared = prepare_inputs(loaded.config, example.input_ids[None], pixel_values=example.pixel_values,
-                            image_grid_thw=example.image_grid_thw)
+  image_tokens = np.nonzero(example.input_ids == loaded.config.image_token_id)[0].reshape(
+    len(video.frames), -1
+  )
+  prepared = prepare_inputs(
+    loaded.config,
+    example.input_ids[None],
+    pixel_values=example.pixel_values,
+    image_grid_thw=example.image_grid_thw,
+  )
   _, h, w = example.image_grid_thw[0]  # frames of one video share their size
-  return VideoProbe(example, video, image_tokens, (int(h) // merge, int(w) // merge),
-                    *decoder_states(loaded.model, example, prepared))
+  return VideoProbe(
+    example,
+    video,
+    image_tokens,
+    (int(h) // merge, int(w) // merge),
+    *decoder_states(loaded.model, example, prepared),
+  )
 
 
 def evidence_attention(loaded, probes) -> dict:
@@ -413,11 +558,15 @@ def evidence_attention(loaded, probes) -> dict:
     claims = find_claims(target)
     if len(claims) != len(groups):  # a claim with several boxes: skip the record
       continue
-    probs = [attention_probs(layer, x, probe.cos, probe.sin, probe.mask)
-             for layer, x in zip(model.text.layers, probe.states)]
+    probs = [
+      attention_probs(layer, x, probe.cos, probe.sin, probe.mask)
+      for layer, x in zip(model.text.layers, probe.states)
+    ]
     vision = example.input_ids == loaded.config.image_token_id
     holds_any = {}  # name -> its token cells over all frames
-    for (name, _, time), digits in zip(claims, groups):  # the generator's targets: times are numbers
+    for (name, _, time), digits in zip(
+      claims, groups
+    ):  # the generator's targets: times are numbers
       claimed = np.zeros_like(vision)
       claimed[probe.image_tokens[nearest_frame(video.frame_times, float(time))]] = True
       if name not in holds_any:
@@ -425,19 +574,31 @@ def evidence_attention(loaded, probes) -> dict:
         for frame, tokens in zip(video.frames, probe.image_tokens):
           holds_any[name][tokens] = cells_holding(frame, name, probe.grid)
       holds = holds_any[name]
-      sets = {"vision tokens": vision, "the claimed frame": claimed, "the object, any frame": holds,
-              "the object on the claimed frame": holds & claimed}
+      sets = {
+        "vision tokens": vision,
+        "the claimed frame": claimed,
+        "the object, any frame": holds,
+        "the object on the claimed frame": holds & claimed,
+      }
       for label, tokens in sets.items():
         even[label].append(tokens.sum() / vision.sum())
         for layer, p in enumerate(probs):
-          mass[layer, label].append(p[:, digits - 1][:, :, tokens].sum(-1).mean(-1))  # query: the token before a digit
+          mass[layer, label].append(
+            p[:, digits - 1][:, :, tokens].sum(-1).mean(-1)
+          )  # query: the token before a digit
       claims_seen += 1
-  out = {"claims": claims_seen,
-         "spread evenly over the vision tokens": {k: round(float(np.mean(v)), 3) for k, v in even.items()}}
+  out = {
+    "claims": claims_seen,
+    "spread evenly over the vision tokens": {
+      k: round(float(np.mean(v)), 3) for k, v in even.items()
+    },
+  }
   for layer in range(len(model.text.layers)):
     per_head = {label: np.mean(mass[layer, label], axis=0) for label in even}
     head = int(np.argmax(per_head["the object on the claimed frame"]))
-    out[f"layer {layer}, head {head}"] = {label: round(float(v[head]), 3) for label, v in per_head.items()}
+    out[f"layer {layer}, head {head}"] = {
+      label: round(float(v[head]), 3) for label, v in per_head.items()
+    }
   return out
 
 
@@ -480,7 +641,10 @@ def place_in_vision_tokens(probes) -> dict:
   train, test = videos < np.quantile(videos, 0.7), videos >= np.quantile(videos, 0.7)
   # One fit per layer for both targets: the centre and the one-hot cell.
   targets = np.c_[centres, np.eye(cells.max() + 1)[cells]]
-  out = {"objects": len(cells), "most common cell's share": round(float(np.bincount(cells[test]).max() / test.sum()), 3)}
+  out = {
+    "objects": len(cells),
+    "most common cell's share": round(float(np.bincount(cells[test]).max() / test.sum()), 3),
+  }
   for layer, f in features.items():
     f = np.array(f)
     f = (f - f[train].mean(0)) / (f[train].std(0) + 1e-6)
@@ -488,20 +652,29 @@ def place_in_vision_tokens(probes) -> dict:
     r2 = r_squared(predicted[:, :2], centres[test])
     accuracy = float(np.mean(predicted[:, 2:].argmax(1) == cells[test]))
     label = "vision tower output" if layer == 0 else f"after decoder layer {layer - 1}"
-    out[label] = {"R2 x": round(float(r2[0]), 3), "R2 y": round(float(r2[1]), 3), "cell accuracy": round(accuracy, 3)}
+    out[label] = {
+      "R2 x": round(float(r2[0]), 3),
+      "R2 y": round(float(r2[1]), 3),
+      "cell accuracy": round(accuracy, 3),
+    }
   return out
 
 
 LISTING_CHOICES = {" is": (" left", " right", " not"), " and": (" up", " down")}
 
 
-def listing_choices(tokenizer, input_ids: np.ndarray, start: int) -> list[tuple[int, list[int], str]]:
+def listing_choices(
+  tokenizer, input_ids: np.ndarray, start: int
+) -> list[tuple[int, list[int], str]]:
   """The choices of a halves listing from `start` on: (index of the chosen token, the
   candidates' token ids, "left / right" | "not visible" | "up / down"). A word after " is"
   or " and" counts when it is one of the candidates (by their first tokens); a side is
   scored against the other side only, "not" against both sides."""
-  first = {word: tokenizer.encode(word, add_special_tokens=False).ids[0]
-           for words in LISTING_CHOICES.values() for word in words}
+  first = {
+    word: tokenizer.encode(word, add_special_tokens=False).ids[0]
+    for words in LISTING_CHOICES.values()
+    for word in words
+  }
   out = []
   for k in range(max(start, 1), len(input_ids)):
     words = LISTING_CHOICES.get(tokenizer.decode([int(input_ids[k - 1])]))
@@ -522,43 +695,78 @@ def frame_binding(loaded, cfg, listings_dir: str, limit: int, max_new_tokens: in
   frames), and the boxes of greedy answers to the named listings."""
   model, tokenizer = loaded.model, loaded.tokenizer
   processing = processing_config(cfg)
-  records = [r for r in load_records(os.path.join(listings_dir, "STGR-SFT.json"))
-             if listings.kind_of(r) == "halves"][:limit]
-  examples = [encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=listings_dir)
-              for r in records]
+  records = [
+    r
+    for r in load_records(os.path.join(listings_dir, "STGR-SFT.json"))
+    if listings.kind_of(r) == "halves"
+  ][:limit]
+  examples = [
+    encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=listings_dir)
+    for r in records
+  ]
   right = collections.defaultdict(list)  # (pixels, category) -> verdicts
   for j, example in enumerate(examples):
     choices = listing_choices(tokenizer, example.input_ids, example.prompt_length)
-    prepared = prepare_inputs(model.config, example.input_ids[None], pixel_values=example.pixel_values,
-                              image_grid_thw=example.image_grid_thw)
-    other = another_example(examples, j, lambda k: records[k]["video_path"] != records[j]["video_path"])
+    prepared = prepare_inputs(
+      model.config,
+      example.input_ids[None],
+      pixel_values=example.pixel_values,
+      image_grid_thw=example.image_grid_thw,
+    )
+    other = another_example(
+      examples, j, lambda k: records[k]["video_path"] != records[j]["video_path"]
+    )
     pixels = {"own frames": example.pixel_values, "frames reversed": frames_reversed(example)}
     if other is not None:
       pixels["another video's"] = other.pixel_values
     for name, pixel_values in pixels.items():
       logits = np.asarray(teacher_forced_logits(model, example, prepared, pixel_values))
       for k, candidates, category in choices:
-        right[(name, category)].append(candidates[int(np.argmax(logits[k - 1, candidates]))] == example.input_ids[k])
+        right[(name, category)].append(
+          candidates[int(np.argmax(logits[k - 1, candidates]))] == example.input_ids[k]
+        )
   teacher_forced = collections.defaultdict(dict)
   for (name, category), verdicts in sorted(right.items()):
     teacher_forced[category][name] = f"{np.mean(verdicts):.3f} of {len(verdicts)}"
-  named = evidence_on_shapes(loaded, cfg, listings_dir, limit, max_new_tokens,
-                             select=lambda r: listings.kind_of(r) == "named")
-  return {"halves listings": len(examples), "choices right": dict(teacher_forced), "named listings": named}
+  named = evidence_on_shapes(
+    loaded,
+    cfg,
+    listings_dir,
+    limit,
+    max_new_tokens,
+    select=lambda r: listings.kind_of(r) == "named",
+  )
+  return {
+    "halves listings": len(examples),
+    "choices right": dict(teacher_forced),
+    "named listings": named,
+  }
 
 
 def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--workdir", required=True)
   p.add_argument("--config", required=True, help="the config the workdir was trained with")
   p.add_argument("--heldout", required=True, help="a synthetic set the model was not trained on")
   p.add_argument("--batches", type=int, default=10)
   p.add_argument("--crops", type=int, default=120)
-  p.add_argument("--questions", type=int, default=40, help="general video questions for the evidence check")
-  p.add_argument("--readout", type=int, default=30, help="stills and videos for the box-token losses")
-  p.add_argument("--probe", type=int, default=30, help="videos for the attention and place measurements")
-  p.add_argument("--listings", default=None, help="frame listings over held-out videos (measurement 8)")
-  p.add_argument("--listed", type=int, default=40, help="halves and named listings for measurement 8")
+  p.add_argument(
+    "--questions", type=int, default=40, help="general video questions for the evidence check"
+  )
+  p.add_argument(
+    "--readout", type=int, default=30, help="stills and videos for the box-token losses"
+  )
+  p.add_argument(
+    "--probe", type=int, default=30, help="videos for the attention and place measurements"
+  )
+  p.add_argument(
+    "--listings", default=None, help="frame listings over held-out videos (measurement 8)"
+  )
+  p.add_argument(
+    "--listed", type=int, default=40, help="halves and named listings for measurement 8"
+  )
   p.add_argument("--max-new-tokens", type=int, default=192)
   args = p.parse_args()
   cfg = load_config(args.config)
@@ -566,18 +774,27 @@ def main() -> None:
   restore(run)
   loaded = loaded_model(nnx.merge(run.graphdef, run.state.params), run.tokenizer)
   probes = {}  # VideoProbes shared by measurements 6 and 7
-  report = {"reward terms (greedy)": reward_terms(cfg, run, args.heldout, args.batches, args.max_new_tokens),
-            "teacher-forced loss": image_sensitivity(cfg, loaded, args.heldout, args.batches),
-            "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
-            "evidence on the shapes": evidence_on_shapes(loaded, cfg, args.heldout, args.questions,
-                                                         args.max_new_tokens),
-            "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout),
-            "where box digits look": evidence_attention(loaded, video_probes(loaded, cfg, args.heldout, args.probe,
-                                                                             cache=probes)),
-            "place in the vision tokens": place_in_vision_tokens(
-                video_probes(loaded, cfg, args.heldout, args.probe, one_per_video=True, cache=probes))}
+  report = {
+    "reward terms (greedy)": reward_terms(
+      cfg, run, args.heldout, args.batches, args.max_new_tokens
+    ),
+    "teacher-forced loss": image_sensitivity(cfg, loaded, args.heldout, args.batches),
+    "relevance ratings": rating_accuracy(loaded, cfg, args.heldout, args.crops),
+    "evidence on the shapes": evidence_on_shapes(
+      loaded, cfg, args.heldout, args.questions, args.max_new_tokens
+    ),
+    "box-token loss": box_readout(loaded, cfg, args.heldout, args.readout),
+    "where box digits look": evidence_attention(
+      loaded, video_probes(loaded, cfg, args.heldout, args.probe, cache=probes)
+    ),
+    "place in the vision tokens": place_in_vision_tokens(
+      video_probes(loaded, cfg, args.heldout, args.probe, one_per_video=True, cache=probes)
+    ),
+  }
   if args.listings:
-    report["frame binding"] = frame_binding(loaded, cfg, args.listings, args.listed, args.max_new_tokens)
+    report["frame binding"] = frame_binding(
+      loaded, cfg, args.listings, args.listed, args.max_new_tokens
+    )
   print(json.dumps(report, indent=1))
 
 

@@ -14,18 +14,31 @@ from o3jax.processing.tokenizer import build_demo_tokenizer
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # Video tasks whose synthetic reasoning claims evidence on the frames the model is shown
 # (spatio-temporal records claim on their inserted key frames instead).
-SHOWN_FRAME_CLAIM_TASKS = ("temporal QA", "temporal QA (MCQ)", "General video QA MCQ", "General video QA Free-form")
+SHOWN_FRAME_CLAIM_TASKS = (
+  "temporal QA",
+  "temporal QA (MCQ)",
+  "General video QA MCQ",
+  "General video QA Free-form",
+)
 
 
 def tiny_processing():
   """The processing (frame sampling, sizes, prompts) the tiny training configs use."""
   from o3jax.train.config import load_config
   from o3jax.train.sft import processing_config
+
   return processing_config(load_config(os.path.join(CONFIGS, "tiny_synthetic.py")))
 
 
-def write_test_video(path: str, frames: int = 16, width: int = 64, height: int = 48, fps: int = 8,
-                     faststart: bool = False, seed: int = 0) -> str:
+def write_test_video(
+  path: str,
+  frames: int = 16,
+  width: int = 64,
+  height: int = 48,
+  fps: int = 8,
+  faststart: bool = False,
+  seed: int = 0,
+) -> str:
   """A small H.264 mp4 of noise with a moving bright bar."""
   rng = np.random.default_rng(seed)
   options = {"movflags": "faststart"} if faststart else {}
@@ -46,7 +59,7 @@ def truncate(path: str, out: str, fraction: float = 0.5) -> str:
   with open(path, "rb") as f:
     data = f.read()
   with open(out, "wb") as f:
-    f.write(data[:int(len(data) * fraction)])
+    f.write(data[: int(len(data) * fraction)])
   return out
 
 
@@ -70,15 +83,33 @@ def hf_tiny_model(ids: dict[str, int]):
 
   torch.manual_seed(0)
   config = Qwen2_5_VLConfig(
-      text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                       rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
-                       bos_token_id=ids["pad_token_id"], eos_token_id=ids["eos_token_id"],
-                       pad_token_id=ids["pad_token_id"]),
-      vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                         window_size=112, fullatt_block_indexes=[0]),
-      image_token_id=ids["image_token_id"], video_token_id=ids["video_token_id"],
-      vision_start_token_id=ids["vision_start_token_id"], vision_end_token_id=ids["vision_end_token_id"])
+    text_config=dict(
+      vocab_size=1024,
+      hidden_size=32,
+      intermediate_size=64,
+      num_hidden_layers=1,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      max_position_embeddings=4096,
+      rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+      bos_token_id=ids["pad_token_id"],
+      eos_token_id=ids["eos_token_id"],
+      pad_token_id=ids["pad_token_id"],
+    ),
+    vision_config=dict(
+      depth=1,
+      hidden_size=32,
+      intermediate_size=64,
+      num_heads=2,
+      out_hidden_size=32,
+      window_size=112,
+      fullatt_block_indexes=[0],
+    ),
+    image_token_id=ids["image_token_id"],
+    video_token_id=ids["video_token_id"],
+    vision_start_token_id=ids["vision_start_token_id"],
+    vision_end_token_id=ids["vision_end_token_id"],
+  )
   return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 

@@ -35,22 +35,34 @@ def text_tokens(rng: np.random.Generator, n: int) -> list[int]:
 
 
 def mm_token_type_ids(cfg, input_ids: np.ndarray) -> np.ndarray:
-  return ((input_ids == cfg.image_token_id) * 1 + (input_ids == cfg.video_token_id) * 2)
+  return (input_ids == cfg.image_token_id) * 1 + (input_ids == cfg.video_token_id) * 2
 
 
-def hf_logits(model, cfg, input_ids, attention_mask=None, pixel_values=None,
-              image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None,
-              second_per_grid_ts=None, position_ids=None) -> np.ndarray:
+def hf_logits(
+  model,
+  cfg,
+  input_ids,
+  attention_mask=None,
+  pixel_values=None,
+  image_grid_thw=None,
+  pixel_values_videos=None,
+  video_grid_thw=None,
+  second_per_grid_ts=None,
+  position_ids=None,
+) -> np.ndarray:
   t = lambda x, dt=None: None if x is None else torch.as_tensor(np.asarray(x), dtype=dt)
   with torch.no_grad():
     out = model(
-        input_ids=t(input_ids, torch.long), attention_mask=t(attention_mask, torch.long),
-        pixel_values=t(pixel_values, torch.float32), image_grid_thw=t(image_grid_thw, torch.long),
-        pixel_values_videos=t(pixel_values_videos, torch.float32),
-        video_grid_thw=t(video_grid_thw, torch.long),
-        second_per_grid_ts=t(second_per_grid_ts, torch.float32),
-        position_ids=t(position_ids, torch.long),
-        mm_token_type_ids=t(mm_token_type_ids(cfg, np.asarray(input_ids)), torch.int),
-        use_cache=False)
+      input_ids=t(input_ids, torch.long),
+      attention_mask=t(attention_mask, torch.long),
+      pixel_values=t(pixel_values, torch.float32),
+      image_grid_thw=t(image_grid_thw, torch.long),
+      pixel_values_videos=t(pixel_values_videos, torch.float32),
+      video_grid_thw=t(video_grid_thw, torch.long),
+      second_per_grid_ts=t(second_per_grid_ts, torch.float32),
+      position_ids=t(position_ids, torch.long),
+      mm_token_type_ids=t(mm_token_type_ids(cfg, np.asarray(input_ids)), torch.int),
+      use_cache=False,
+    )
   model.model.rope_deltas = None  # cached between calls by transformers
   return out.logits.numpy()

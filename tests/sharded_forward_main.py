@@ -24,8 +24,9 @@ def main():
   rng = np.random.default_rng(0)
   grid = np.array([[1, 6, 8]] * 4)
   block = [cfg.vision_start_token_id] + [cfg.image_token_id] * 12 + [cfg.vision_end_token_id]
-  ids = np.array([rng.integers(0, 900, 3).tolist() + block + rng.integers(0, 900, 5).tolist()
-                  for _ in range(4)])
+  ids = np.array(
+    [rng.integers(0, 900, 3).tolist() + block + rng.integers(0, 900, 5).tolist() for _ in range(4)]
+  )
   mask = np.ones_like(ids)
   mask[1, :2] = 0
   pv = rng.standard_normal((4 * 48, cfg.vision.patch_dim)).astype(np.float32)
@@ -33,8 +34,13 @@ def main():
 
   def forward(state, inputs):
     m = nnx.merge(graphdef, state)
-    return m(inputs["input_ids"], inputs["attention_mask"], pixel_values=inputs["pixel_values"],
-             position_ids=inputs["position_ids"], image_layout=inputs["image_layout"])
+    return m(
+      inputs["input_ids"],
+      inputs["attention_mask"],
+      pixel_values=inputs["pixel_values"],
+      position_ids=inputs["position_ids"],
+      image_layout=inputs["image_layout"],
+    )
 
   single = np.asarray(jax.jit(forward)(state, inputs))
 
@@ -51,11 +57,14 @@ def main():
     sharded = fn(state, jax.device_put(inputs, in_sh))
   err = float(np.max(np.abs(np.asarray(sharded) - single)))
   specs = {str(v.get_value().sharding.spec) for _, v in nnx.to_flat_state(state)}
-  n_sharded = sum(len(v.get_value().sharding.device_set) > 1 and
-                  not v.get_value().sharding.is_fully_replicated
-                  for _, v in nnx.to_flat_state(state))
-  print(f"max_abs_err={err:.3e} max_abs={np.max(np.abs(single)):.3e} "
-        f"sharded_params={n_sharded} specs={sorted(specs)}")
+  n_sharded = sum(
+    len(v.get_value().sharding.device_set) > 1 and not v.get_value().sharding.is_fully_replicated
+    for _, v in nnx.to_flat_state(state)
+  )
+  print(
+    f"max_abs_err={err:.3e} max_abs={np.max(np.abs(single)):.3e} "
+    f"sharded_params={n_sharded} specs={sorted(specs)}"
+  )
   q = state["text"]["layers"][0]["attn"]["q_kernel"].get_value()
   assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None), q.sharding.spec
   assert q.addressable_shards[0].data.shape == (32, 2, 16)

@@ -11,7 +11,9 @@ from o3jax.train.sft import data_iterator
 from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "*.py"))), ids=os.path.basename)
+@pytest.mark.parametrize(
+  "path", sorted(glob.glob(os.path.join(CONFIGS, "*.py"))), ids=os.path.basename
+)
 def test_config_loads(path):
   assert isinstance(load_config(path), TrainConfig)
 
@@ -19,7 +21,9 @@ def test_config_loads(path):
 @pytest.mark.parametrize("name", ["tiny_synthetic.py", "tiny_synthetic_grounding.py"])
 def test_tiny_buckets_hold_every_synthetic_example(name, synthetic_dir, demo_tokenizer):
   cfg = load_config(os.path.join(CONFIGS, name)).replace(batch_size=4, strict_data=True)
-  data = data_iterator(cfg, synthetic_dir, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1)
+  data = data_iterator(
+    cfg, synthetic_dir, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1
+  )
   rows = sum(int(batch["example_mask"].sum()) for batch in data)
   tasks = cfg.tasks or None
   # 4 videos: 6 STGR records + 3 relevance ratings each; the grounding stage: visual QA only.

@@ -17,7 +17,9 @@ from o3jax.models import Qwen2_5_VL, config as config_lib
 
 
 def _params(model):
-  return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(nnx.state(model))}
+  return {
+    ".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(nnx.state(model))
+  }
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +35,22 @@ def test_table_maps_every_parameter_both_ways(model):
     key, _ = o3jax_to_hf_key(path)
     back, _ = hf_to_o3jax_key(key)
     assert back == path
-    new_style = ("model.language_model." + key[len("model."):] if key.startswith("model.") else
-                 "model." + key if key.startswith("visual.") else key)
+    new_style = (
+      "model.language_model." + key[len("model.") :]
+      if key.startswith("model.")
+      else "model." + key
+      if key.startswith("visual.")
+      else key
+    )
     assert hf_to_o3jax_key(new_style)[0] == path
 
 
 def test_sharded_files_and_transformers5_keys(model, tmp_path):
   save_pretrained(model, str(tmp_path / "a"), max_shard_bytes=200_000)
   files = sorted(os.listdir(tmp_path / "a"))
-  assert "model.safetensors.index.json" in files and sum(f.endswith(".safetensors") for f in files) > 2
+  assert (
+    "model.safetensors.index.json" in files and sum(f.endswith(".safetensors") for f in files) > 2
+  )
   loaded = load_pretrained(str(tmp_path / "a"))
   for k, v in _params(model).items():
     np.testing.assert_array_equal(_params(loaded)[k], v)
@@ -52,12 +61,22 @@ def test_sharded_files_and_transformers5_keys(model, tmp_path):
   tensors = {}
   for name in sorted(f for f in files if f.endswith(".safetensors")):
     tensors.update(dict(safetensors_io.iter_tensors(str(tmp_path / "a" / name))))
-  renamed = {("model." + k if k.startswith("visual.") else
-              k.replace("model.", "model.language_model.", 1) if k.startswith("model.") else k): v
-             for k, v in tensors.items()}
+  renamed = {
+    (
+      "model." + k
+      if k.startswith("visual.")
+      else k.replace("model.", "model.language_model.", 1)
+      if k.startswith("model.")
+      else k
+    ): v
+    for k, v in tensors.items()
+  }
   assert all(canonical_key(k) in tensors for k in renamed)
-  safetensors_io.write_file(str(out / "model.safetensors"),
-                            [(k, v.shape, v.dtype) for k, v in renamed.items()], renamed.__getitem__)
+  safetensors_io.write_file(
+    str(out / "model.safetensors"),
+    [(k, v.shape, v.dtype) for k, v in renamed.items()],
+    renamed.__getitem__,
+  )
   (out / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
   loaded = load_pretrained(str(out))
   for k, v in _params(model).items():
@@ -83,12 +102,16 @@ def test_missing_and_unknown_tensors_are_named(model, tmp_path):
   path = str(tmp_path / "m" / "model.safetensors")
   tensors = dict(safetensors_io.iter_tensors(path))
   del tensors["model.norm.weight"]
-  safetensors_io.write_file(path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__)
+  safetensors_io.write_file(
+    path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__
+  )
   with pytest.raises(KeyError, match="text.norm.scale"):
     load_pretrained(str(tmp_path / "m"))
   tensors["model.norm.weight"] = np.ones(64, np.float32)
   tensors["model.extra.weight"] = np.ones(3, np.float32)
-  safetensors_io.write_file(path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__)
+  safetensors_io.write_file(
+    path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__
+  )
   with pytest.raises(KeyError, match="model.extra.weight"):
     load_pretrained(str(tmp_path / "m"))
 
@@ -108,6 +131,7 @@ def test_table_is_one_list():
 @pytest.mark.parametrize("dtype", [None, "bfloat16"])
 def test_hf_to_o3jax_checkpoint_and_back_bit_for_bit(model, tmp_path, dtype):
   from o3jax.cli import main
+
   hf = str(tmp_path / "hf")
   save_pretrained(model, hf, dtype=None if dtype is None else ml_dtypes.bfloat16)
   ckpt, back = str(tmp_path / "ckpt"), str(tmp_path / "back")

@@ -24,7 +24,10 @@ CLAIM = re.compile(r"the <obj>(.*?)</obj><box>\[(.*?)\]</box>at<t>(.*?)</t>s")
 
 
 def _scenes(count=6, seed=3):
-  return [synth.make_scene(f"v{i:04d}", np.random.default_rng([seed, 0, i]), 112, 84, 8) for i in range(count)]
+  return [
+    synth.make_scene(f"v{i:04d}", np.random.default_rng([seed, 0, i]), 112, 84, 8)
+    for i in range(count)
+  ]
 
 
 def _pixels(scene, frame, name):
@@ -53,7 +56,9 @@ def test_halves_listing_says_what_each_named_frame_shows():
         if absent:
           assert centre is None
         else:
-          assert across == ("left" if centre[0] < 56 else "right") and down == ("up" if centre[1] < 42 else "down")
+          assert across == ("left" if centre[0] < 56 else "right") and down == (
+            "up" if centre[1] < 42 else "down"
+          )
 
 
 def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_label():
@@ -71,7 +76,9 @@ def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_labe
         frame, label = shown[int(k) - 1]
         for name, box, time in CLAIM.findall(text):
           pixel_box = [float(v) * s for v, s in zip(box.split(","), (112, 84, 112, 84))]
-          assert float(time) == label and synth.box_on_shape(scene.render(frame)[0], name, pixel_box)
+          assert float(time) == label and synth.box_on_shape(
+            scene.render(frame)[0], name, pixel_box
+          )
         for name in re.findall(r"the (\w+ \w+) is not visible", text):
           assert _pixels(scene, frame, name) is None
       if kind == "named":
@@ -79,30 +86,53 @@ def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_labe
         name = re.match(r"Where is the (\w+ \w+) in frames", record["question"]).group(1)
         seen = len(CLAIM.findall(record["reasoning_process"]))
         track = next(t for t in scene.tracks if t.name == name)
-        assert seen >= min(2, sum(track.visible(f) for f, _ in shown)) and f"seen in {seen} of the 3" in record["answer"]
+        assert (
+          seen >= min(2, sum(track.visible(f) for f, _ in shown))
+          and f"seen in {seen} of the 3" in record["answer"]
+        )
   assert named >= 4
 
 
 def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_path):
   out = str(tmp_path / "listed")
-  args = ["data", "listings", "--synth", synthetic_dir, "--seed", "7", "--videos", "4",
-          "--halves", "2", "--objects", "1", "--named", "1", "--with-records"]
+  args = [
+    "data",
+    "listings",
+    "--synth",
+    synthetic_dir,
+    "--seed",
+    "7",
+    "--videos",
+    "4",
+    "--halves",
+    "2",
+    "--objects",
+    "1",
+    "--named",
+    "1",
+    "--with-records",
+  ]
   assert cli.main(args + ["--out", out]) == 0
   base = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
   records = load_records(os.path.join(out, "STGR-SFT.json"))
-  listed = records[len(base):]
-  assert records[:len(base)] == base
-  assert [listings.kind_of(r) for r in listed].count("halves") == 8 and all(listings.kind_of(r) for r in listed)
+  listed = records[len(base) :]
+  assert records[: len(base)] == base
+  assert [listings.kind_of(r) for r in listed].count("halves") == 8 and all(
+    listings.kind_of(r) for r in listed
+  )
   assert not any(listings.kind_of(r) for r in base)
   rl = load_records(os.path.join(out, "STGR-RL.json"))
   assert len(rl) == len(load_records(os.path.join(synthetic_dir, "STGR-RL.json"))) + len(listed)
   for record in listed:
     check_record(record, stage="sft", root=out)
-  for record in rl[-len(listed):]:
+  for record in rl[-len(listed) :]:
     check_record(record, stage="rl", root=out)
   # The listings are of the synth directory's own videos: rebuilt from its seed, they match its records.
   scene = synth.make_scene("v0000", np.random.default_rng([7, 0, 0]), 112, 84, 8)
-  assert all(t.name in json.dumps([r for r in base if r.get("video_path") == "videos/v0000.mp4"]) for t in scene.tracks)
+  assert all(
+    t.name in json.dumps([r for r in base if r.get("video_path") == "videos/v0000.mp4"])
+    for t in scene.tracks
+  )
   # Deterministic: the same call writes the same records.
   again = str(tmp_path / "again")
   assert cli.main(args + ["--out", again]) == 0
@@ -118,19 +148,33 @@ def test_listings_refuse_missing_videos_and_unknown_kinds(synthetic_dir, tmp_pat
 
 def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer, tmp_path):
   out = str(tmp_path / "fit")
-  written = listings.write_listings(synthetic_dir, out, 7, 4, {"halves": 2, "objects": 2, "named": 2})
-  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(batch_size=4, strict_data=True)
-  data = data_iterator(cfg, out, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1)
-  assert sum(int(batch["example_mask"].sum()) for batch in data) == written["records"] and data.skipped == 0
+  written = listings.write_listings(
+    synthetic_dir, out, 7, 4, {"halves": 2, "objects": 2, "named": 2}
+  )
+  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(
+    batch_size=4, strict_data=True
+  )
+  data = data_iterator(
+    cfg, out, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1
+  )
+  assert (
+    sum(int(batch["example_mask"].sum()) for batch in data) == written["records"]
+    and data.skipped == 0
+  )
 
 
-def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(synthetic_dir, demo_tokenizer, tmp_path):
+def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(
+  synthetic_dir, demo_tokenizer, tmp_path
+):
   """A named listing's RL prompt carries the named frames' boxes as image-less key frames:
   GSPO's thk_spatial gives its own SFT answer about full marks, a box elsewhere nothing, and the
   model is shown the sampled frames only."""
   out = str(tmp_path / "named")
   listings.write_listings(synthetic_dir, out, 7, 4, {"named": 2})
-  sft, rl = load_records(os.path.join(out, "STGR-SFT.json")), load_records(os.path.join(out, "STGR-RL.json"))
+  sft, rl = (
+    load_records(os.path.join(out, "STGR-SFT.json")),
+    load_records(os.path.join(out, "STGR-RL.json")),
+  )
   assert sft and all(r["task"] == "temporal-spatial free-form QA" for r in rl)
   size = (84, 56)  # the frame TINY shows a 112x84 video at
   for record, prompt in zip(sft, rl):

@@ -25,9 +25,16 @@ def _config(**kw):
 
 
 def _iterator(synthetic_dir, tokenizer, stage="sft", processing=TINY, **kw):
-  records = load_records(os.path.join(synthetic_dir, "STGR-SFT.json" if stage == "sft" else "STGR-RL.json"))
-  return make_iterator(records, tokenizer=tokenizer, processing=processing, config=_config(stage=stage, **kw),
-                       root=synthetic_dir)
+  records = load_records(
+    os.path.join(synthetic_dir, "STGR-SFT.json" if stage == "sft" else "STGR-RL.json")
+  )
+  return make_iterator(
+    records,
+    tokenizer=tokenizer,
+    processing=processing,
+    config=_config(stage=stage, **kw),
+    root=synthetic_dir,
+  )
 
 
 def _same(a, b):
@@ -46,7 +53,9 @@ def test_bucket_for_videos_is_tight(synthetic_dir, demo_tokenizer):
   assert (native.video_patches, native.videos) == (96, 1)
   most = 0
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    example = encode_record(record, tokenizer=demo_tokenizer, config=TINY, stage="sft", root=synthetic_dir)
+    example = encode_record(
+      record, tokenizer=demo_tokenizer, config=TINY, stage="sft", root=synthetic_dir
+    )
     most = max(most, len(example.pixel_values))
   assert most == LARGE.image_patches  # a spatio-temporal record with 8 frames and 2 key frames
 
@@ -59,13 +68,16 @@ def test_sft_batch_format(synthetic_dir, demo_tokenizer):
   for batch in iterator:
     t = batch["input_ids"].shape[1]
     assert t in (SMALL.seq_len, LARGE.seq_len)
-    assert batch["pixel_values"].shape == (2 * LARGE.image_patches, 1176) and batch["pixel_values"].dtype == np.float32
+    assert (
+      batch["pixel_values"].shape == (2 * LARGE.image_patches, 1176)
+      and batch["pixel_values"].dtype == np.float32
+    )
     assert batch["image_grid_thw"].shape == (2 * LARGE.images, 3)
     for key in ("input_ids", "attention_mask", "loss_mask", "mm_token_type_ids", "image_grid_thw"):
       assert batch[key].dtype == np.int32, key
     grid = batch["image_grid_thw"]
     real = grid[grid[:, 0] > 0]
-    assert (grid[len(real):] == 0).all()  # padding rows are (0, 0, 0) and come last
+    assert (grid[len(real) :] == 0).all()  # padding rows are (0, 0, 0) and come last
     patches = int(np.prod(real, axis=1).sum())
     assert batch["pixel_values_mask"].sum() == patches and not batch["pixel_values"][patches:].any()
     pads = batch["input_ids"] == ids["image_token_id"]
@@ -77,7 +89,8 @@ def test_sft_batch_format(synthetic_dir, demo_tokenizer):
       trained = batch["input_ids"][row][batch["loss_mask"][row] == 1]
       frame_size = (84, 56)  # synthetic frames and images both become 84x56
       assert demo_tokenizer.decode(trained.tolist(), skip_special_tokens=False) == (
-          sft_target(record, frame_size) + "<|im_end|>")
+        sft_target(record, frame_size) + "<|im_end|>"
+      )
       length = batch["attention_mask"][row].sum()
       assert batch["attention_mask"][row, :length].all()  # right padding
       assert batch["prompt_length"][row] == np.argmax(batch["loss_mask"][row])
@@ -94,9 +107,11 @@ def test_rl_batch_format(synthetic_dir, demo_tokenizer):
   assert {"prompt_ids", "prompt_mask", "meta"} <= batch.keys() and "loss_mask" not in batch
   tail = demo_tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False).ids
   for row in range(2):
-    assert batch["prompt_ids"][row, -len(tail):].tolist() == tail  # left padding: prompts end at T
+    assert batch["prompt_ids"][row, -len(tail) :].tolist() == tail  # left padding: prompts end at T
     length = batch["prompt_mask"][row].sum()
-    assert batch["prompt_mask"][row, -length:].all() and not batch["prompt_mask"][row, :-length].any()
+    assert (
+      batch["prompt_mask"][row, -length:].all() and not batch["prompt_mask"][row, :-length].any()
+    )
     meta = batch["meta"][row]
     assert {key: meta[key] for key in records[row]} == records[row]  # the whole RL record
     assert meta["frame_size"] == [84, 56]
@@ -106,11 +121,19 @@ def test_rl_batch_format(synthetic_dir, demo_tokenizer):
 
 def test_native_video_batches(synthetic_dir, demo_tokenizer):
   import decord  # pylint: disable=import-outside-toplevel
+
   processing = dataclasses.replace(TINY, presentation="video")
   bucket = bucket_for_videos(processing, 768, (112, 84), image_size=(112, 84))
   records = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
-  iterator = _iterator(synthetic_dir, demo_tokenizer, processing=processing, buckets=(bucket,), batch_size=3,
-                       shuffle=False, num_epochs=1)
+  iterator = _iterator(
+    synthetic_dir,
+    demo_tokenizer,
+    processing=processing,
+    buckets=(bucket,),
+    batch_size=3,
+    shuffle=False,
+    num_epochs=1,
+  )
   expected_seconds = []  # 2 / sample_fps of every video record, in order
   for record in records:
     if "video_path" in record:
@@ -121,10 +144,11 @@ def test_native_video_batches(synthetic_dir, demo_tokenizer):
     grid = batch["video_grid_thw"]
     assert grid.shape == (3, 3) and batch["pixel_values_videos"].shape == (3 * 96, 1176)
     real = grid[grid[:, 0] > 0]
-    seconds += batch["second_per_grid_ts"][:len(real)].tolist()
-    assert not batch["second_per_grid_ts"][len(real):].any()
-    assert (batch["input_ids"] == special_token_ids(demo_tokenizer)["video_token_id"]).sum() == \
-        np.prod(real, axis=1).sum() // 4
+    seconds += batch["second_per_grid_ts"][: len(real)].tolist()
+    assert not batch["second_per_grid_ts"][len(real) :].any()
+    assert (
+      batch["input_ids"] == special_token_ids(demo_tokenizer)["video_token_id"]
+    ).sum() == np.prod(real, axis=1).sum() // 4
     assert batch["pixel_values_videos_mask"].sum() == np.prod(real, axis=1).sum()
   np.testing.assert_allclose(seconds, expected_seconds, rtol=1e-6)
 
@@ -143,8 +167,15 @@ def test_shuffle_is_seeded_and_changes_every_epoch(synthetic_dir, demo_tokenizer
 def test_hosts_get_disjoint_equal_shards(synthetic_dir, demo_tokenizer):
   ids = []
   for index in range(3):
-    it = _iterator(synthetic_dir, demo_tokenizer, stage="rl", shard_index=index, shard_count=3, num_epochs=1,
-                   batch_size=1)
+    it = _iterator(
+      synthetic_dir,
+      demo_tokenizer,
+      stage="rl",
+      shard_index=index,
+      shard_count=3,
+      num_epochs=1,
+      batch_size=1,
+    )
     ids.append([b["meta"][0]["id"] for b in it])
   assert all(len(shard) == 8 for shard in ids)
   flat = [i for shard in ids for i in shard]
@@ -188,7 +219,10 @@ def test_position_ids_hook(synthetic_dir, demo_tokenizer):
     return np.broadcast_to(np.arange(batch["input_ids"].shape[1]), (3, *batch["input_ids"].shape))
 
   batch = next(_iterator(synthetic_dir, demo_tokenizer, position_ids_fn=positions))
-  assert batch["position_ids"].shape == (3, *batch["input_ids"].shape) and batch["position_ids"].dtype == np.int32
+  assert (
+    batch["position_ids"].shape == (3, *batch["input_ids"].shape)
+    and batch["position_ids"].dtype == np.int32
+  )
 
 
 def test_buckets_must_grow():
@@ -207,20 +241,42 @@ def test_o3jax_model_accepts_padded_batches(synthetic_dir, demo_tokenizer):
 
   ids = special_token_ids(demo_tokenizer)
   base = model_config.tiny(**{k: v for k, v in ids.items() if k != "pad_token_id"})
-  cfg = base.replace(vision=dataclasses.replace(base.vision, depth=2, fullatt_block_indexes=(1,)),
-                     text=dataclasses.replace(base.text, num_hidden_layers=1))  # smaller: quicker to build
+  cfg = base.replace(
+    vision=dataclasses.replace(base.vision, depth=2, fullatt_block_indexes=(1,)),
+    text=dataclasses.replace(base.text, num_hidden_layers=1),
+  )  # smaller: quicker to build
   model = Qwen2_5_VL(cfg, rngs=nnx.Rngs(0))
   records = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
   vqa = next(r for r in records if r["task"] == "visual QA")
   bucket = BatchShape(seq_len=256, image_patches=48, images=3)
-  config = PipelineConfig(batch_size=2, buckets=(bucket,), shuffle=False, num_epochs=1, drop_remainder=False,
-                          shard_index=0, shard_count=1)
-  batch = next(make_iterator([vqa], tokenizer=demo_tokenizer, processing=TINY, config=config, root=synthetic_dir))
+  config = PipelineConfig(
+    batch_size=2,
+    buckets=(bucket,),
+    shuffle=False,
+    num_epochs=1,
+    drop_remainder=False,
+    shard_index=0,
+    shard_count=1,
+  )
+  batch = next(
+    make_iterator(
+      [vqa], tokenizer=demo_tokenizer, processing=TINY, config=config, root=synthetic_dir
+    )
+  )
   assert batch["example_mask"].tolist() == [1, 0]
-  logits = model(batch["input_ids"], batch["attention_mask"], pixel_values=jnp.asarray(batch["pixel_values"]),
-                 image_grid_thw=batch["image_grid_thw"])
-  example = encode_record(vqa, tokenizer=demo_tokenizer, config=TINY, stage="sft", root=synthetic_dir)
+  logits = model(
+    batch["input_ids"],
+    batch["attention_mask"],
+    pixel_values=jnp.asarray(batch["pixel_values"]),
+    image_grid_thw=batch["image_grid_thw"],
+  )
+  example = encode_record(
+    vqa, tokenizer=demo_tokenizer, config=TINY, stage="sft", root=synthetic_dir
+  )
   n = len(example.input_ids)
-  alone = model(example.input_ids[None], pixel_values=jnp.asarray(example.pixel_values),
-                image_grid_thw=example.image_grid_thw)
+  alone = model(
+    example.input_ids[None],
+    pixel_values=jnp.asarray(example.pixel_values),
+    image_grid_thw=example.image_grid_thw,
+  )
   np.testing.assert_allclose(np.asarray(logits[0, :n]), np.asarray(alone[0]), atol=1e-4, rtol=0)

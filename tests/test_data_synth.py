@@ -18,8 +18,20 @@ from o3jax.processing.prompts import TASKS
 from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 
 CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
-VSTAR_FIELDS = {"vid", "fps", "width", "height", "frame_count", "question", "answer", "timestamps", "bboxes",
-                "temporal_question", "spatial_question", "spatial_question_2"}
+VSTAR_FIELDS = {
+  "vid",
+  "fps",
+  "width",
+  "height",
+  "frame_count",
+  "question",
+  "answer",
+  "timestamps",
+  "bboxes",
+  "temporal_question",
+  "spatial_question",
+  "spatial_question_2",
+}
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path):
@@ -33,7 +45,13 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 def test_cli_writes_the_dataset(tmp_path):
   out = tmp_path / "cli"
   assert cli.main(["data", "synth", "--out", str(out), "--videos", "1", "--seed", "3"]) == 0
-  for name in ("STGR-SFT.json", "STGR-RL.json", "vstar.json", "videos/v0000.mp4", "videos/h0000.mp4"):
+  for name in (
+    "STGR-SFT.json",
+    "STGR-RL.json",
+    "vstar.json",
+    "videos/v0000.mp4",
+    "videos/h0000.mp4",
+  ):
     assert (out / name).is_file(), name
 
 
@@ -42,11 +60,15 @@ def test_records_cover_all_tasks_and_are_valid(synthetic_dir):
     records = load_records(os.path.join(synthetic_dir, name))
     # SFT adds three rated evidence crops for one of a video's two MCQ questions.
     tasks = TASKS + (prompts.RELEVANCE_RATING,) * (stage == "sft")
-    assert len(records) == 4 * (6 + 3 * (stage == "sft")) and sorted({r["task"] for r in records}) == sorted(tasks)
+    assert len(records) == 4 * (6 + 3 * (stage == "sft")) and sorted(
+      {r["task"] for r in records}
+    ) == sorted(tasks)
     assert len({r["id"] for r in records}) == len(records)
     for record in records:
       check_record(record, stage=stage, root=synthetic_dir)
-      paths = [record.get("video_path"), record.get("image_path")] + [k["path"] for k in record.get("key_frames", [])]
+      paths = [record.get("video_path"), record.get("image_path")] + [
+        k["path"] for k in record.get("key_frames", [])
+      ]
       for path in filter(None, paths):
         assert not os.path.isabs(path) and ".." not in path
 
@@ -56,7 +78,9 @@ def _colour_extent(image: np.ndarray, colour: tuple[int, int, int], tolerance: i
   rows, cols = np.nonzero(match)
   if not len(rows):
     return None, 0
-  return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1], int(match.sum())
+  return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1], int(
+    match.sum()
+  )
 
 
 def test_key_frame_boxes_are_exact(synthetic_dir):
@@ -71,8 +95,13 @@ def test_key_frame_boxes_are_exact(synthetic_dir):
         box = [round(v * s) for v, s in zip(boxes[0], (width, height, width, height))]
         extent, _ = _colour_extent(image, synth.COLOURS[name.split()[0]])
         assert extent is not None
-        assert box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
-        inside = image[box[1]:box[3], box[0]:box[2]].reshape(-1, 3)
+        assert (
+          box[0] <= extent[0]
+          and box[1] <= extent[1]
+          and extent[2] <= box[2]
+          and extent[3] <= box[3]
+        )
+        inside = image[box[1] : box[3], box[0] : box[2]].reshape(-1, 3)
         others = {tuple(c) for c in inside} - {synth.BACKGROUND, synth.COLOURS[name.split()[0]]}
         checked += 1
         if not others:
@@ -90,7 +119,9 @@ def test_visual_qa_answer_box_is_exact(synthetic_dir):
     box = json.loads(re.search(r"<box>(\[.*?\])</box>", record["answer"]).group(1))
     colour = re.search(r"Where is the (\w+) ", record["question"]).group(1)
     extent, _ = _colour_extent(image, synth.COLOURS[colour])
-    assert box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
+    assert (
+      box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
+    )
 
 
 def test_temporal_answers_match_the_video(synthetic_dir):
@@ -231,7 +262,9 @@ def test_vstar_benchmark_format(synthetic_dir):
     assert seconds == list(range(math.ceil(start), math.floor(end) + 1))
     for b in item["bboxes"]:
       assert b["frame_index"] == b["timestamp"] * item["fps"]
-      assert 0 <= b["xmin"] < b["xmax"] <= item["width"] and 0 <= b["ymin"] < b["ymax"] <= item["height"]
+      assert (
+        0 <= b["xmin"] < b["xmax"] <= item["width"] and 0 <= b["ymin"] < b["ymax"] <= item["height"]
+      )
     assert item["answer"].split()[-1].rstrip(".") in synth.COLOURS
 
 
@@ -239,11 +272,14 @@ def test_decoded_frames_match_the_rendered_scene(tmp_path):
   """The encoder must not smear the shapes: decoded frames stay close to the rendering."""
   import decord
   import numpy as np
+
   rng = np.random.default_rng([3, 0, 0])
   scene = synth.make_scene("v0000", rng, 112, 84, 8)
   path = str(tmp_path / "v.mp4")
   synth.write_video(scene, path)
   frames = decord.VideoReader(path).get_batch(list(range(scene.num_frames))).asnumpy()
-  errors = [np.abs(frames[i].astype(float) - scene.render(i)[0]).mean() for i in range(scene.num_frames)]
+  errors = [
+    np.abs(frames[i].astype(float) - scene.render(i)[0]).mean() for i in range(scene.num_frames)
+  ]
   # 4 Mb/s gives at most ~1.2 levels of mean error here; the default 200 kb/s gave 3.5.
   assert len(frames) == scene.num_frames and max(errors) < 2.0, max(errors)

@@ -46,17 +46,23 @@ def test_vstar_cli_offline_judge_and_reference_mode(tmp_path):
   results = tmp_path / "r.json"
   results.write_text(json.dumps(records))
   out = tmp_path / "m.json"
-  _run(["eval", "vstar", "--results", str(results), "--out", str(out),
-        "--reference-skip-empty-vqa"])
+  _run(
+    ["eval", "vstar", "--results", str(results), "--out", str(out), "--reference-skip-empty-vqa"]
+  )
   m = json.loads(out.read_text())
   # offline judge: "a red car" vs gold "a red car" -> 3 (correct); r1 (empty answer) dropped
   assert m["n"] == 2 and m["acc"] == pytest.approx(2 / 3)
   assert m["per_sample"][2]["vqa_score"] == 3
-  assert m["settings"] == {"duration_bins": "short <= 60 s < medium <= 180 s < long",
-                           "reference_skip_empty_vqa": True, "judge": "offline_judge"}
+  assert m["settings"] == {
+    "duration_bins": "short <= 60 s < medium <= 180 s < long",
+    "reference_skip_empty_vqa": True,
+    "judge": "offline_judge",
+  }
   scores = vstar.score_vstar(records, vstar.offline_judge, reference_skip_empty_vqa=True)
   assert math.isinf(scores["by_duration"]["long"]["mlgm"])  # acc 1: strict JSON holds it as null
-  assert m == json.loads(json.dumps(vstar.json_ready({"benchmark": "vstar", "results": str(results), **scores})))
+  assert m == json.loads(
+    json.dumps(vstar.json_ready({"benchmark": "vstar", "results": str(results), **scores}))
+  )
   assert m["by_duration"]["long"]["mlgm"] is None
 
 
@@ -81,9 +87,11 @@ def test_vstar_cli_errors(tmp_path):
 
 def test_tvg_cli_jsonl(tmp_path, capsys):
   results = tmp_path / "tvg.jsonl"
-  lines = [{"qid": 1, "output": "<answer>0 to 5</answer>", "target": [0, 10]},
-           {"qid": 2, "output": "from 2 to 8", "target": [0, 10]},
-           {"qid": 3, "output": "garbage", "target": [0, 10]}]
+  lines = [
+    {"qid": 1, "output": "<answer>0 to 5</answer>", "target": [0, 10]},
+    {"qid": 2, "output": "from 2 to 8", "target": [0, 10]},
+    {"qid": 3, "output": "garbage", "target": [0, 10]},
+  ]
   results.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
   out = tmp_path / "tvg.json"
   _run(["eval", "tvg", "--results", str(results), "--out", str(out)])
@@ -96,14 +104,20 @@ def test_tvg_cli_jsonl(tmp_path, capsys):
 
 def test_mcq_cli_via_module(tmp_path):
   results = tmp_path / "mcq.json"
-  results.write_text(json.dumps([
-      {"answer": "A", "response": "A.", "domain": "Sports"},
-      {"answer": "B", "response": "C", "domain": "Sports"},
-      {"answer": "C", "response": "The answer is C", "domain": "Music"}]))
+  results.write_text(
+    json.dumps(
+      [
+        {"answer": "A", "response": "A.", "domain": "Sports"},
+        {"answer": "B", "response": "C", "domain": "Sports"},
+        {"answer": "C", "response": "The answer is C", "domain": "Music"},
+      ]
+    )
+  )
   out = tmp_path / "mcq_metrics.json"
   argv = ["eval", "mcq", "--results", str(results), "--out", str(out), "--group-by", "domain"]
-  proc = subprocess.run([sys.executable, "-m", "o3jax.eval.cli", *argv],
-                        capture_output=True, text=True, timeout=60)
+  proc = subprocess.run(
+    [sys.executable, "-m", "o3jax.eval.cli", *argv], capture_output=True, text=True, timeout=60
+  )
   assert proc.returncode == 0, proc.stderr
   m = json.loads(out.read_text())
   assert m["acc"] == pytest.approx(2 / 3)

@@ -25,6 +25,7 @@ def make_tiny_model_dirs(root: str):
   directory and converted to an o3jax checkpoint directory (`o3jax convert --to o3jax`).
   Returns (hf dir, o3jax dir, the transformers model)."""
   from o3jax.convert.cli import hf_to_o3jax
+
   tokenizer = build_demo_tokenizer()
   ids = special_token_ids(tokenizer)
   config = config_lib.tiny(**{k: v for k, v in ids.items() if k != "pad_token_id"})
@@ -55,6 +56,7 @@ def _run_cli(argv):
 
 # ------------------------------------------------------------------ loading, shapes
 
+
 def test_hf_and_o3jax_directories_load_the_same_model(model_dirs, loaded, synthetic_data, tmp_path):
   from_ckpt = G.load_model(model_dirs[1])
   assert (loaded.kind, from_ckpt.kind) == ("hf", "o3jax")
@@ -80,9 +82,21 @@ def test_hf_and_o3jax_directories_load_the_same_model(model_dirs, loaded, synthe
     G.load_model(str(bad))
 
 
-@pytest.mark.parametrize("x,least,expected", [
-    (1, 64, 64), (64, 64, 64), (65, 64, 128), (1000, 64, 1024), (1025, 64, 1152),
-    (1500, 64, 1536), (3000, 8, 3072), (9, 8, 16), (17, 8, 24), (200, 8, 208)])
+@pytest.mark.parametrize(
+  "x,least,expected",
+  [
+    (1, 64, 64),
+    (64, 64, 64),
+    (65, 64, 128),
+    (1000, 64, 1024),
+    (1025, 64, 1152),
+    (1500, 64, 1536),
+    (3000, 8, 3072),
+    (9, 8, 16),
+    (17, 8, 24),
+    (200, 8, 208),
+  ],
+)
 def test_bucket(x, least, expected):
   assert G.bucket(x, least) == expected
   assert expected >= x and (expected - x) < max(least, x / 8)
@@ -92,8 +106,10 @@ def test_processing_config(tmp_path):
   assert G.processing_config("tiny").max_frames == 8
   assert G.processing_config("reference", "video").presentation == "video"
   cfg = tmp_path / "c.py"
-  cfg.write_text("from o3jax.train.config import TrainConfig\n"
-                 "def get_config():\n  return TrainConfig(processing={'max_frames': 6})\n")
+  cfg.write_text(
+    "from o3jax.train.config import TrainConfig\n"
+    "def get_config():\n  return TrainConfig(processing={'max_frames': 6})\n"
+  )
   assert G.processing_config(str(cfg)).max_frames == 6
   with pytest.raises(ValueError, match="processing must be one of"):
     G.processing_config("huge")
@@ -104,9 +120,11 @@ def _video_queries(data_dir):
   records = json.load(open(os.path.join(data_dir, "STGR-RL.json")))
   paths = sorted({r["video_path"] for r in records if "video_path" in r})[:3]
   videos = [G.load_video(os.path.join(data_dir, p), PROCESSING) for p in paths]
-  return [G.Query("What colour is the square?", videos[0].visual, "You are helpful."),
-          G.Query("When does the red circle appear? Answer briefly, in seconds.", videos[1].visual),
-          G.Query("How many objects?", videos[2].visual, "Be grounded.")]
+  return [
+    G.Query("What colour is the square?", videos[0].visual, "You are helpful."),
+    G.Query("When does the red circle appear? Answer briefly, in seconds.", videos[1].visual),
+    G.Query("How many objects?", videos[2].visual, "Be grounded."),
+  ]
 
 
 def test_batched_greedy_tokens_are_the_transformers_argmax(model_dirs, loaded, synthetic_data):
@@ -122,64 +140,103 @@ def test_batched_greedy_tokens_are_the_transformers_argmax(model_dirs, loaded, s
   assert inputs["input_ids"].shape[1] % 64 == 0
   assert not inputs["attention_mask"][3].any()  # filler row
   new = 6
-  out = sample.sample(loaded.graphdef, loaded.state, inputs, jax.random.key(0),
-                      max_new_tokens=new, greedy=True, eos_id=[10 ** 6], pad_id=loaded.pad_id)
+  out = sample.sample(
+    loaded.graphdef,
+    loaded.state,
+    inputs,
+    jax.random.key(0),
+    max_new_tokens=new,
+    greedy=True,
+    eos_id=[10**6],
+    pad_id=loaded.pad_id,
+  )
   tokens = np.asarray(out.tokens)
   for i, row in enumerate(rows):
     ids = np.concatenate([row.ids, tokens[i, :-1]])[None]
-    logits = hf_logits(hf, loaded.config, ids, pixel_values=row.visual.pixel_values,
-                       image_grid_thw=row.visual.image_grid_thw)[0, len(row.ids) - 1:]
+    logits = hf_logits(
+      hf,
+      loaded.config,
+      ids,
+      pixel_values=row.visual.pixel_values,
+      image_grid_thw=row.visual.image_grid_thw,
+    )[0, len(row.ids) - 1 :]
     chosen = np.take_along_axis(logits, tokens[i][:, None], 1)[:, 0]
     np.testing.assert_array_less(logits.max(1) - chosen, 1e-4)
     # and the sampler's log-probabilities are transformers' (fp32 whole model: 1e-4)
-    logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
-        - logits.max(1, keepdims=True)
-    np.testing.assert_allclose(np.asarray(out.logprobs)[i],
-                               np.take_along_axis(logp, tokens[i][:, None], 1)[:, 0], atol=1e-4)
+    logp = (
+      logits
+      - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+      - logits.max(1, keepdims=True)
+    )
+    np.testing.assert_allclose(
+      np.asarray(out.logprobs)[i], np.take_along_axis(logp, tokens[i][:, None], 1)[:, 0], atol=1e-4
+    )
 
   # `generate` is the same sampler call (same shapes: no new compilation), texts decoded.
-  texts = G.generate(loaded, queries, jax.random.key(0), G.Decoding(max_new_tokens=new),
-                     batch_size=4)
+  texts = G.generate(
+    loaded, queries, jax.random.key(0), G.Decoding(max_new_tokens=new), batch_size=4
+  )
   eos = np.isin(tokens[:3], loaded.eos_ids)
   lengths = np.where(eos.any(1), eos.argmax(1) + 1, new)
   assert [t[0] for t in texts] == loaded.tokenizer.decode_batch(
-      [r[:n].tolist() for r, n in zip(tokens[:3], lengths)], skip_special_tokens=True)
+    [r[:n].tolist() for r, n in zip(tokens[:3], lengths)], skip_special_tokens=True
+  )
 
 
 # ------------------------------------------------------------------ V-STaR
 
+
 def _vstar_record(width=168, height=112):
-  return {"vid": "x", "domain": "d", "fps": 1.0, "frame_count": 10, "width": width,
-          "height": height, "question": "q?", "answer": "a", "timestamps": [2.0, 4.0],
-          "temporal_question": "when?", "spatial_question": "where?",
-          "spatial_question_2": "where 2?",
-          "bboxes": [{"timestamp": 2, "frame_index": 2, "xmin": 10, "ymin": 20, "xmax": 50, "ymax": 60},
-                     {"timestamp": 3, "frame_index": 3, "xmin": 20, "ymin": 20, "xmax": 60, "ymax": 60}]}
+  return {
+    "vid": "x",
+    "domain": "d",
+    "fps": 1.0,
+    "frame_count": 10,
+    "width": width,
+    "height": height,
+    "question": "q?",
+    "answer": "a",
+    "timestamps": [2.0, 4.0],
+    "temporal_question": "when?",
+    "spatial_question": "where?",
+    "spatial_question_2": "where 2?",
+    "bboxes": [
+      {"timestamp": 2, "frame_index": 2, "xmin": 10, "ymin": 20, "xmax": 50, "ymax": 60},
+      {"timestamp": 3, "frame_index": 3, "xmin": 20, "ymin": 20, "xmax": 60, "ymax": 60},
+    ],
+  }
 
 
 def test_vstar_results_record_moves_boxes_to_the_annotation_size():
   record = _vstar_record()  # frames of 84x56: every coordinate doubles
-  texts = ["<think>..</think><answer>It is blue.</answer>",
-           "<answer>[2.0, 3.0]</answer>",
-           '<think>..</think><answer>{"2": [5, 10, 25, 30], "3": [[10, 10, 30, 30], [0, 0, 1, 1]],'
-           ' "3.5": [1, 1, 2, 2]}</answer>',
-           "no boxes here",
-           "From <t>2</t>s to <t>4</t>s"]
+  texts = [
+    "<think>..</think><answer>It is blue.</answer>",
+    "<answer>[2.0, 3.0]</answer>",
+    '<think>..</think><answer>{"2": [5, 10, 25, 30], "3": [[10, 10, 30, 30], [0, 0, 1, 1]],'
+    ' "3.5": [1, 1, 2, 2]}</answer>',
+    "no boxes here",
+    "From <t>2</t>s to <t>4</t>s",
+  ]
   out = vstar_run.results_record(record, texts, (84, 56))
   assert {k: out[k] for k in record} == record
   assert out["answer_vqa"] == texts[0] and out["answer_temporal"] == texts[1]
   assert out["answer_temporal_2"] == texts[4]
-  assert json.loads(out["answer_spatial"]) == {"2": [10, 20, 50, 60],
-                                               "3": [[20, 20, 60, 60], [0, 0, 2, 2]]}
+  assert json.loads(out["answer_spatial"]) == {
+    "2": [10, 20, 50, 60],
+    "3": [[20, 20, 60, 60], [0, 0, 2, 2]],
+  }
   assert out["answer_spatial_2"] == "no boxes here"
-  assert out["o3jax"] == {"frame_size": [84, 56], "raw": {"answer_spatial": texts[2],
-                                                          "answer_spatial_2": texts[3]}}
+  assert out["o3jax"] == {
+    "frame_size": [84, 56],
+    "raw": {"answer_spatial": texts[2], "answer_spatial_2": texts[3]},
+  }
   m = vstar.score_vstar([out])
   assert m["m_viou_1"] == pytest.approx(1.0) and m["m_viou_2"] == 0.0
   assert m["m_tiou_1"] == pytest.approx(0.5) and m["m_tiou_2"] == pytest.approx(1.0)
   # non-integer scale: 112 / 84 and 84 / 56
   assert json.loads(vstar_run.rescale_boxes('{"1": [42, 28, 84, 56]}', (84, 56), (112, 84))) == {
-      "1": [56.0, 42.0, 112.0, 84.0]}
+    "1": [56.0, 42.0, 112.0, 84.0]
+  }
   assert vstar_run.rescale_boxes("{}", (84, 56), (112, 84)) is None
 
 
@@ -200,9 +257,27 @@ def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsy
   annotations = tmp_path / "vstar.json"
   annotations.write_text(json.dumps(records[:1] + [missing, broken]))
   out = tmp_path / "m" / "vstar.json"
-  assert _run_cli(["eval", "vstar", "--annotations", str(annotations), "--videos", synthetic_data,
-                   "--model", model_dirs[1], "--processing", "tiny", "--max-new-tokens", "8",
-                   "--out", str(out)]) == 0
+  assert (
+    _run_cli(
+      [
+        "eval",
+        "vstar",
+        "--annotations",
+        str(annotations),
+        "--videos",
+        synthetic_data,
+        "--model",
+        model_dirs[1],
+        "--processing",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   results = json.loads((tmp_path / "m" / "vstar.results.json").read_text())
   assert len(results) == 2  # the malformed annotation is left out
   first, gone = results
@@ -215,22 +290,53 @@ def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsy
   m = json.loads(out.read_text())
   assert m["n"] == 2 and len(m["generation"]["errors"]) == 2
   assert m["generation"]["model_kind"] == "o3jax"
-  assert m == {**json.loads(json.dumps({"benchmark": "vstar", "results": m["results"],
-                                        **vstar.score_vstar(results), "generation": m["generation"]}))}
+  assert m == {
+    **json.loads(
+      json.dumps(
+        {
+          "benchmark": "vstar",
+          "results": m["results"],
+          **vstar.score_vstar(results),
+          "generation": m["generation"],
+        }
+      )
+    )
+  }
   assert "V-STaR (N=2)" in capsys.readouterr().out
   with pytest.raises(SystemExit, match="record 1 .*does not exist"):
-    _run_cli(["eval", "vstar", "--annotations", str(annotations), "--videos", synthetic_data,
-              "--model", model_dirs[1], "--processing", "tiny", "--max-new-tokens", "8",
-              "--results", str(tmp_path / "r.json"), "--strict"])
+    _run_cli(
+      [
+        "eval",
+        "vstar",
+        "--annotations",
+        str(annotations),
+        "--videos",
+        synthetic_data,
+        "--model",
+        model_dirs[1],
+        "--processing",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--results",
+        str(tmp_path / "r.json"),
+        "--strict",
+      ]
+    )
 
 
 # ------------------------------------------------------------------ MCQ, TVG, test-time scaling
 
+
 def test_mcq_and_tvg_record_helpers():
-  assert mcq_run.question_of({"question": "Q?", "options": ["red", "B. blue"]}) == \
-      "Q?\nOptions:\nA. red\nB. blue"
-  assert mcq_run.question_of({"question": "Q?\nA. red\nB. blue", "options": ["A. red", "B. blue"]}) == \
-      "Q?\nA. red\nB. blue"
+  assert (
+    mcq_run.question_of({"question": "Q?", "options": ["red", "B. blue"]})
+    == "Q?\nOptions:\nA. red\nB. blue"
+  )
+  assert (
+    mcq_run.question_of({"question": "Q?\nA. red\nB. blue", "options": ["A. red", "B. blue"]})
+    == "Q?\nA. red\nB. blue"
+  )
   assert mcq_run.gold_letter({"answer": "B\n[1.0, 2.0]"}) == "B"
   with pytest.raises(ValueError, match="'answer'"):
     mcq_run.gold_letter({"answer": "none"})
@@ -238,9 +344,12 @@ def test_mcq_and_tvg_record_helpers():
   assert tvg_run.target_of({"timestamp": [2, 5]}) == [2.0, 5.0]
   with pytest.raises(ValueError, match="start <= end"):
     tvg_run.target_of({"target": [5, 2]})
-  assert tvg_run.unwrap_times("<think>at<t>1.5</t>s</think><answer>From <t>2.0</t>s to "
-                              "<t>5</t>s</answer>") == \
-      "<think>at1.5</think><answer>From 2.0 to 5</answer>"
+  assert (
+    tvg_run.unwrap_times(
+      "<think>at<t>1.5</t>s</think><answer>From <t>2.0</t>s to <t>5</t>s</answer>"
+    )
+    == "<think>at1.5</think><answer>From 2.0 to 5</answer>"
+  )
   records = [{"task": "temporal QA"}, {"task": "General video QA MCQ"}, {"task": "visual QA"}]
   assert G.select_tasks(records, mcq_run.STGR_TASKS) == records[1:2]
   plain = [{"question": "q", "answer": "A"}]
@@ -253,12 +362,14 @@ def test_scale_weights_and_votes_by_hand():
   frames[1, 0:10, 0:10] = (220, 40, 40)  # a red square in the second frame (t = 1 s)
   video = G.Video("v.mp4", None, frames, (0.0, 1.0), 2.0, (30, 20))
   claim = "<obj>red square</obj><box>[{}]</box>at<t>{}</t>s"
-  completions = [[
+  completions = [
+    [
       "<think>The " + claim.format("0,0,10,10", "0.9") + " is red.</think><answer>A</answer>",
       "<think>No claim.</think><answer>B</answer>",
       "<think>The " + claim.format("15,10,30,20", "1.0") + "</think><answer>(B)</answer>",
       "<answer>B</answer>",
-  ]]
+    ]
+  ]
   calls = []
 
   def rate(crops, questions):
@@ -277,24 +388,56 @@ def test_scale_weights_and_votes_by_hand():
 
 
 def test_tts_accuracy_table():
-  rows = [{"answer": "A", "answers": ["A", "B", "A"], "majority": "A", "confidence": "A"},
-          {"answer": "B", "answers": ["C", "B", "C"], "majority": "C", "confidence": "B"},
-          {"answer": "C\n[1, 2]", "answers": [None, None, "A"], "majority": "A", "confidence": None}]
+  rows = [
+    {"answer": "A", "answers": ["A", "B", "A"], "majority": "A", "confidence": "A"},
+    {"answer": "B", "answers": ["C", "B", "C"], "majority": "C", "confidence": "B"},
+    {"answer": "C\n[1, 2]", "answers": [None, None, "A"], "majority": "A", "confidence": None},
+  ]
   acc = mcq_run.tts_accuracy(rows)
-  assert acc == {"n_questions": 3, "n_samples": 3, "first_sample": pytest.approx(1 / 3),
-                 "mean_single_sample": pytest.approx((2 / 3 + 1 / 3 + 0) / 3),
-                 "majority": pytest.approx(1 / 3), "confidence": pytest.approx(2 / 3)}
+  assert acc == {
+    "n_questions": 3,
+    "n_samples": 3,
+    "first_sample": pytest.approx(1 / 3),
+    "mean_single_sample": pytest.approx((2 / 3 + 1 / 3 + 0) / 3),
+    "majority": pytest.approx(1 / 3),
+    "confidence": pytest.approx(2 / 3),
+  }
 
 
 def test_mcq_test_time_scaling_and_tvg_end_to_end(model_dirs, synthetic_data, tmp_path, capsys):
   stgr = os.path.join(synthetic_data, "STGR-RL.json")
   out = tmp_path / "mcq.json"
-  assert _run_cli(["eval", "mcq", "--annotations", stgr, "--model", model_dirs[0],
-                   "--processing", "tiny", "--max-new-tokens", "8", "--limit", "2", "--n", "3",
-                   "--batch-size", "2", "--vote", "majority", "--out", str(out)]) == 0
+  assert (
+    _run_cli(
+      [
+        "eval",
+        "mcq",
+        "--annotations",
+        stgr,
+        "--model",
+        model_dirs[0],
+        "--processing",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--limit",
+        "2",
+        "--n",
+        "3",
+        "--batch-size",
+        "2",
+        "--vote",
+        "majority",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   results = json.loads((tmp_path / "mcq.results.json").read_text())
-  assert [r["task"] for r in results] == [r["task"] for r in json.load(open(stgr))
-                                          if r["task"] in mcq_run.STGR_TASKS][:2]
+  assert [r["task"] for r in results] == [
+    r["task"] for r in json.load(open(stgr)) if r["task"] in mcq_run.STGR_TASKS
+  ][:2]
   for r in results:
     assert len(r["responses"]) == 3 and len(r["answers"]) == 3 and len(r["weights"]) == 3
     assert all(0.0 <= w <= 1.0 for w in r["weights"])
@@ -302,15 +445,35 @@ def test_mcq_test_time_scaling_and_tvg_end_to_end(model_dirs, synthetic_data, tm
     assert r["response"] == (r["majority"] or "")
   m = json.loads(out.read_text())
   gold = [mcq_run.gold_letter(r) for r in results]
-  assert m["tts"]["majority"] == pytest.approx(np.mean([r["majority"] == g for r, g in zip(results, gold)]))
+  assert m["tts"]["majority"] == pytest.approx(
+    np.mean([r["majority"] == g for r, g in zip(results, gold)])
+  )
   assert m["acc"] == pytest.approx(m["tts"]["majority"])
   assert m["generation"]["n"] == 3 and m["generation"]["temperature"] == 1.0
   assert "majority@3" in capsys.readouterr().out
 
   out = tmp_path / "tvg.json"
-  assert _run_cli(["eval", "tvg", "--annotations", stgr, "--model", model_dirs[0],
-                   "--processing", "tiny", "--max-new-tokens", "8", "--limit", "2",
-                   "--out", str(out)]) == 0
+  assert (
+    _run_cli(
+      [
+        "eval",
+        "tvg",
+        "--annotations",
+        stgr,
+        "--model",
+        model_dirs[0],
+        "--processing",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--limit",
+        "2",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   results = json.loads((tmp_path / "tvg.results.json").read_text())
   assert [r["task"] for r in results] == ["temporal QA"] * 2
   for r in results:

@@ -9,13 +9,21 @@ from o3jax.eval import mcq, tvg
 
 # ---------------------------------------------------------------- TVGBench
 
-@pytest.mark.parametrize("text,expected", [
+
+@pytest.mark.parametrize(
+  "text,expected",
+  [
     ("The event happens from 2.5 to 7 seconds.", (2.5, 7.0)),
-    ("<think>maybe 1 to 2</think><answer>3 to 9</answer>", (3.0, 9.0)),   # last match wins
+    ("<think>maybe 1 to 2</think><answer>3 to 9</answer>", (3.0, 9.0)),  # last match wins
     ("between 4 and 6", (4.0, 6.0)),
     ("12. to 14", (12.0, 14.0)),
-    ("4-6", None), ("4 until 6", None), ("", None), (None, None), ("from  3 to 5", (3.0, 5.0)),
-])
+    ("4-6", None),
+    ("4 until 6", None),
+    ("", None),
+    (None, None),
+    ("from  3 to 5", (3.0, 5.0)),
+  ],
+)
 def test_parse_tvg_answer(text, expected):
   assert tvg.parse_tvg_answer(text) == expected
 
@@ -28,15 +36,16 @@ def test_tvg_hand_computed():
   assert [i["tiou"] for i in m["per_item"]] == pytest.approx([0.5, 0.6, 0.0, 0.0, 1.0])
   assert m["miou"] == pytest.approx(2.1 / 5)
   assert m["r1@0.3"] == pytest.approx(3 / 5)
-  assert m["r1@0.5"] == pytest.approx(2 / 5)   # 0.5 itself is not > 0.5
+  assert m["r1@0.5"] == pytest.approx(2 / 5)  # 0.5 itself is not > 0.5
   assert m["r1@0.7"] == pytest.approx(1 / 5)
   assert m["n"] == 5 and m["n_unparsed"] == 1
   assert m["per_item"][0]["qid"] == "q0"
 
 
 def test_tvg_field_aliases_and_errors():
-  m = tvg.score_tvg([{"output_text": "1 to 3", "timestamp": [1, 3]},
-                     {"response": "1 to 2", "gt": [0, 4]}])
+  m = tvg.score_tvg(
+    [{"output_text": "1 to 3", "timestamp": [1, 3]}, {"response": "1 to 2", "gt": [0, 4]}]
+  )
   assert m["miou"] == pytest.approx((1 + 0.25) / 2)
   with pytest.raises(ValueError, match="record 1: none of the fields target"):
     tvg.score_tvg([{"output": "1 to 2", "target": [0, 3]}, {"output": "1 to 2"}])
@@ -58,41 +67,63 @@ def test_tvg_non_text_output_scores_zero():
 OPTIONS = ["A. a blue car", "B. a red car", "C. a dog", "D. nothing"]
 
 
-@pytest.mark.parametrize("text,options,expected", [
-    ("B", None, "B"), ("(B)", None, "B"), ("[C].", None, "C"), ("B: a dog", None, "B"),
-    ("B. a red car", None, "B"), ("The correct answer is (B).", None, "B"),
+@pytest.mark.parametrize(
+  "text,options,expected",
+  [
+    ("B", None, "B"),
+    ("(B)", None, "B"),
+    ("[C].", None, "C"),
+    ("B: a dog", None, "B"),
+    ("B. a red car", None, "B"),
+    ("The correct answer is (B).", None, "B"),
     ("Best option: C", None, "C"),
-    ("Option A", None, "A"), ("I think the answer is D because", None, "D"),
+    ("Option A", None, "A"),
+    ("I think the answer is D because", None, "D"),
     ("<think>A or B?</think><answer>C</answer>", None, "C"),
     ("Between <t>1</t>s and <t>4</t>s.\nCorrect Option: D", None, "D"),
     ("The man in the video is A", None, "A"),
-    ("A man is cooking", None, None),          # article, not an option
+    ("A man is cooking", None, None),  # article, not an option
     ("A man holds B", None, "B"),
-    ("answer: a dog", None, None),             # lowercase is not a letter
-    ("B or C", None, None),                    # ambiguous
-    ("E", OPTIONS, None),                      # not a valid option
-    ("a red car", OPTIONS, "B"), ("A Red Car!", OPTIONS, "B"), ("a red car", None, None),
-    ("", None, None), (None, None, None), (3, None, None),
-])
+    ("answer: a dog", None, None),  # lowercase is not a letter
+    ("B or C", None, None),  # ambiguous
+    ("E", OPTIONS, None),  # not a valid option
+    ("a red car", OPTIONS, "B"),
+    ("A Red Car!", OPTIONS, "B"),
+    ("a red car", None, None),
+    ("", None, None),
+    (None, None, None),
+    (3, None, None),
+  ],
+)
 def test_extract_letter(text, options, expected):
   assert mcq.extract_letter(text, options) == expected
 
 
 def test_mcq_hand_computed_with_breakdowns():
   rows = [  # id, gold, response, duration, task type, options
-      ("1", "A", "A", "short", "counting", None),
-      ("2", "B", "The answer is (C).", "short", "counting", None),
-      ("3", "C", "<answer>C. a dog</answer>", "long", "ocr", None),
-      ("4", "D", "no idea", "long", "ocr", OPTIONS),
-      ("5", "B. a red car", "a red car", "long", "ocr", OPTIONS),
+    ("1", "A", "A", "short", "counting", None),
+    ("2", "B", "The answer is (C).", "short", "counting", None),
+    ("3", "C", "<answer>C. a dog</answer>", "long", "ocr", None),
+    ("4", "D", "no idea", "long", "ocr", OPTIONS),
+    ("5", "B. a red car", "a red car", "long", "ocr", OPTIONS),
   ]
-  records = [{"question_id": i, "answer": gold, "response": text, "duration": duration,
-              "task_type": task, **({"options": options} if options else {})}
-             for i, gold, text, duration, task, options in rows]
+  records = [
+    {
+      "question_id": i,
+      "answer": gold,
+      "response": text,
+      "duration": duration,
+      "task_type": task,
+      **({"options": options} if options else {}),
+    }
+    for i, gold, text, duration, task, options in rows
+  ]
   m = mcq.score_mcq(records)
   assert m["n"] == 5 and m["acc"] == pytest.approx(3 / 5) and m["n_unparsed"] == 1
-  assert m["by_duration"] == {"long": {"n": 3, "acc": pytest.approx(2 / 3)},
-                              "short": {"n": 2, "acc": 0.5}}
+  assert m["by_duration"] == {
+    "long": {"n": 3, "acc": pytest.approx(2 / 3)},
+    "short": {"n": 2, "acc": 0.5},
+  }
   assert m["by_task_type"]["ocr"]["acc"] == pytest.approx(2 / 3)
   assert "by_domain" not in m
   assert [i["pred"] for i in m["per_item"]] == ["A", "C", "C", None, "B"]

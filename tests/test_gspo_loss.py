@@ -46,8 +46,16 @@ def test_values_and_gradients_equal_numpy(seed, eps):
   want, want_grad = numpy_gspo(lp, old, ref, mask, adv, *eps, beta)
 
   def f(x):
-    (total, count), _ = gspo_objective(x, jnp.asarray(old), jnp.asarray(ref), jnp.asarray(mask),
-                                       jnp.asarray(adv), eps_low=eps[0], eps_high=eps[1], beta=beta)
+    (total, count), _ = gspo_objective(
+      x,
+      jnp.asarray(old),
+      jnp.asarray(ref),
+      jnp.asarray(mask),
+      jnp.asarray(adv),
+      eps_low=eps[0],
+      eps_high=eps[1],
+      beta=beta,
+    )
     return total / count
 
   with jax.enable_x64(True):
@@ -66,12 +74,22 @@ def test_one_update_is_length_normalised_policy_gradient_plus_kl():
   mask = (rng.random((n, t)) < 0.7).astype(np.float64)
   rewards = rng.random(n)
   groups = rewards.reshape(-1, g)
-  adv = ((groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)).reshape(-1)
+  adv = (
+    (groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)
+  ).reshape(-1)
   beta = 0.04
 
   def f(x):
-    (total, count), m = gspo_objective(x, jax.lax.stop_gradient(x), jnp.asarray(ref), jnp.asarray(mask),
-                                       jnp.asarray(adv), eps_low=0.2, eps_high=0.2, beta=beta)
+    (total, count), m = gspo_objective(
+      x,
+      jax.lax.stop_gradient(x),
+      jnp.asarray(ref),
+      jnp.asarray(mask),
+      jnp.asarray(adv),
+      eps_low=0.2,
+      eps_high=0.2,
+      beta=beta,
+    )
     return total / count, m
 
   with jax.enable_x64(True):

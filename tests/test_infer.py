@@ -19,13 +19,22 @@ def _frames(n=3, h=20, w=30):
   return np.zeros((n, h, w, 3), np.uint8)
 
 
-@pytest.mark.parametrize("box,scale,expected", [
+@pytest.mark.parametrize(
+  "box,scale,expected",
+  [
     ((2, 3, 12, 9), 1, (2, 3, 11, 8)),
     ((2, 3, 12, 9), 2, (4, 6, 23, 17)),
-    ((12, 9, 2, 3), 1, (2, 3, 11, 8)),          # corners in the other order
-    ((-5, -5, 40, 40), 1, (0, 0, 29, 19)),      # clipped to the 30x20 frame
-    ((2.4, 3.6, 11.5, 8.2), 2, (5, 7, 22, 15)),  # round(4.8)=5, round(7.2)=7, round(23)-1, round(16.4)-1
-    ((31, 0, 40, 5), 1, None), ((5, 5, 5, 9), 1, None)])
+    ((12, 9, 2, 3), 1, (2, 3, 11, 8)),  # corners in the other order
+    ((-5, -5, 40, 40), 1, (0, 0, 29, 19)),  # clipped to the 30x20 frame
+    (
+      (2.4, 3.6, 11.5, 8.2),
+      2,
+      (5, 7, 22, 15),
+    ),  # round(4.8)=5, round(7.2)=7, round(23)-1, round(16.4)-1
+    ((31, 0, 40, 5), 1, None),
+    ((5, 5, 5, 9), 1, None),
+  ],
+)
 def test_box_on_panel(box, scale, expected):
   assert viz.box_on_panel(box, scale, (30 * scale, 20 * scale)) == expected
 
@@ -45,8 +54,12 @@ def test_draw_evidence_outlines_the_box_pixels():
 
 def test_assign_frames_and_sheet_layout(tmp_path):
   times = (0.0, 1.0, 2.0)
-  evidence = [viz.Evidence("a", (0, 0, 5, 5), 1.9), viz.Evidence("b", (1, 1, 4, 4), 0.4),
-              viz.Evidence("a", (2, 2, 6, 6), 2.2), viz.Evidence("c", (0, 0, 3, 3), 0.5)]
+  evidence = [
+    viz.Evidence("a", (0, 0, 5, 5), 1.9),
+    viz.Evidence("b", (1, 1, 4, 4), 0.4),
+    viz.Evidence("a", (2, 2, 6, 6), 2.2),
+    viz.Evidence("c", (0, 0, 3, 3), 0.5),
+  ]
   on = viz.assign_frames(times, evidence)
   assert list(on) == [0, 2] and on[0] == [evidence[1], evidence[3]]  # 0.5: the earlier on a tie
   assert viz.colours(evidence) == {"a": viz.PALETTE[0], "b": viz.PALETTE[1], "c": viz.PALETTE[2]}
@@ -60,29 +73,47 @@ def test_assign_frames_and_sheet_layout(tmp_path):
     assert gif.n_frames == 3 and gif.size == (pw, ph)
 
 
-GROUNDED = ("<think>The <obj>red square</obj><box>[0,0,10,10]</box><box>[5,5,20,15]</box>at"
-            "<t>0.9</t>s moves; the <obj>blue circle</obj><box>[bad]</box>at<t>1</t>s is "
-            "dropped; the <obj>cyan triangle</obj><box>[1,2,3]</box>at<t>2.0</t>s has no box."
-            "</think>\n<answer>The square is red.</answer>")
+GROUNDED = (
+  "<think>The <obj>red square</obj><box>[0,0,10,10]</box><box>[5,5,20,15]</box>at"
+  "<t>0.9</t>s moves; the <obj>blue circle</obj><box>[bad]</box>at<t>1</t>s is "
+  "dropped; the <obj>cyan triangle</obj><box>[1,2,3]</box>at<t>2.0</t>s has no box."
+  "</think>\n<answer>The square is red.</answer>"
+)
 
 
 def test_read_evidence_table_and_outputs(tmp_path):
   result = infer.read_inference("Which colour?", GROUNDED)
   assert result.answer == "The square is red."
-  assert result.evidence == [viz.Evidence("red square", (0.0, 0.0, 10.0, 10.0), 0.9),
-                             viz.Evidence("red square", (5.0, 5.0, 20.0, 15.0), 0.9)]
+  assert result.evidence == [
+    viz.Evidence("red square", (0.0, 0.0, 10.0, 10.0), 0.9),
+    viz.Evidence("red square", (5.0, 5.0, 20.0, 15.0), 0.9),
+  ]
   frames = _frames()
   frames[1, 0:10, 0:10] = (220, 40, 40)
   video = G.Video("v.mp4", None, frames, (0.0, 1.0, 2.0), 3.0, (30, 20))
   table = infer.evidence_table(result, video).splitlines()
-  assert table[0].split() == ["object", "box", "(px", "of", "the", "30x20", "frame)", "time",
-                              "drawn", "on"]
+  assert table[0].split() == [
+    "object",
+    "box",
+    "(px",
+    "of",
+    "the",
+    "30x20",
+    "frame)",
+    "time",
+    "drawn",
+    "on",
+  ]
   assert table[2].split() == ["red", "square", "[0,0,10,10]", "0.9s", "frame", "2", "(1s)"]
   assert table[3].split() == ["red", "square", "[5,5,20,15]", "0.9s", "frame", "2", "(1s)"]
   paths = infer.write_outputs(result, video, str(tmp_path / "out"), gif=True)
   report = json.loads(open(paths["json"]).read())
-  assert report["evidence"][1] == {"object": "red square", "box": [5.0, 5.0, 20.0, 15.0],
-                                   "time": 0.9, "frame": 2}
+  assert report["evidence"][1] == {
+    "object": "red square",
+    "box": [5.0, 5.0, 20.0, 15.0],
+    "time": 0.9,
+    "frame": 2,
+  }
   sheet = np.asarray(Image.open(paths["png"]).convert("RGB"))
   scale = viz.scale_for(30, 320)  # 11: one panel of 330 x 220 under the title line
   top, left = viz.CAPTION_HEIGHT + 4 + 4, 4
@@ -102,13 +133,14 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
   from o3jax.data.records import load_records, sft_target
   from o3jax.data.synth import box_on_shape, make_scene
   from o3jax.processing.frames import shown_frames
+
   processing = tiny_processing()
   checked = 0
   for record in load_records(os.path.join(synthetic_data, "STGR-SFT.json")):
     if record["task"] not in SHOWN_FRAME_CLAIM_TASKS:
       continue
     # The scene of the video (seed 0, the fixture's), to know which shapes overlap.
-    index = int(record["video_path"][len("videos/v"):-len(".mp4")])
+    index = int(record["video_path"][len("videos/v") : -len(".mp4")])
     scene = make_scene(f"v{index:04d}", np.random.default_rng([0, 0, index]), 112, 84, 8)
     shown = shown_frames(scene.num_frames, scene.fps, processing)
     video = G.load_video(os.path.join(synthetic_data, record["video_path"]), processing)
@@ -118,9 +150,11 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
       for e in items:
         frame = shown[i][0]
         [track] = [t for t in scene.tracks if t.name == e.name]
-        later = scene.tracks[scene.tracks.index(track) + 1:]
+        later = scene.tracks[scene.tracks.index(track) + 1 :]
         mask = track.mask(frame, scene.height, scene.width)
-        if any((mask & t.mask(frame, scene.height, scene.width)).any() for t in later if t.visible(frame)):
+        if any(
+          (mask & t.mask(frame, scene.height, scene.width)).any() for t in later if t.visible(frame)
+        ):
           continue  # partly hidden behind a shape drawn over it
         assert box_on_shape(video.frames[i], e.name, e.box), (record["id"], e)
         checked += 1
@@ -130,20 +164,51 @@ def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synt
 def test_infer_cli_end_to_end(tmp_path, synthetic_data, capsys):
   hf_dir, o3_dir, _ = make_tiny_model_dirs(str(tmp_path))
   from o3jax.cli import main
+
   video = os.path.join(synthetic_data, "videos", "v0000.mp4")
   out = tmp_path / "infer"
-  assert main(["infer", "--model", o3_dir, "--video", video, "--question", "What moves?",
-               "--processing", "tiny", "--max-new-tokens", "8", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "infer",
+        "--model",
+        o3_dir,
+        "--video",
+        video,
+        "--question",
+        "What moves?",
+        "--processing",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   report = json.loads((out / "answer.json").read_text())
   assert report["frame_size"] == [84, 56] and report["video"] == video
   assert report["evidence"] == [
-      {"object": e.name, "box": list(e.box), "time": e.time, "frame": report["evidence"][i]["frame"]}
-      for i, e in enumerate(infer.read_evidence(report["completion"]))]
+    {"object": e.name, "box": list(e.box), "time": e.time, "frame": report["evidence"][i]["frame"]}
+    for i, e in enumerate(infer.read_evidence(report["completion"]))
+  ]
   assert Image.open(out / "evidence.png").size[0] > 0
   printed = capsys.readouterr().out
   assert "completion:" in printed and "written:" in printed
   with pytest.raises(SystemExit, match="missing video"):
     main(["infer", "--model", o3_dir, "--video", str(tmp_path / "none.mp4"), "--question", "q"])
   with pytest.raises(SystemExit, match="not a model directory"):
-    main(["infer", "--model", str(tmp_path), "--video", video, "--question", "q",
-          "--processing", "tiny"])
+    main(
+      [
+        "infer",
+        "--model",
+        str(tmp_path),
+        "--video",
+        video,
+        "--question",
+        "q",
+        "--processing",
+        "tiny",
+      ]
+    )

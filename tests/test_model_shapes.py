@@ -32,12 +32,31 @@ def test_config_layouts_round_trip():
   cfg = config_lib.qwen2_5_vl_7b()
   flat = config_lib.to_hf_dict(cfg)
   assert config_lib.from_hf_dict(flat) == cfg
-  nested = {k: v for k, v in flat.items() if k in (
-      "architectures", "model_type", "vision_config", "image_token_id", "video_token_id",
-      "vision_start_token_id", "vision_end_token_id", "bos_token_id", "eos_token_id",
-      "tie_word_embeddings")}
-  text = {k: v for k, v in flat.items() if k not in nested and k not in ("rope_scaling", "rope_theta")}
-  text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
+  nested = {
+    k: v
+    for k, v in flat.items()
+    if k
+    in (
+      "architectures",
+      "model_type",
+      "vision_config",
+      "image_token_id",
+      "video_token_id",
+      "vision_start_token_id",
+      "vision_end_token_id",
+      "bos_token_id",
+      "eos_token_id",
+      "tie_word_embeddings",
+    )
+  }
+  text = {
+    k: v for k, v in flat.items() if k not in nested and k not in ("rope_scaling", "rope_theta")
+  }
+  text["rope_parameters"] = {
+    "rope_type": "default",
+    "rope_theta": 1e6,
+    "mrope_section": [16, 24, 24],
+  }
   nested["text_config"] = text
   assert config_lib.from_hf_dict(nested) == cfg
   hf = transformers.Qwen2_5_VLConfig(**flat)

@@ -41,10 +41,15 @@ def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
   from o3jax.processing.tokenizer import build_demo_tokenizer
   from o3jax.train.config import MeshConfig, load_config
   from o3jax.train.sft import data_iterator, train_sft
+
   cfg = load_config(CONFIG)
-  cfg = cfg.replace(batch_size=4, total_steps=20, checkpoint_every=1,
-                    mesh=MeshConfig(data=jax.device_count()),
-                    optim=dataclasses.replace(cfg.optim, warmup_steps=0))
+  cfg = cfg.replace(
+    batch_size=4,
+    total_steps=20,
+    checkpoint_every=1,
+    mesh=MeshConfig(data=jax.device_count()),
+    optim=dataclasses.replace(cfg.optim, warmup_steps=0),
+  )
   # The run's tokenizer is the demo tokenizer, saved in the workdir beforehand (below).
   batches = data_iterator(cfg, data_dir, build_demo_tokenizer(), "sft", file, shuffle=False)
   return train_sft(cfg, data_dir, workdir, steps=steps, batches=batches)
@@ -54,6 +59,7 @@ def save_tokenizer(workdir: str) -> None:
   # Written before the processes start, so that none of them reads it while process 0
   # writes it (`run.tokenizer_for` has process 0 write it when it is missing).
   from o3jax.processing.tokenizer import build_demo_tokenizer
+
   os.makedirs(workdir, exist_ok=True)
   build_demo_tokenizer().save(os.path.join(workdir, "tokenizer.json"))
 
@@ -77,8 +83,19 @@ def metrics(workdir):
 
 
 def start_workers(data: str, workdir: str, steps: int, log) -> subprocess.Popen:
-  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2", "--",
-         sys.executable, __file__, data, "STGR-SFT.json", workdir, str(steps)]
+  cmd = [
+    sys.executable,
+    os.path.join(ROOT, "launch", "local.py"),
+    "-n",
+    "2",
+    "--",
+    sys.executable,
+    __file__,
+    data,
+    "STGR-SFT.json",
+    workdir,
+    str(steps),
+  ]
   with open(log, "w") as f:
     return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
@@ -114,8 +131,11 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
   assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # step 2 sees the update of step 1
   # One checkpoint per step, written collectively: the state once, the data iterator
   # position once per process.
-  data_files = sorted(name for name in os.listdir(os.path.join(multi, "checkpoints", "2", "data"))
-                      if name.endswith(".json"))
+  data_files = sorted(
+    name
+    for name in os.listdir(os.path.join(multi, "checkpoints", "2", "data"))
+    if name.endswith(".json")
+  )
   assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
 
   # Both processes resume from it: the state and each one's place in its shard.
@@ -129,6 +149,7 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
 
   # The two-process checkpoint is readable by one process, and equals the reference's.
   from o3jax.train.checkpoint import Checkpointer
+
   params = {}
   for workdir in (single, multi):
     ckpt = Checkpointer(workdir, asynchronous=False)
@@ -159,8 +180,18 @@ def test_local_launcher_sets_the_variables_and_stops_the_rest_on_failure(tmp_pat
   script, out = tmp_path / "launched.py", tmp_path / "out"
   script.write_text(LAUNCHED)
   out.mkdir()
-  cmd = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "3", "--port", "4321",
-         "--", sys.executable, str(script), str(out)]
+  cmd = [
+    sys.executable,
+    os.path.join(ROOT, "launch", "local.py"),
+    "-n",
+    "3",
+    "--port",
+    "4321",
+    "--",
+    sys.executable,
+    str(script),
+    str(out),
+  ]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 3, proc.stderr
   written = sorted((out / str(i)).read_text() for i in range(3))
@@ -173,28 +204,44 @@ SMALL_SFT = (460, 200, 8)  # fits process 1's first batch (records 1, 3), not pr
 SMALL_RL = (350, 200, 8)
 
 
-@pytest.mark.parametrize("stage,presentation,small", [
-    ("sft", "frames", None), ("sft", "frames", SMALL_SFT), ("sft", "video", None),
-    ("rl", "frames", SMALL_RL)])
+@pytest.mark.parametrize(
+  "stage,presentation,small",
+  [
+    ("sft", "frames", None),
+    ("sft", "frames", SMALL_SFT),
+    ("sft", "video", None),
+    ("rl", "frames", SMALL_RL),
+  ],
+)
 def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, presentation, small):
   from o3jax.data import pipeline
   from o3jax.data.records import load_records
   from o3jax.distributed import concat_batches
   from o3jax.processing.config import TINY
   from o3jax.processing.tokenizer import build_demo_tokenizer, special_token_ids
+
   tokenizer = build_demo_tokenizer()
   processing = dataclasses.replace(TINY, presentation=presentation)
-  records = load_records(os.path.join(synthetic_data, "STGR-SFT.json" if stage == "sft"
-                                      else "STGR-RL.json"))
-  big = pipeline.bucket_for_videos(processing, 640, (112, 84), max_key_frames=2,
-                                   image_size=(112, 84))
+  records = load_records(
+    os.path.join(synthetic_data, "STGR-SFT.json" if stage == "sft" else "STGR-RL.json")
+  )
+  big = pipeline.bucket_for_videos(
+    processing, 640, (112, 84), max_key_frames=2, image_size=(112, 84)
+  )
   buckets = (big,) if small is None else (pipeline.BatchShape(*small), big)
 
   def batches(recs, size, index, count):
-    config = pipeline.PipelineConfig(batch_size=size, buckets=buckets, stage=stage,
-                                     shuffle=False, shard_index=index, shard_count=count)
-    return pipeline.make_iterator(recs, tokenizer=tokenizer, processing=processing,
-                                  config=config, root=synthetic_data)
+    config = pipeline.PipelineConfig(
+      batch_size=size,
+      buckets=buckets,
+      stage=stage,
+      shuffle=False,
+      shard_index=index,
+      shard_count=count,
+    )
+    return pipeline.make_iterator(
+      recs, tokenizer=tokenizer, processing=processing, config=config, root=synthetic_data
+    )
 
   order = [k + j for k in range(0, 8, 4) for j in (0, 2, 1, 3)]
   one = batches([records[i] for i in order], 4, 0, 1)
@@ -215,8 +262,11 @@ def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, prese
         continue
       assert got[key].dtype == want[key].dtype, key
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-    seen.update(k for k in ("pixel_values_mask", "pixel_values_videos_mask",
-                            "second_per_grid_ts") if want[k].any())
+    seen.update(
+      k
+      for k in ("pixel_values_mask", "pixel_values_videos_mask", "second_per_grid_ts")
+      if want[k].any()
+    )
   assert "pixel_values_mask" in seen
   if presentation == "video":  # videos, and images of the visual QA records
     assert {"pixel_values_videos_mask", "second_per_grid_ts"} <= seen
@@ -224,6 +274,7 @@ def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, prese
 
 def test_merge_rejects_unknown_fields():
   from o3jax.distributed import concat_batches
+
   batch = {"input_ids": np.zeros((1, 4), np.int32), "position_ids": np.zeros((3, 1, 4))}
   with pytest.raises(ValueError, match="position_ids"):
     concat_batches([batch, batch], 0)
@@ -231,9 +282,11 @@ def test_merge_rejects_unknown_fields():
 
 # ------------------------------------------------------------- initialize from the env
 
+
 @pytest.fixture
 def calls(monkeypatch):
   import jax
+
   seen = []
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
   monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: seen.append((a, kw)))
@@ -242,28 +295,36 @@ def calls(monkeypatch):
 
 def test_initialize_from_env(calls):
   from o3jax.distributed import initialize_from_env
+
   assert initialize_from_env({}) is False
   assert initialize_from_env({"O3JAX_DISTRIBUTED": "0"}) is False
   assert calls == []
-  env = {"O3JAX_COORDINATOR": "10.0.0.1:1234", "O3JAX_NUM_PROCESSES": "4",
-         "O3JAX_PROCESS_ID": "3"}
+  env = {"O3JAX_COORDINATOR": "10.0.0.1:1234", "O3JAX_NUM_PROCESSES": "4", "O3JAX_PROCESS_ID": "3"}
   assert initialize_from_env(env) is True
   assert calls.pop() == (("10.0.0.1:1234", 4, 3), {"cluster_detection_method": "deactivate"})
-  assert initialize_from_env({**env, "O3JAX_NUM_PROCESSES": "1", "O3JAX_PROCESS_ID": "0"}) \
-      is False
+  assert initialize_from_env({**env, "O3JAX_NUM_PROCESSES": "1", "O3JAX_PROCESS_ID": "0"}) is False
   assert initialize_from_env({"O3JAX_DISTRIBUTED": "1", "SLURM_JOB_ID": "7"}) is True
   assert calls.pop() == ((), {})
   assert calls == []
 
 
-@pytest.mark.parametrize("env,message", [
+@pytest.mark.parametrize(
+  "env,message",
+  [
     ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "2"}, "O3JAX_PROCESS_ID not"),
-    ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "2", "O3JAX_PROCESS_ID": "2"},
-     r"not in \[0, O3JAX_NUM_PROCESSES=2\)"),
-    ({"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "two", "O3JAX_PROCESS_ID": "0"},
-     "must be integers")])
+    (
+      {"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "2", "O3JAX_PROCESS_ID": "2"},
+      r"not in \[0, O3JAX_NUM_PROCESSES=2\)",
+    ),
+    (
+      {"O3JAX_COORDINATOR": "h:1", "O3JAX_NUM_PROCESSES": "two", "O3JAX_PROCESS_ID": "0"},
+      "must be integers",
+    ),
+  ],
+)
 def test_initialize_from_env_rejects_bad_settings(calls, env, message):
   from o3jax.distributed import initialize_from_env
+
   with pytest.raises(ValueError, match=message):
     initialize_from_env(env)
   assert calls == []
@@ -271,8 +332,10 @@ def test_initialize_from_env_rejects_bad_settings(calls, env, message):
 
 if __name__ == "__main__":
   from o3jax.distributed import initialize_from_env
+
   initialize_from_env()
   import jax
+
   print(f"process {jax.process_index()} of {jax.process_count()}", flush=True)
   data_dir, file, workdir, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
   train(data_dir, file, workdir, steps)

@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+  smart_resize as hf_smart_resize,
+)
 
 from o3jax.processing import frames as F
 from o3jax.processing import patchify
@@ -18,14 +20,17 @@ REF = ProcessingConfig()
 REF_FRAME_MAX = 105369
 
 
-@pytest.mark.parametrize("height,width,min_pixels,max_pixels,expected", [
+@pytest.mark.parametrize(
+  "height,width,min_pixels,max_pixels,expected",
+  [
     (720, 1280, 100352, REF_FRAME_MAX, (224, 420)),  # 16:9 -> 420x224 (SPEC.md section 2)
     (1080, 1920, 100352, REF_FRAME_MAX, (224, 420)),
     (480, 640, 100352, REF_FRAME_MAX, (280, 364)),
     (100, 3000, 3136, 200704, (56, 2436)),  # aspect 30
     (20, 30, 3136, 200704, (56, 84)),  # below min_pixels: scaled up
     (84, 112, 3136, 6272, (56, 84)),  # the tiny synthetic frames
-])
+  ],
+)
 def test_smart_resize_hand_computed(height, width, min_pixels, max_pixels, expected):
   assert F.smart_resize(height, width, 28, min_pixels, max_pixels) == expected
 
@@ -49,11 +54,15 @@ def test_reference_frame_size_uses_the_video_pixel_formula():
   height, width = F.video_frame_size(480, 854, 16, REF)
   assert (height, width) == F.smart_resize(480, 854, 28, 100352, REF_FRAME_MAX)
   # A tight total budget lowers the per-frame cap: total / n * 2.
-  cfg = ProcessingConfig(video_min_pixels=4 * 784, video_max_pixels=64 * 784, video_total_pixels=16 * 784 * 8)
+  cfg = ProcessingConfig(
+    video_min_pixels=4 * 784, video_max_pixels=64 * 784, video_total_pixels=16 * 784 * 8
+  )
   assert F.video_frame_size(720, 1280, 16, cfg) == F.smart_resize(720, 1280, 28, 4 * 784, 16 * 784)
 
 
-@pytest.mark.parametrize("total,fps,expected", [
+@pytest.mark.parametrize(
+  "total,fps,expected",
+  [
     (300, 30, 16),  # 10 s at 2 fps = 20, capped at 16
     (90, 30, 6),  # 3 s -> 6
     (30, 30, 4),  # 1 s -> 2, raised to min 4
@@ -64,7 +73,8 @@ def test_reference_frame_size_uses_the_video_pixel_formula():
     (33, 8, 8),  # 8.25 -> 8
     (9, 1, 8),  # 18 wanted, 9 frames -> 8
     (2, 30, 2),
-])
+  ],
+)
 def test_num_frames_table(total, fps, expected):
   assert F.num_frames(total, fps, REF) == expected
 
@@ -84,11 +94,15 @@ def test_frame_indices_match_torch_linspace_round():
       np.testing.assert_array_equal(F.frame_indices(total, n), expected, err_msg=f"{total=} {n=}")
 
 
-@pytest.mark.parametrize("height,width", [(60, 90), (224, 420), (37, 501), (300, 17), (480, 640), (28, 28)])
+@pytest.mark.parametrize(
+  "height,width", [(60, 90), (224, 420), (37, 501), (300, 17), (480, 640), (28, 28)]
+)
 def test_image_patchify_matches_transformers(height, width):
   rng = np.random.default_rng(height * width)
   image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-  processor = Qwen2VLImageProcessorPil(min_pixels=REF.image_min_pixels, max_pixels=REF.image_max_pixels)
+  processor = Qwen2VLImageProcessorPil(
+    min_pixels=REF.image_min_pixels, max_pixels=REF.image_max_pixels
+  )
   expected = processor(images=[Image.fromarray(image)], return_tensors="np")
   out_h, out_w = F.image_size(height, width, REF)
   pixel_values, grid = patchify.patchify(F.resize(image, out_h, out_w)[None], REF, as_images=True)
@@ -120,7 +134,7 @@ def _video_patch_reference(frames: np.ndarray) -> np.ndarray:
         for mh in range(2):
           for mw in range(2):
             y, x = (2 * bh + mh) * 14, (2 * bw + mw) * 14
-            patch = norm[2 * t:2 * t + 2, y:y + 14, x:x + 14, :]  # [time, py, px, c]
+            patch = norm[2 * t : 2 * t + 2, y : y + 14, x : x + 14, :]  # [time, py, px, c]
             rows.append(patch.transpose(3, 0, 1, 2).reshape(-1))
   return np.stack(rows)
 
@@ -150,6 +164,9 @@ def test_read_video_samples_and_resizes(tmp_path):
   assert clip.sample_fps == pytest.approx(8 / 40 * 8)
   assert clip.source_size == (112, 84) and clip.total_frames == 40
   import decord  # pylint: disable=import-outside-toplevel
+
   raw = decord.VideoReader(path).get_batch(clip.indices.tolist()).asnumpy()
   for got, frame in zip(clip.frames, raw):
-    np.testing.assert_array_equal(got, np.asarray(Image.fromarray(frame).resize((84, 56), Image.BICUBIC)))
+    np.testing.assert_array_equal(
+      got, np.asarray(Image.fromarray(frame).resize((84, 56), Image.BICUBIC))
+    )

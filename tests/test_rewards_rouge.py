@@ -20,8 +20,8 @@ texts = few_words | st.text(max_size=60)
 @example("a a a b", "a b a a a")
 @example(" ".join(["a", "b"] * 70), " ".join(["b", "a", "a"] * 50))  # LCS beyond 64 tokens
 def test_fmeasures_equal_rouge_score(reference, prediction):
-    scores = SCORER.score(reference, prediction)
-    want = tuple(scores[k].fmeasure for k in ("rouge1", "rouge2", "rougeL"))
-    assert rouge_fmeasures(reference, prediction) == want
-    mean = sum(want) / 3
-    assert rouge_accuracy(reference, prediction) == min(1.0, max(0.0, mean))
+  scores = SCORER.score(reference, prediction)
+  want = tuple(scores[k].fmeasure for k in ("rouge1", "rouge2", "rougeL"))
+  assert rouge_fmeasures(reference, prediction) == want
+  mean = sum(want) / 3
+  assert rouge_accuracy(reference, prediction) == min(1.0, max(0.0, mean))

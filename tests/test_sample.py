@@ -5,8 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
-                                                    TopPLogitsWarper)
+from transformers.generation.logits_process import (
+  TemperatureLogitsWarper,
+  TopKLogitsWarper,
+  TopPLogitsWarper,
+)
 
 from hf_reference import mm_token_type_ids, perturbed_hf_model, text_tokens, vision_block
 from o3jax import sample as sampling
@@ -32,16 +35,23 @@ def prompts():
   (0, 3, 6, 9) run past its 3 x 5 spatial extent, where the rotary rules differ."""
   rng = np.random.default_rng(0)
   grids = np.array([[4, 6, 10], [2, 4, 6]])
-  rows = [text_tokens(rng, 4) + vision_block(CFG, "video", grids[0]) + text_tokens(rng, 7),
-          text_tokens(rng, 6) + vision_block(CFG, "video", grids[1]) + text_tokens(rng, 3)]
+  rows = [
+    text_tokens(rng, 4) + vision_block(CFG, "video", grids[0]) + text_tokens(rng, 7),
+    text_tokens(rng, 6) + vision_block(CFG, "video", grids[1]) + text_tokens(rng, 3),
+  ]
   n = max(map(len, rows))
   ids = np.zeros((2, n), np.int64)
   mask = np.zeros((2, n), np.int64)
   for i, row in enumerate(rows):
-    ids[i, n - len(row):], mask[i, n - len(row):] = row, 1
+    ids[i, n - len(row) :], mask[i, n - len(row) :] = row, 1
   pv = rng.standard_normal((int(np.prod(grids, -1).sum()), CFG.vision.patch_dim))
-  return dict(input_ids=ids, attention_mask=mask, pixel_values_videos=pv.astype(np.float32),
-              video_grid_thw=grids, second_per_grid_ts=np.array([1.5, 2.0], np.float32))
+  return dict(
+    input_ids=ids,
+    attention_mask=mask,
+    pixel_values_videos=pv.astype(np.float32),
+    video_grid_thw=grids,
+    second_per_grid_ts=np.array([1.5, 2.0], np.float32),
+  )
 
 
 def hf_generate(hf, inputs, eos_id, position_ids=None):
@@ -51,10 +61,17 @@ def hf_generate(hf, inputs, eos_id, position_ids=None):
   if position_ids is not None:
     t["position_ids"] = torch.as_tensor(position_ids, dtype=torch.long)
   with torch.no_grad():
-    out = hf.generate(**t, max_new_tokens=NEW, do_sample=False, eos_token_id=eos_id,
-                      pad_token_id=PAD, output_logits=True, return_dict_in_generate=True)
+    out = hf.generate(
+      **t,
+      max_new_tokens=NEW,
+      do_sample=False,
+      eos_token_id=eos_id,
+      pad_token_id=PAD,
+      output_logits=True,
+      return_dict_in_generate=True,
+    )
   hf.model.rope_deltas = None
-  new = out.sequences[:, inputs["input_ids"].shape[1]:].numpy()
+  new = out.sequences[:, inputs["input_ids"].shape[1] :].numpy()
   logits = torch.stack(out.logits, 1).numpy()
   return np.pad(new, ((0, 0), (0, NEW - new.shape[1])), constant_values=PAD), logits
 
@@ -67,15 +84,17 @@ def hf_teacher_forced_logits(hf, inputs, num_samples, tokens):
   grids = inputs["video_grid_thw"]
   per_video = np.split(inputs["pixel_values_videos"], np.cumsum(np.prod(grids, -1))[:-1])
   with torch.no_grad():
-    logits = hf(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask),
-                pixel_values_videos=torch.as_tensor(np.concatenate(
-                    [p for p in per_video for _ in range(g)])),
-                video_grid_thw=torch.as_tensor(np.repeat(grids, g, 0)),
-                second_per_grid_ts=torch.as_tensor(np.repeat(inputs["second_per_grid_ts"], g)),
-                mm_token_type_ids=torch.as_tensor(mm_token_type_ids(CFG, ids)),
-                use_cache=False).logits
+    logits = hf(
+      input_ids=torch.as_tensor(ids),
+      attention_mask=torch.as_tensor(mask),
+      pixel_values_videos=torch.as_tensor(np.concatenate([p for p in per_video for _ in range(g)])),
+      video_grid_thw=torch.as_tensor(np.repeat(grids, g, 0)),
+      second_per_grid_ts=torch.as_tensor(np.repeat(inputs["second_per_grid_ts"], g)),
+      mm_token_type_ids=torch.as_tensor(mm_token_type_ids(CFG, ids)),
+      use_cache=False,
+    ).logits
   hf.model.rope_deltas = None
-  return logits[:, inputs["input_ids"].shape[1] - 1:-1].numpy()  # predicting each new token
+  return logits[:, inputs["input_ids"].shape[1] - 1 : -1].numpy()  # predicting each new token
 
 
 def log_softmax(x, axis=-1):
@@ -93,9 +112,16 @@ def greedy(models, prompts):
   """Our greedy rollouts and transformers' with an eos id that never fires."""
   hf, ours = models
   ref, ref_logits = hf_generate(hf, prompts, eos_id=CFG.eos_token_id)
-  out = sampling.generate(ours, jax.random.key(0), max_new_tokens=NEW, greedy=True,
-                          eos_id=CFG.eos_token_id, pad_id=PAD, rope_rule="transformers5",
-                          **prompts)
+  out = sampling.generate(
+    ours,
+    jax.random.key(0),
+    max_new_tokens=NEW,
+    greedy=True,
+    eos_id=CFG.eos_token_id,
+    pad_id=PAD,
+    rope_rule="transformers5",
+    **prompts,
+  )
   return out, ref, ref_logits
 
 
@@ -117,9 +143,16 @@ def test_greedy_stops_each_row_at_eos(models, prompts, greedy):
   both = next(int(x) for x in second[1:] if x in first[1:])
   for eos in (only_second, both):
     ref, _ = hf_generate(hf, prompts, eos_id=[CFG.eos_token_id, eos])
-    out = sampling.generate(ours, jax.random.key(0), max_new_tokens=NEW, greedy=True,
-                            eos_id=[CFG.eos_token_id, eos], pad_id=PAD,
-                            rope_rule="transformers5", **prompts)
+    out = sampling.generate(
+      ours,
+      jax.random.key(0),
+      max_new_tokens=NEW,
+      greedy=True,
+      eos_id=[CFG.eos_token_id, eos],
+      pad_id=PAD,
+      rope_rule="transformers5",
+      **prompts,
+    )
     np.testing.assert_array_equal(out.tokens, ref)
     for row, length in zip(greedy[1], out.lengths):
       assert length == (row.tolist().index(eos) + 1 if eos in row else NEW)
@@ -131,19 +164,36 @@ def test_greedy_qwen_rule_equals_generate_given_qwen_positions(models, prompts):
   """Qwen's rotary rule: transformers generate fed our prompt positions continues them the
   same way as our sampler."""
   hf, ours = models
-  host = sampling.prepare_prompts(CFG, rope_rule="qwen",
-                                  prompt_length=prompts["input_ids"].shape[1], **prompts)
+  host = sampling.prepare_prompts(
+    CFG, rope_rule="qwen", prompt_length=prompts["input_ids"].shape[1], **prompts
+  )
   ref, _ = hf_generate(hf, prompts, CFG.eos_token_id, position_ids=host["position_ids"])
-  out = sampling.generate(ours, jax.random.key(0), max_new_tokens=NEW, greedy=True,
-                          pad_id=PAD, rope_rule="qwen", **prompts)
+  out = sampling.generate(
+    ours,
+    jax.random.key(0),
+    max_new_tokens=NEW,
+    greedy=True,
+    pad_id=PAD,
+    rope_rule="qwen",
+    **prompts,
+  )
   np.testing.assert_array_equal(out.tokens, ref)
 
 
 @pytest.fixture(scope="module")
 def sampled(models, prompts):
   hf, ours = models
-  kw = dict(max_new_tokens=NEW, num_samples=2, temperature=0.8, top_p=0.9, top_k=40,
-            eos_id=CFG.eos_token_id, pad_id=PAD, rope_rule="transformers5", **prompts)
+  kw = dict(
+    max_new_tokens=NEW,
+    num_samples=2,
+    temperature=0.8,
+    top_p=0.9,
+    top_k=40,
+    eos_id=CFG.eos_token_id,
+    pad_id=PAD,
+    rope_rule="transformers5",
+    **prompts,
+  )
   return [sampling.generate(ours, jax.random.key(k), **kw) for k in (7, 7, 8)]
 
 
@@ -176,9 +226,18 @@ def test_sampled_logprobs_and_support_match_transformers(models, prompts, sample
 def top_one(ours, prompts):
   """top-k 1 sampling, 3 per prompt, vision inputs padded to fixed shapes."""
   padding = dict(num_patches=320, num_windows=40, num_frames=8, frame_length=64)
-  return sampling.generate(ours, jax.random.key(3), max_new_tokens=NEW, num_samples=3,
-                           top_k=1, eos_id=CFG.eos_token_id, pad_id=PAD,
-                           rope_rule="transformers5", video_padding=padding, **prompts)
+  return sampling.generate(
+    ours,
+    jax.random.key(3),
+    max_new_tokens=NEW,
+    num_samples=3,
+    top_k=1,
+    eos_id=CFG.eos_token_id,
+    pad_id=PAD,
+    rope_rule="transformers5",
+    video_padding=padding,
+    **prompts,
+  )
 
 
 def test_top_k_one_samples_the_greedy_rollout_for_every_copy(models, prompts, greedy):
@@ -190,17 +249,22 @@ def test_top_k_one_samples_the_greedy_rollout_for_every_copy(models, prompts, gr
 def test_filler_prompt_row_leaves_the_others_alone(models, prompts, greedy):
   """A row without tokens (a partial batch) samples noise without disturbing row 0."""
   grid = prompts["video_grid_thw"][:1]
-  filler = dict(prompts, attention_mask=prompts["attention_mask"] * [[1], [0]],
-                video_grid_thw=grid, second_per_grid_ts=prompts["second_per_grid_ts"][:1],
-                pixel_values_videos=prompts["pixel_values_videos"][:int(np.prod(grid))])
+  filler = dict(
+    prompts,
+    attention_mask=prompts["attention_mask"] * [[1], [0]],
+    video_grid_thw=grid,
+    second_per_grid_ts=prompts["second_per_grid_ts"][:1],
+    pixel_values_videos=prompts["pixel_values_videos"][: int(np.prod(grid))],
+  )
   out = top_one(models[1], filler)
   np.testing.assert_array_equal(out.tokens[:3], np.repeat(greedy[1][:1], 3, 0))
   assert np.isfinite(out.logprobs).all()
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [
-    (1.0, 5, 1.0), (0.7, 0, 0.8), (1.3, 20, 0.5), (1.0, 0, 1.0), (0.5, 3, 0.999),
-    (1.0, 80, 0.9)])
+@pytest.mark.parametrize(
+  "temperature,top_k,top_p",
+  [(1.0, 5, 1.0), (0.7, 0, 0.8), (1.3, 20, 0.5), (1.0, 0, 1.0), (0.5, 3, 0.999), (1.0, 80, 0.9)],
+)
 def test_filter_logits_equals_transformers_warpers(temperature, top_k, top_p):
   logits = np.random.default_rng(0).standard_normal((6, 50)).astype(np.float32) * 3
   ref = torch.as_tensor(logits)
@@ -211,15 +275,15 @@ def test_filter_logits_equals_transformers_warpers(temperature, top_k, top_p):
     ref = warp(None, ref)
   ours = np.asarray(sampling.filter_logits(jnp.asarray(logits), temperature, top_k, top_p))
   np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(ref.numpy()))
-  np.testing.assert_allclose(ours[np.isfinite(ours)], ref.numpy()[np.isfinite(ours)],
-                             rtol=1e-6)
+  np.testing.assert_allclose(ours[np.isfinite(ours)], ref.numpy()[np.isfinite(ours)], rtol=1e-6)
 
 
 def test_choose_tokens_frequencies_follow_filtered_softmax():
   logits = jnp.asarray([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
   keys = jax.random.split(jax.random.key(0), 20000)
-  choose = lambda k: sampling.choose_tokens(logits, k, temperature=0.5, top_k=4, top_p=0.95,
-                                            greedy=False)
+  choose = lambda k: sampling.choose_tokens(
+    logits, k, temperature=0.5, top_k=4, top_p=0.95, greedy=False
+  )
   tokens, logp = jax.vmap(choose)(keys)
   freq = np.bincount(np.asarray(tokens)[:, 0], minlength=6) / len(keys)
   # Hand computation: logits / 0.5 = [4, 2, 1, 0, -2, -6]; top-4 keeps the first four
@@ -249,10 +313,20 @@ def test_left_pad_and_next_positions():
 
 def test_missing_inputs_are_named():
   with pytest.raises(ValueError, match="next_position"):
-    sampling.sample(None, None, {"input_ids": np.zeros((1, 4), np.int32)}, jax.random.key(0),
-                    max_new_tokens=2, eos_id=1)
-  right_padded = dict(input_ids=np.ones((1, 3)), attention_mask=np.array([[1, 1, 0]]),
-                      position_ids=np.zeros((3, 1, 3)), next_position=np.zeros((3, 1)))
+    sampling.sample(
+      None,
+      None,
+      {"input_ids": np.zeros((1, 4), np.int32)},
+      jax.random.key(0),
+      max_new_tokens=2,
+      eos_id=1,
+    )
+  right_padded = dict(
+    input_ids=np.ones((1, 3)),
+    attention_mask=np.array([[1, 1, 0]]),
+    position_ids=np.zeros((3, 1, 3)),
+    next_position=np.zeros((3, 1)),
+  )
   with pytest.raises(ValueError, match="left-padded"):
     sampling.sample(None, None, right_padded, jax.random.key(0), max_new_tokens=2, eos_id=1)
   with pytest.raises(ValueError, match="eos_id"):
@@ -261,12 +335,15 @@ def test_missing_inputs_are_named():
 
 def test_vision_placeholders_are_never_sampled():
   from o3jax.sample import choose_tokens
+
   logits = jnp.full((64, 8), -5.0).at[:, 3].set(5.0).at[:, 5].set(4.0)
-  tokens, logp = choose_tokens(logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0,
-                               greedy=False, banned=(3,))
+  tokens, logp = choose_tokens(
+    logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0, greedy=False, banned=(3,)
+  )
   assert not np.any(np.asarray(tokens) == 3)
   full = jax.nn.log_softmax(logits, axis=-1)
   np.testing.assert_allclose(np.asarray(logp), np.asarray(full[0, tokens]), rtol=1e-6)
-  greedy, _ = choose_tokens(logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0,
-                            greedy=True, banned=(3,))
+  greedy, _ = choose_tokens(
+    logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0, greedy=True, banned=(3,)
+  )
   assert np.all(np.asarray(greedy) == 5)

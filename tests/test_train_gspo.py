@@ -24,16 +24,31 @@ def sft_workdir(synthetic_data, tmp_path_factory):
 
 def test_gspo_logs_rewards_and_resumes(synthetic_data, sft_workdir, tmp_path):
   cfg = load_config(CONFIG)
-  cfg = cfg.replace(batch_size=2, checkpoint_every=1, gspo=dataclasses.replace(
-      cfg.gspo, group_size=2, max_new_tokens=16, beta=0.04, updates_per_batch=2))
+  cfg = cfg.replace(
+    batch_size=2,
+    checkpoint_every=1,
+    gspo=dataclasses.replace(
+      cfg.gspo, group_size=2, max_new_tokens=16, beta=0.04, updates_per_batch=2
+    ),
+  )
   workdir = str(tmp_path / "gspo")
   train_gspo(cfg, synthetic_data, workdir, steps=1, init=sft_workdir)
   row = train_gspo(cfg, synthetic_data, workdir, steps=2, init=sft_workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   assert [r["step"] for r in rows] == [1, 2]
-  for key in ("loss", "grad_norm", "kl", "clip_fraction", "reward_std", "identical_reward_groups",
-              "completion_length", "reward/total", "reward/format", "reward/thk_spatial"):
+  for key in (
+    "loss",
+    "grad_norm",
+    "kl",
+    "clip_fraction",
+    "reward_std",
+    "identical_reward_groups",
+    "completion_length",
+    "reward/total",
+    "reward/format",
+    "reward/thk_spatial",
+  ):
     assert key in row, key
   assert all(np.isfinite(r["loss"]) and np.isfinite(r["kl"]) for r in rows)
   assert 0 <= row["identical_reward_groups"] <= 1 and 0 < row["completion_length"] <= 16

@@ -24,8 +24,20 @@ SMALL = ["batch_size=4", "checkpoint_every=3", "total_steps=20"]
 
 
 def run_main(data, workdir, steps, *extra):
-  proc = subprocess.run([sys.executable, os.path.join(HERE, "train_main.py"), data, workdir,
-                         str(steps), *SMALL, *extra], capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(HERE, "train_main.py"),
+      data,
+      workdir,
+      str(steps),
+      *SMALL,
+      *extra,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc
 
@@ -73,29 +85,31 @@ def test_sharded_steps_match_single_device(synthetic_data, tmp_path):
 
 def test_params_are_really_sharded():
   script = (
-      "import os; os.environ['XLA_FLAGS']='--xla_force_host_platform_device_count=8'\n"
-      "import jax, optax\n"
-      "from o3jax import sharding\n"
-      "from o3jax.models import config\n"
-      "from o3jax.train import state as S\n"
-      "mesh = sharding.make_mesh(2, 2, 2)\n"
-      "g, st, sh = S.init_random(config.tiny(), optax.adamw(1e-3), mesh, 0)\n"
-      "q = st.params['text']['layers'][0]['attn']['q_kernel'].get_value()\n"
-      "mu = st.opt_state[0].mu['text']['layers'][0]['attn']['q_kernel'].get_value()\n"
-      "print(q.sharding.spec, mu.sharding.spec, q.addressable_shards[0].data.shape)\n")
+    "import os; os.environ['XLA_FLAGS']='--xla_force_host_platform_device_count=8'\n"
+    "import jax, optax\n"
+    "from o3jax import sharding\n"
+    "from o3jax.models import config\n"
+    "from o3jax.train import state as S\n"
+    "mesh = sharding.make_mesh(2, 2, 2)\n"
+    "g, st, sh = S.init_random(config.tiny(), optax.adamw(1e-3), mesh, 0)\n"
+    "q = st.params['text']['layers'][0]['attn']['q_kernel'].get_value()\n"
+    "mu = st.opt_state[0].mu['text']['layers'][0]['attn']['q_kernel'].get_value()\n"
+    "print(q.sharding.spec, mu.sharding.spec, q.addressable_shards[0].data.shape)\n"
+  )
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.strip() == "P('fsdp', 'tensor', None) P('fsdp', 'tensor', None) (32, 2, 16)", \
-      proc.stdout
-
-
+  assert proc.stdout.strip() == "P('fsdp', 'tensor', None) P('fsdp', 'tensor', None) (32, 2, 16)", (
+    proc.stdout
+  )
 
 
 def test_gradient_accumulation_equals_one_big_batch(synthetic_data, tmp_path):
   from train_main import config
+
   cfg = config(["batch_size=8"])
   cfg = cfg.replace(optim=dataclasses.replace(cfg.optim, warmup_steps=0))
   from o3jax.train.run import setup_run
+
   run = setup_run(cfg, str(tmp_path / "acc"))
   batch = next(data_iterator(cfg, synthetic_data, run.tokenizer, "sft", "STGR-SFT.json"))
   step_fn = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
@@ -116,6 +130,7 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data, tmp_path):
 def test_a_run_keeps_its_architecture_and_init_must_match_its_checkpoint(synthetic_data, tmp_path):
   from train_main import config
   from o3jax.train.run import restore, setup_run
+
   cfg = config(["batch_size=4", "checkpoint_every=1"])
   trained = str(tmp_path / "trained")
   train_sft(cfg, synthetic_data, trained, steps=1)
@@ -139,9 +154,11 @@ def test_a_run_keeps_its_architecture_and_init_must_match_its_checkpoint(synthet
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(synthetic_data, tmp_path):
   from train_main import config
+
   cfg = config(["batch_size=4", "checkpoint_every=1"])
-  cfg = cfg.replace(optim=dataclasses.replace(cfg.optim, learning_rate=1e30, warmup_steps=0,
-                                              max_grad_norm=1e30))
+  cfg = cfg.replace(
+    optim=dataclasses.replace(cfg.optim, learning_rate=1e30, warmup_steps=0, max_grad_norm=1e30)
+  )
   workdir = str(tmp_path / "nan")
   with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
     train_sft(cfg, synthetic_data, workdir, steps=20)
@@ -155,6 +172,7 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
   """Orbax finalises a step by renaming its temporary directory; a run killed before that
   leaves only the temporary one, which latest_step() does not list."""
   import jax.numpy as jnp
+
   ckpt = Checkpointer(str(tmp_path), asynchronous=False)
   ckpt.save(1, {"params": {"w": jnp.ones(3)}})
   ckpt.close()
@@ -168,13 +186,27 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
 
 
 def test_task_selection_keeps_bad_records_for_the_pipeline_to_count(tmp_path):
-  records = [{"id": "a", "task": "visual QA"}, {"id": "b", "task": "temporal QA"}, ["not", "an", "object"],
-             {"id": "c", "task": "video captioning"}, {"id": "d"}, {"id": "e", "task": "relevance rating"}]
+  records = [
+    {"id": "a", "task": "visual QA"},
+    {"id": "b", "task": "temporal QA"},
+    ["not", "an", "object"],
+    {"id": "c", "task": "video captioning"},
+    {"id": "d"},
+    {"id": "e", "task": "relevance rating"},
+  ]
   kept = select_tasks(records, ("visual QA", "relevance rating"))
-  assert [r["id"] if isinstance(r, dict) else r for r in kept] == ["a", ["not", "an", "object"], "c", "d", "e"]
+  assert [r["id"] if isinstance(r, dict) else r for r in kept] == [
+    "a",
+    ["not", "an", "object"],
+    "c",
+    "d",
+    "e",
+  ]
   assert select_tasks(records, ()) == records
   config = tmp_path / "bad_tasks.py"
-  config.write_text("from o3jax.train.config import TrainConfig\n"
-                    "def get_config():\n  return TrainConfig(tasks=('visual QA', 'captions'))\n")
+  config.write_text(
+    "from o3jax.train.config import TrainConfig\n"
+    "def get_config():\n  return TrainConfig(tasks=('visual QA', 'captions'))\n"
+  )
   with pytest.raises(ValueError, match=r"tasks \['captions'\] are unknown"):
     load_config(str(config))

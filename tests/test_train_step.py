@@ -15,13 +15,21 @@ from o3jax.train.loss import masked_cross_entropy, sft_loss
 def _batch(cfg, rng, b=2, t=40):
   ids = rng.integers(0, 900, (b, t)).astype(np.int32)
   block = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
-  ids[:, 3:3 + len(block)] = block
+  ids[:, 3 : 3 + len(block)] = block
   pv = rng.standard_normal((b * 24, cfg.vision.patch_dim)).astype(np.float32)
   mask = np.ones_like(ids)
   loss_mask = np.zeros_like(ids)
   loss_mask[:, 20:] = 1
-  return model_batch(cfg, {"input_ids": ids, "attention_mask": mask, "loss_mask": loss_mask,
-                           "pixel_values": pv, "image_grid_thw": np.array([[1, 4, 6]] * b)})
+  return model_batch(
+    cfg,
+    {
+      "input_ids": ids,
+      "attention_mask": mask,
+      "loss_mask": loss_mask,
+      "pixel_values": pv,
+      "image_grid_thw": np.array([[1, 4, 6]] * b),
+    },
+  )
 
 
 def test_remat_gives_the_same_loss_and_gradients():
@@ -49,8 +57,9 @@ def test_masked_cross_entropy_hand_computed():
 
 
 def test_schedules():
-  cos = optim.schedule(OptimConfig(learning_rate=1.0, warmup_steps=10, decay="cosine",
-                                   end_lr_fraction=0.1), 110)
+  cos = optim.schedule(
+    OptimConfig(learning_rate=1.0, warmup_steps=10, decay="cosine", end_lr_fraction=0.1), 110
+  )
   lin = optim.schedule(OptimConfig(learning_rate=1.0, warmup_steps=0, decay="linear"), 100)
   assert float(cos(0)) == 0 and abs(float(cos(5)) - 0.5) < 1e-6 and abs(float(cos(10)) - 1) < 1e-6
   assert abs(float(cos(60)) - (0.1 + 0.9 * 0.5)) < 1e-5 and abs(float(cos(110)) - 0.1) < 1e-6
@@ -63,8 +72,9 @@ def test_frozen_vision_tower_does_not_move():
   graphdef, params = nnx.split(state_lib.build_model(cfg, jax.random.key(0)))
   tx = optim.make_optimizer(ocfg, 10, params)
   frozen = jax.tree.map(lambda label: label == "frozen", optim.frozen_labels(params, ocfg.freeze))
-  state = state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                               opt_state=tx.init(params))
+  state = state_lib.TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+  )
   fn = jax.jit(step_lib.make_train_step(graphdef, sft_loss, tx, optim.schedule(ocfg, 10), frozen))
   new, metrics = fn(state, _batch(cfg, np.random.default_rng(1)))
   before, after = state.params, new.params

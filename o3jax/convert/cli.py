@@ -20,8 +20,11 @@ def add_parser(sub) -> None:
   p.add_argument("--to", choices=("o3jax", "hf"), required=True)
   p.add_argument("--src", required=True)
   p.add_argument("--dst", required=True)
-  p.add_argument("--mesh", default="1,1,1",
-                 help="data,fsdp,tensor: the mesh the weights are placed on while converting")
+  p.add_argument(
+    "--mesh",
+    default="1,1,1",
+    help="data,fsdp,tensor: the mesh the weights are placed on while converting",
+  )
   p.add_argument("--dtype", default=None, help="dtype of the written tensors (default: as stored)")
   p.set_defaults(func=run)
 
@@ -34,11 +37,14 @@ def hf_to_o3jax(src: str, dst: str, mesh=None, dtype=None) -> int:
   from o3jax.convert.hf import load_pretrained
   from o3jax.models.config import load_hf_config
   from o3jax.train.run import write_workdir_model_config
+
   model = load_pretrained(src, dtype=jnp.dtype(dtype or "float32"), mesh=mesh)
   params = nnx.state(model, nnx.Param)
   os.makedirs(dst, exist_ok=True)
-  with ocp.CheckpointManager(os.path.abspath(os.path.join(dst, "checkpoints")),
-                             item_handlers={"state": ocp.StandardCheckpointHandler()}) as mgr:
+  with ocp.CheckpointManager(
+    os.path.abspath(os.path.join(dst, "checkpoints")),
+    item_handlers={"state": ocp.StandardCheckpointHandler()},
+  ) as mgr:
     mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
     mgr.wait_until_finished()
   write_workdir_model_config(dst, load_hf_config(src))
@@ -55,10 +61,12 @@ def o3jax_to_hf(src: str, dst: str, mesh=None, dtype=None) -> int:
   from o3jax import sharding
   from o3jax.convert.hf import abstract_model, save_pretrained
   from o3jax.train.run import load_params_from_workdir, workdir_model_config
+
   graphdef, abstract = nnx.split(abstract_model(workdir_model_config(src)))
   params = load_params_from_workdir(src, abstract, mesh or sharding.make_mesh())
-  save_pretrained(nnx.merge(graphdef, params), dst,
-                  dtype=None if dtype is None else jnp.dtype(dtype))
+  save_pretrained(
+    nnx.merge(graphdef, params), dst, dtype=None if dtype is None else jnp.dtype(dtype)
+  )
   if os.path.exists(os.path.join(src, "tokenizer.json")):
     shutil.copy(os.path.join(src, "tokenizer.json"), os.path.join(dst, "tokenizer.json"))
   return 0
@@ -66,6 +74,7 @@ def o3jax_to_hf(src: str, dst: str, mesh=None, dtype=None) -> int:
 
 def run(args) -> int:
   from o3jax import sharding
+
   data, fsdp, tensor = (int(x) for x in args.mesh.split(","))
   mesh = sharding.make_mesh(data, fsdp, tensor)
   if args.to == "o3jax":

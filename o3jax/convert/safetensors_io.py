@@ -18,10 +18,16 @@ import ml_dtypes
 import numpy as np
 
 DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64),
-    "I32": np.dtype(np.int32), "I16": np.dtype(np.int16), "I8": np.dtype(np.int8),
-    "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_),
+  "F64": np.dtype(np.float64),
+  "F32": np.dtype(np.float32),
+  "F16": np.dtype(np.float16),
+  "BF16": np.dtype(ml_dtypes.bfloat16),
+  "I64": np.dtype(np.int64),
+  "I32": np.dtype(np.int32),
+  "I16": np.dtype(np.int16),
+  "I8": np.dtype(np.int8),
+  "U8": np.dtype(np.uint8),
+  "BOOL": np.dtype(np.bool_),
 }
 NAMES = {v: k for k, v in DTYPES.items()}
 
@@ -44,7 +50,7 @@ def iter_tensors(path: str, names: Iterable[str] | None = None) -> Iterator[tupl
   """Yields (name, array) one at a time, each an independent copy."""
   header, start = read_header(path)
   data = np.memmap(path, dtype=np.uint8, mode="r")
-  for name in (names if names is not None else header):
+  for name in names if names is not None else header:
     info = header[name]
     dtype = DTYPES.get(info["dtype"])
     if dtype is None:
@@ -52,18 +58,25 @@ def iter_tensors(path: str, names: Iterable[str] | None = None) -> Iterator[tupl
     b, e = info["data_offsets"]
     if start + e > data.shape[0]:
       raise ValueError(f"{path}: tensor {name} runs past the end of the file (truncated?)")
-    yield name, np.array(data[start + b:start + e].view(dtype).reshape(info["shape"]))
+    yield name, np.array(data[start + b : start + e].view(dtype).reshape(info["shape"]))
   del data
 
 
-def write_file(path: str, specs: list[tuple[str, tuple, np.dtype]],
-               produce: Callable[[str], np.ndarray], metadata: dict | None = None) -> None:
+def write_file(
+  path: str,
+  specs: list[tuple[str, tuple, np.dtype]],
+  produce: Callable[[str], np.ndarray],
+  metadata: dict | None = None,
+) -> None:
   """Write tensors `specs` [(name, shape, dtype)], asking `produce(name)` for each in turn."""
   header, offset = {}, 0
   for name, shape, dtype in specs:
     nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    header[name] = {"dtype": NAMES[np.dtype(dtype)], "shape": list(shape),
-                    "data_offsets": [offset, offset + nbytes]}
+    header[name] = {
+      "dtype": NAMES[np.dtype(dtype)],
+      "shape": list(shape),
+      "data_offsets": [offset, offset + nbytes],
+    }
     offset += nbytes
   if metadata:
     header["__metadata__"] = metadata

@@ -18,26 +18,48 @@ from o3jax.data import listings, synth
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-  parser = subparsers.add_parser("data", help="datasets: synthetic grounded videos", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = subparsers.add_parser(
+    "data",
+    help="datasets: synthetic grounded videos",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   actions = parser.add_subparsers(dest="data_command", metavar="{synth,listings}", required=True)
-  p = actions.add_parser("synth", help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark")
+  p = actions.add_parser(
+    "synth", help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark"
+  )
   p.add_argument("--out", required=True, help="output directory")
-  p.add_argument("--videos", type=int, required=True, help="number of training videos (6 records each; SFT adds 3 rated evidence crops)")
+  p.add_argument(
+    "--videos",
+    type=int,
+    required=True,
+    help="number of training videos (6 records each; SFT adds 3 rated evidence crops)",
+  )
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--vstar-videos", type=int, default=None, help="held-out benchmark videos (default videos // 4, >= 1)")
+  p.add_argument(
+    "--vstar-videos",
+    type=int,
+    default=None,
+    help="held-out benchmark videos (default videos // 4, >= 1)",
+  )
   p.add_argument("--width", type=int, default=112)
   p.add_argument("--height", type=int, default=84)
   p.add_argument("--fps", type=int, default=8)
   p.set_defaults(func=run)
-  p = actions.add_parser("listings", help="frame-listing records for the videos of a synth directory")
+  p = actions.add_parser(
+    "listings", help="frame-listing records for the videos of a synth directory"
+  )
   p.add_argument("--synth", required=True, help="directory written by `o3jax data synth`")
   p.add_argument("--seed", type=int, required=True, help="the seed that directory was written with")
   p.add_argument("--videos", type=int, required=True, help="training videos to list (v0000 on)")
   p.add_argument("--out", required=True, help="output directory")
   for kind, default in (("halves", 4), ("objects", 2), ("named", 4)):
-    p.add_argument(f"--{kind}", type=int, default=default, help=f"{kind} listings per video (default {default})")
-  p.add_argument("--with-records", action="store_true", help="put the synth directory's own records first")
+    p.add_argument(
+      f"--{kind}", type=int, default=default, help=f"{kind} listings per video (default {default})"
+    )
+  p.add_argument(
+    "--with-records", action="store_true", help="put the synth directory's own records first"
+  )
   p.add_argument("--width", type=int, default=112)
   p.add_argument("--height", type=int, default=84)
   p.add_argument("--fps", type=int, default=8)
@@ -48,8 +70,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
   if args.videos < 1:
     raise SystemExit("o3jax data synth: --videos must be at least 1")
-  counts = synth.synthesize(args.out, videos=args.videos, seed=args.seed, vstar_videos=args.vstar_videos,
-                            width=args.width, height=args.height, fps=args.fps)
+  counts = synth.synthesize(
+    args.out,
+    videos=args.videos,
+    seed=args.seed,
+    vstar_videos=args.vstar_videos,
+    width=args.width,
+    height=args.height,
+    fps=args.fps,
+  )
   print(json.dumps({"out": args.out, **counts}))
   return 0
 
@@ -58,8 +87,16 @@ def run_listings(args: argparse.Namespace) -> int:
   if args.videos < 1:
     raise SystemExit("o3jax data listings: --videos must be at least 1")
   counts = {kind: getattr(args, kind) for kind in listings.KINDS}
-  written = listings.write_listings(args.synth, args.out, args.seed, args.videos, counts,
-                                    with_records=args.with_records, width=args.width,
-                                    height=args.height, fps=args.fps)
+  written = listings.write_listings(
+    args.synth,
+    args.out,
+    args.seed,
+    args.videos,
+    counts,
+    with_records=args.with_records,
+    width=args.width,
+    height=args.height,
+    fps=args.fps,
+  )
   print(json.dumps({"out": args.out, **written}))
   return 0

@@ -42,8 +42,9 @@ class Skipped:
   error: RecordError
 
 
-def _visual_input(record: Record, rid: str, root: str, config: ProcessingConfig,
-                  decode_threads: int) -> tuple[VisualInput, dict[str, Any]]:
+def _visual_input(
+  record: Record, rid: str, root: str, config: ProcessingConfig, decode_threads: int
+) -> tuple[VisualInput, dict[str, Any]]:
   if record["task"] in prompts.IMAGE_TASKS:
     try:
       image = media.read_image(os.path.join(root, record["image_path"]))
@@ -66,15 +67,31 @@ def _visual_input(record: Record, rid: str, root: str, config: ProcessingConfig,
       except media.MediaError as e:
         raise RecordError(rid, f"key_frames[{i}].path", str(e)) from None
       # The reference resizes key frames with PIL's default filter (bicubic) to the frame size.
-      key_frames.append((kf["time"], np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))))
+      key_frames.append(
+        (
+          kf["time"],
+          np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC)),
+        )
+      )
   visual = present_video(clip, config, key_frames)
-  facts = {"sample_fps": clip.sample_fps, "duration": clip.total_frames / clip.video_fps,
-           "frame_times": list(visual.frame_times)}
+  facts = {
+    "sample_fps": clip.sample_fps,
+    "duration": clip.total_frames / clip.video_fps,
+    "frame_times": list(visual.frame_times),
+  }
   return visual, facts
 
 
-def encode_record(record: Record, *, tokenizer: Tokenizer, config: ProcessingConfig, stage: str,
-                  root: str = ".", index: int | None = None, decode_threads: int = 1) -> Example:
+def encode_record(
+  record: Record,
+  *,
+  tokenizer: Tokenizer,
+  config: ProcessingConfig,
+  stage: str,
+  root: str = ".",
+  index: int | None = None,
+  decode_threads: int = 1,
+) -> Example:
   """Raises RecordError (naming the record and the field) for anything wrong with it."""
   check_record(record, stage=stage, root=root, index=index)
   prompt_stage = config.prompt_stage(stage)
@@ -82,29 +99,37 @@ def encode_record(record: Record, *, tokenizer: Tokenizer, config: ProcessingCon
   visual, facts = _visual_input(record, rid, root, config, decode_threads)
   system = prompts.system_prompt(record["task"], prompt_stage)
   messages = [chat.Message("system", [system])] if system else []
-  messages.append(chat.Message("user", visual.content + [prompts.question_text(record["task"], record["question"],
-                                                                               prompt_stage)]))
+  messages.append(
+    chat.Message(
+      "user",
+      visual.content + [prompts.question_text(record["task"], record["question"], prompt_stage)],
+    )
+  )
   if stage == "sft":
     try:
       target = sft_target(record, visual.frame_size)
     except ValueError as e:
       raise RecordError(rid, "reasoning_process", f"cannot convert boxes: {e}") from None
-    tokens = chat.tokenize(tokenizer, messages + [chat.Message("assistant", [target])], merge_size=config.merge_size)
+    tokens = chat.tokenize(
+      tokenizer, messages + [chat.Message("assistant", [target])], merge_size=config.merge_size
+    )
     prompt_length = int(np.argmax(tokens.loss_mask))
   else:
-    tokens = chat.tokenize(tokenizer, messages, add_generation_prompt=True, merge_size=config.merge_size)
+    tokens = chat.tokenize(
+      tokenizer, messages, add_generation_prompt=True, merge_size=config.merge_size
+    )
     prompt_length = len(tokens.input_ids)
   return Example(
-      id=rid,
-      input_ids=tokens.input_ids,
-      loss_mask=tokens.loss_mask,
-      prompt_length=prompt_length,
-      pixel_values=visual.pixel_values,
-      image_grid_thw=visual.image_grid_thw.astype(np.int32),
-      pixel_values_videos=visual.pixel_values_videos,
-      video_grid_thw=visual.video_grid_thw.astype(np.int32),
-      second_per_grid_ts=visual.second_per_grid_ts.astype(np.float32),
-      meta=reward_meta(record, visual.frame_size, **facts),
+    id=rid,
+    input_ids=tokens.input_ids,
+    loss_mask=tokens.loss_mask,
+    prompt_length=prompt_length,
+    pixel_values=visual.pixel_values,
+    image_grid_thw=visual.image_grid_thw.astype(np.int32),
+    pixel_values_videos=visual.pixel_values_videos,
+    video_grid_thw=visual.video_grid_thw.astype(np.int32),
+    second_per_grid_ts=visual.second_per_grid_ts.astype(np.float32),
+    meta=reward_meta(record, visual.frame_size, **facts),
   )
 
 
@@ -124,8 +149,15 @@ class EncodeRecord:
   def __call__(self, item: tuple[int, Record]) -> Example | Skipped:
     index, record = item
     try:
-      return encode_record(record, tokenizer=self.tokenizer, config=self.config, stage=self.stage,
-                           root=self.root, index=index, decode_threads=self.decode_threads)
+      return encode_record(
+        record,
+        tokenizer=self.tokenizer,
+        config=self.config,
+        stage=self.stage,
+        root=self.root,
+        index=index,
+        decode_threads=self.decode_threads,
+      )
     except RecordError as e:
       return Skipped(e)
     except Exception as e:  # pylint: disable=broad-except

@@ -59,46 +59,74 @@ def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float)
   return "the " + synth._claim(scene, track, frame, label)
 
 
-def listing_record(scene: synth.Scene, rng: np.random.Generator, kind: str, index: int,
-                   sampling: ProcessingConfig = TINY) -> dict | None:
+def listing_record(
+  scene: synth.Scene,
+  rng: np.random.Generator,
+  kind: str,
+  index: int,
+  sampling: ProcessingConfig = TINY,
+) -> dict | None:
   """One SFT record of the kind (None: a named listing of a video whose object is never shown)."""
   if kind not in KINDS:
     raise ValueError(f"listing kind must be one of {KINDS}, got {kind!r}")
   shown = frames.shown_frames(scene.num_frames, scene.fps, sampling)
-  common = dict(id=f"{scene.vid}-{kind}{index}-sft", source="synthetic", video_path=f"videos/{scene.vid}.mp4")
+  common = dict(
+    id=f"{scene.vid}-{kind}{index}-sft", source="synthetic", video_path=f"videos/{scene.vid}.mp4"
+  )
   if kind == "named":
     track = scene.tracks[int(rng.integers(len(scene.tracks)))]
     on = [k for k, (f, _) in enumerate(shown) if track.visible(f)]
     if not on:
       return None
     # Two frames with the object (one if it is shown once), then any other.
-    order = list(dict.fromkeys(int(k) for k in [*rng.permutation(on)[:2], *rng.permutation(len(shown))]))[:3]
+    order = list(
+      dict.fromkeys(int(k) for k in [*rng.permutation(on)[:2], *rng.permutation(len(shown))])
+    )[:3]
     order = [order[i] for i in rng.permutation(len(order))]
     lines = [f"Frame {k + 1}: {claim_item(scene, track, *shown[k])}." for k in order]
     # The object's boxes on the named frames that show it, at their labels: gold for the RL
     # rewards (thk_spatial), not shown to the model (no key-frame images).
     seen = [shown[k] for k in order if track.visible(shown[k][0])]
-    return dict(**common, task=prompts.SPATIO_TEMPORAL,
-                question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
-                answer=f"The {track.name} is seen in {len(seen)} of the {len(order)} frames.",
-                reasoning_process=" ".join(lines),
-                key_frames=[{"idx": f, "time": label} for f, label in seen],
-                key_items={str(f): {track.name: [scene.normalized_box(track, f)]} for f, _ in seen})
+    return dict(
+      **common,
+      task=prompts.SPATIO_TEMPORAL,
+      question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
+      answer=f"The {track.name} is seen in {len(seen)} of the {len(order)} frames.",
+      reasoning_process=" ".join(lines),
+      key_frames=[{"idx": f, "time": label} for f, label in seen],
+      key_items={str(f): {track.name: [scene.normalized_box(track, f)]} for f, _ in seen},
+    )
   order = [int(k) for k in rng.permutation(len(shown))]
   if kind == "objects":
     order = order[:3]
   tracks = [scene.tracks[i] for i in rng.permutation(len(scene.tracks))]
-  item = (lambda t, f, label: halves_item(scene, t, f)) if kind == "halves" else (
-      lambda t, f, label: claim_item(scene, t, f, label))
+  item = (
+    (lambda t, f, label: halves_item(scene, t, f))
+    if kind == "halves"
+    else (lambda t, f, label: claim_item(scene, t, f, label))
+  )
   lines = [f"Frame {k + 1}: " + "; ".join(item(t, *shown[k]) for t in tracks) + "." for k in order]
-  return dict(**common, task=TASK,
-              question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
-              answer="Listed above.", reasoning_process=" ".join(lines))
+  return dict(
+    **common,
+    task=TASK,
+    question=f"Where are the objects in frames {', '.join(str(k + 1) for k in order)}?",
+    answer="Listed above.",
+    reasoning_process=" ".join(lines),
+  )
 
 
-def write_listings(synth_dir: str, out_dir: str, seed: int, videos: int, counts: dict[str, int],
-                   with_records: bool = False, width: int = 112, height: int = 84, fps: int = 8,
-                   sampling: ProcessingConfig = TINY) -> dict[str, int]:
+def write_listings(
+  synth_dir: str,
+  out_dir: str,
+  seed: int,
+  videos: int,
+  counts: dict[str, int],
+  with_records: bool = False,
+  width: int = 112,
+  height: int = 84,
+  fps: int = 8,
+  sampling: ProcessingConfig = TINY,
+) -> dict[str, int]:
   """Listing records for training videos v0000.. of a synth directory made with `seed` (and
   the same size and fps); counts: kind -> records per video. Returns counts written."""
   for kind in counts:
@@ -109,17 +137,25 @@ def write_listings(synth_dir: str, out_dir: str, seed: int, videos: int, counts:
   for i in range(videos):
     vid = f"v{i:04d}"
     if not os.path.exists(os.path.join(synth_dir, "videos", f"{vid}.mp4")):
-      raise FileNotFoundError(f"{synth_dir}: videos/{vid}.mp4 does not exist (fewer than {videos} videos?)")
+      raise FileNotFoundError(
+        f"{synth_dir}: videos/{vid}.mp4 does not exist (fewer than {videos} videos?)"
+      )
     scene = synth.make_scene(vid, synth.scene_rng(seed, "v", i), width, height, fps)
     for j, kind in enumerate(KINDS):
-      rng = np.random.default_rng([seed, 20 + j, i])  # a stream per kind: counts do not shift each other
+      rng = np.random.default_rng(
+        [seed, 20 + j, i]
+      )  # a stream per kind: counts do not shift each other
       for index in range(counts.get(kind, 0)):
         record = listing_record(scene, rng, kind, index, sampling)
         if record is not None:
           records.append(record)
           written[kind] += 1
-  rl = [dict({k: v for k, v in r.items() if k not in ("id", "reasoning_process")}, id=r["id"][:-4] + "-rl")
-        for r in records]
+  rl = [
+    dict(
+      {k: v for k, v in r.items() if k not in ("id", "reasoning_process")}, id=r["id"][:-4] + "-rl"
+    )
+    for r in records
+  ]
   if with_records:
     records = load_records(os.path.join(synth_dir, "STGR-SFT.json")) + records
     rl = load_records(os.path.join(synth_dir, "STGR-RL.json")) + rl

@@ -115,11 +115,18 @@ class PipelineConfig:
         raise ValueError(f"buckets must grow in every field: {small} then {large}")
 
 
-def bucket_for_videos(processing: ProcessingConfig, seq_len: int, video_size: tuple[int, int],
-                      max_key_frames: int = 0, image_size: tuple[int, int] | None = None) -> BatchShape:
+def bucket_for_videos(
+  processing: ProcessingConfig,
+  seq_len: int,
+  video_size: tuple[int, int],
+  max_key_frames: int = 0,
+  image_size: tuple[int, int] | None = None,
+) -> BatchShape:
   """The largest per-example shapes for videos of one (W, H), and still images of one size:
   max_frames sampled frames plus `max_key_frames` key frames as images, or one native video."""
-  height, width = F.video_frame_size(video_size[1], video_size[0], processing.max_frames, processing)
+  height, width = F.video_frame_size(
+    video_size[1], video_size[0], processing.max_frames, processing
+  )
   per_frame = (height // processing.patch_size) * (width // processing.patch_size)
   image_patches, images = 0, 0
   if image_size is not None:
@@ -127,19 +134,32 @@ def bucket_for_videos(processing: ProcessingConfig, seq_len: int, video_size: tu
     image_patches, images = (ih // processing.patch_size) * (iw // processing.patch_size), 1
   if processing.presentation == "video":
     frames = processing.max_frames + processing.max_frames % processing.temporal_patch_size
-    return BatchShape(seq_len, image_patches, images, per_frame * frames // processing.temporal_patch_size, 1)
+    return BatchShape(
+      seq_len, image_patches, images, per_frame * frames // processing.temporal_patch_size, 1
+    )
   shown = processing.max_frames + max_key_frames
   return BatchShape(seq_len, max(image_patches, per_frame * shown), max(images, shown))
 
 
 def example_shape(example: Example, stage: str) -> BatchShape:
   tokens = len(example.input_ids) if stage == "sft" else example.prompt_length
-  return BatchShape(tokens, len(example.pixel_values), len(example.image_grid_thw),
-                    len(example.pixel_values_videos), len(example.video_grid_thw))
+  return BatchShape(
+    tokens,
+    len(example.pixel_values),
+    len(example.image_grid_thw),
+    len(example.pixel_values_videos),
+    len(example.video_grid_thw),
+  )
 
 
-def make_batch(examples: Sequence[Example], shape: BatchShape, batch_size: int, stage: str,
-               ids: dict[str, int], patch_dim: int = 1176) -> dict[str, Any]:
+def make_batch(
+  examples: Sequence[Example],
+  shape: BatchShape,
+  batch_size: int,
+  stage: str,
+  ids: dict[str, int],
+  patch_dim: int = 1176,
+) -> dict[str, Any]:
   """Pads examples into one batch of `shape` (see the module docstring)."""
   b, t = batch_size, shape.seq_len
   tokens = np.full((b, t), ids["pad_token_id"], np.int32)
@@ -150,26 +170,36 @@ def make_batch(examples: Sequence[Example], shape: BatchShape, batch_size: int, 
       n = len(ex.input_ids)
       tokens[row, :n], mask[row, :n], loss_mask[row, :n] = ex.input_ids, 1, ex.loss_mask
     else:
-      prompt = ex.input_ids[:ex.prompt_length]
-      tokens[row, t - len(prompt):], mask[row, t - len(prompt):] = prompt, 1
+      prompt = ex.input_ids[: ex.prompt_length]
+      tokens[row, t - len(prompt) :], mask[row, t - len(prompt) :] = prompt, 1
   batch: dict[str, Any] = {}
   if stage == "sft":
-    batch.update(input_ids=tokens, attention_mask=mask, loss_mask=loss_mask,
-                 prompt_length=_rows([ex.prompt_length for ex in examples], b, np.int32))
+    batch.update(
+      input_ids=tokens,
+      attention_mask=mask,
+      loss_mask=loss_mask,
+      prompt_length=_rows([ex.prompt_length for ex in examples], b, np.int32),
+    )
   else:
-    batch.update(prompt_ids=tokens, prompt_mask=mask,
-                 meta=[ex.meta for ex in examples] + [None] * (b - len(examples)))
-  batch["mm_token_type_ids"] = ((tokens == ids["image_token_id"]) * 1 + (tokens == ids["video_token_id"]) * 2
-                                ).astype(np.int32)
-  batch["pixel_values"], batch["pixel_values_mask"] = _patches([ex.pixel_values for ex in examples],
-                                                               b * shape.image_patches, patch_dim)
+    batch.update(
+      prompt_ids=tokens,
+      prompt_mask=mask,
+      meta=[ex.meta for ex in examples] + [None] * (b - len(examples)),
+    )
+  batch["mm_token_type_ids"] = (
+    (tokens == ids["image_token_id"]) * 1 + (tokens == ids["video_token_id"]) * 2
+  ).astype(np.int32)
+  batch["pixel_values"], batch["pixel_values_mask"] = _patches(
+    [ex.pixel_values for ex in examples], b * shape.image_patches, patch_dim
+  )
   batch["image_grid_thw"] = _grids([ex.image_grid_thw for ex in examples], b * shape.images)
   batch["pixel_values_videos"], batch["pixel_values_videos_mask"] = _patches(
-      [ex.pixel_values_videos for ex in examples], b * shape.video_patches, patch_dim)
+    [ex.pixel_values_videos for ex in examples], b * shape.video_patches, patch_dim
+  )
   batch["video_grid_thw"] = _grids([ex.video_grid_thw for ex in examples], b * shape.videos)
   seconds = np.zeros(b * shape.videos, np.float32)
   real = np.concatenate([ex.second_per_grid_ts for ex in examples])
-  seconds[:len(real)] = real
+  seconds[: len(real)] = real
   batch["second_per_grid_ts"] = seconds
   batch["example_mask"] = _rows([1] * len(examples), b, np.int32)
   return batch
@@ -177,7 +207,7 @@ def make_batch(examples: Sequence[Example], shape: BatchShape, batch_size: int, 
 
 def _rows(values: list, size: int, dtype) -> np.ndarray:
   out = np.zeros(size, dtype)
-  out[:len(values)] = values
+  out[: len(values)] = values
   return out
 
 
@@ -186,7 +216,7 @@ def _patches(parts: list[np.ndarray], rows: int, patch_dim: int) -> tuple[np.nda
   out = np.empty((rows, patch_dim), np.float32)
   n = 0
   for part in parts:
-    out[n:n + len(part)] = part
+    out[n : n + len(part)] = part
     n += len(part)
   out[n:] = 0
   mask = np.zeros(rows, np.int32)
@@ -197,12 +227,19 @@ def _patches(parts: list[np.ndarray], rows: int, patch_dim: int) -> tuple[np.nda
 def _grids(parts: list[np.ndarray], rows: int) -> np.ndarray:
   out = np.zeros((rows, 3), np.int32)
   real = np.concatenate(parts) if parts else np.zeros((0, 3), np.int32)
-  out[:len(real)] = real
+  out[: len(real)] = real
   return out
 
 
-_ARRAYS = ("input_ids", "loss_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
-           "second_per_grid_ts")
+_ARRAYS = (
+  "input_ids",
+  "loss_mask",
+  "pixel_values",
+  "image_grid_thw",
+  "pixel_values_videos",
+  "video_grid_thw",
+  "second_per_grid_ts",
+)
 
 
 def _to_wire(item: Example | Skipped) -> dict[str, Any]:
@@ -218,15 +255,25 @@ def _to_wire(item: Example | Skipped) -> dict[str, Any]:
 def _from_wire(wire: dict[str, Any]) -> Example | Skipped:
   if "error" in wire:
     return Skipped(wire["error"])
-  return Example(id=wire["id"], prompt_length=int(wire["prompt_length"]), meta=json.loads(wire["meta"]),
-                 **{name: np.asarray(wire[name]) for name in _ARRAYS})
+  return Example(
+    id=wire["id"],
+    prompt_length=int(wire["prompt_length"]),
+    meta=json.loads(wire["meta"]),
+    **{name: np.asarray(wire[name]) for name in _ARRAYS},
+  )
 
 
 class DataIterator(grain.DatasetIterator):
   """Batches encoded examples, skipping and counting bad records; checkpointable."""
 
-  def __init__(self, parent: grain.DatasetIterator, config: PipelineConfig, ids: dict[str, int],
-               shard_size: int, patch_dim: int):
+  def __init__(
+    self,
+    parent: grain.DatasetIterator,
+    config: PipelineConfig,
+    ids: dict[str, int],
+    shard_size: int,
+    patch_dim: int,
+  ):
     super().__init__(parent)
     self._config, self._ids, self._shard_size, self._patch_dim = config, ids, shard_size, patch_dim
     self.skipped = 0
@@ -239,7 +286,9 @@ class DataIterator(grain.DatasetIterator):
     self.skipped_by_field[error.field] = self.skipped_by_field.get(error.field, 0) + 1
     log.warning("skipping bad record (%d skipped so far): %s", self.skipped, error)
     if consecutive > self._shard_size:
-      raise RuntimeError(f"no usable record: the last {consecutive} records were all bad; last: {error}")
+      raise RuntimeError(
+        f"no usable record: the last {consecutive} records were all bad; last: {error}"
+      )
 
   def __next__(self) -> dict[str, Any]:
     config, largest = self._config, self._config.buckets[-1]
@@ -257,8 +306,14 @@ class DataIterator(grain.DatasetIterator):
       shape = example_shape(item, config.stage)
       if not largest.fits(shape):
         consecutive += 1
-        self._skip(RecordError(item.id, "input_ids" if shape.seq_len > largest.seq_len else "pixel_values",
-                               f"example of shape {shape} does not fit the largest bucket {largest}"), consecutive)
+        self._skip(
+          RecordError(
+            item.id,
+            "input_ids" if shape.seq_len > largest.seq_len else "pixel_values",
+            f"example of shape {shape} does not fit the largest bucket {largest}",
+          ),
+          consecutive,
+        )
         continue
       consecutive = 0
       examples.append(item)
@@ -267,14 +322,19 @@ class DataIterator(grain.DatasetIterator):
     shapes = [dataclasses.astuple(example_shape(ex, config.stage)) for ex in examples]
     need = BatchShape(*np.max(shapes, axis=0).tolist())
     bucket = next(b for b in config.buckets if b.fits(need))
-    batch = make_batch(examples, bucket, config.batch_size, config.stage, self._ids, self._patch_dim)
+    batch = make_batch(
+      examples, bucket, config.batch_size, config.stage, self._ids, self._patch_dim
+    )
     if config.position_ids_fn is not None:
       batch["position_ids"] = np.asarray(config.position_ids_fn(batch), np.int32)
     return batch
 
   def get_state(self) -> dict[str, Any]:
-    return {"parent": self._parent.get_state(), "skipped": self.skipped,
-            "skipped_by_field": dict(self.skipped_by_field)}
+    return {
+      "parent": self._parent.get_state(),
+      "skipped": self.skipped,
+      "skipped_by_field": dict(self.skipped_by_field),
+    }
 
   def set_state(self, state: dict[str, Any]) -> None:
     self._parent.set_state(state["parent"])
@@ -283,9 +343,14 @@ class DataIterator(grain.DatasetIterator):
 
 
 class _BatchDataset(grain.IterDataset):
-
-  def __init__(self, parent: grain.IterDataset, config: PipelineConfig, ids: dict[str, int],
-               shard_size: int, patch_dim: int):
+  def __init__(
+    self,
+    parent: grain.IterDataset,
+    config: PipelineConfig,
+    ids: dict[str, int],
+    shard_size: int,
+    patch_dim: int,
+  ):
     super().__init__(parent)
     self._args = (config, ids, shard_size, patch_dim)
 
@@ -298,14 +363,21 @@ def _shard(config: PipelineConfig) -> tuple[int, int]:
     index, count = config.shard_index, config.shard_count
   else:
     import jax  # only the host needs it; workers never import jax
+
     index, count = jax.process_index(), jax.process_count()
   if not 0 <= index < count:
     raise ValueError(f"shard index {index} is not in [0, {count})")
   return index, count
 
 
-def make_dataset(records: Sequence[Record], *, tokenizer: Tokenizer, processing: ProcessingConfig,
-                 config: PipelineConfig, root: str = ".") -> grain.IterDataset:
+def make_dataset(
+  records: Sequence[Record],
+  *,
+  tokenizer: Tokenizer,
+  processing: ProcessingConfig,
+  config: PipelineConfig,
+  root: str = ".",
+) -> grain.IterDataset:
   """The pipeline as a grain IterDataset; `iter()` of it is a `DataIterator`."""
   index, count = _shard(config)
   usable = len(records) - len(records) % count
@@ -316,19 +388,37 @@ def make_dataset(records: Sequence[Record], *, tokenizer: Tokenizer, processing:
   if config.shuffle:
     shard = shard.shuffle(seed=config.seed)
   shard = shard.repeat(config.num_epochs)
-  encoded = shard.map(EncodeRecord(tokenizer, processing, config.stage, root, config.decode_threads)).map(_to_wire)
-  stream = encoded.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
-                                                     prefetch_buffer_size=max(1, config.worker_buffer_size)))
+  encoded = shard.map(
+    EncodeRecord(tokenizer, processing, config.stage, root, config.decode_threads)
+  ).map(_to_wire)
+  stream = encoded.to_iter_dataset(
+    grain.ReadOptions(
+      num_threads=config.read_threads, prefetch_buffer_size=max(1, config.worker_buffer_size)
+    )
+  )
   if config.num_workers > 0:
     # grain reads absl flags when it starts workers and fails if nothing parsed them
     # (google/grain#1355); outside an absl app the defaults are what we want.
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()
-    stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers,
-                                                             per_worker_buffer_size=config.worker_buffer_size))
-  return _BatchDataset(stream, config, special_token_ids(tokenizer), shard_size, processing.patch_dim)
+    stream = stream.mp_prefetch(
+      grain.MultiprocessingOptions(
+        num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size
+      )
+    )
+  return _BatchDataset(
+    stream, config, special_token_ids(tokenizer), shard_size, processing.patch_dim
+  )
 
 
-def make_iterator(records: Sequence[Record], *, tokenizer: Tokenizer, processing: ProcessingConfig,
-                  config: PipelineConfig, root: str = ".") -> DataIterator:
-  return iter(make_dataset(records, tokenizer=tokenizer, processing=processing, config=config, root=root))
+def make_iterator(
+  records: Sequence[Record],
+  *,
+  tokenizer: Tokenizer,
+  processing: ProcessingConfig,
+  config: PipelineConfig,
+  root: str = ".",
+) -> DataIterator:
+  return iter(
+    make_dataset(records, tokenizer=tokenizer, processing=processing, config=config, root=root)
+  )

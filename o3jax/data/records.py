@@ -18,8 +18,15 @@ import re
 from typing import Any
 
 from o3jax.processing import grounding
-from o3jax.processing.prompts import (IMAGE_TASKS, RELEVANCE_RATING, SFT_ONLY_TASKS, SPATIO_TEMPORAL, STAGES,
-                                     TASKS, TEMPORAL_TASKS)
+from o3jax.processing.prompts import (
+  IMAGE_TASKS,
+  RELEVANCE_RATING,
+  SFT_ONLY_TASKS,
+  SPATIO_TEMPORAL,
+  STAGES,
+  TASKS,
+  TEMPORAL_TASKS,
+)
 
 RATINGS = ("0", "1", "2")
 
@@ -54,7 +61,9 @@ def load_records(path: str) -> list[Record]:
   except FileNotFoundError:
     raise ValueError(f"{path}: file not found") from None
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    raise ValueError(
+      f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+    ) from None
   if not isinstance(data, list):
     raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
   return data
@@ -79,7 +88,9 @@ def _check_box(rid: str, field: str, box: Any, width: float = 1.0, height: float
     raise RecordError(rid, field, f"box {list(box)} has x2 <= x1 or y2 <= y1")
 
 
-def _check_text_boxes(rid: str, field: str, text: str, width: float = 1.0, height: float = 1.0) -> None:
+def _check_text_boxes(
+  rid: str, field: str, text: str, width: float = 1.0, height: float = 1.0
+) -> None:
   for inside in grounding.find_boxes(text):
     try:
       box = grounding.parse_box(inside)
@@ -94,7 +105,9 @@ def parse_segment(answer: str) -> tuple[float, float]:
   if match:
     return float(match.group(1)), float(match.group(2))
   value = ast.literal_eval(answer.strip())
-  if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)):
+  if not (
+    isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)
+  ):
     raise ValueError(f"expected [start, end], got {answer!r}")
   return float(value[0]), float(value[1])
 
@@ -115,8 +128,9 @@ def _check_path(rid: str, field: str, root: str, value: Any) -> None:
     raise RecordError(rid, field, f"missing file: {path} does not exist")
 
 
-def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool = True,
-                 index: int | None = None) -> None:
+def check_record(
+  record: Any, *, stage: str, root: str = ".", check_files: bool = True, index: int | None = None
+) -> None:
   """Raises RecordError at the first problem; reading the media is checked when it is decoded."""
   if stage not in STAGES:
     raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -125,7 +139,9 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
     raise RecordError(rid, "record", f"expected a JSON object, got {type(record).__name__}")
   task = record.get("task")
   if task not in TASKS + SFT_ONLY_TASKS:
-    raise RecordError(rid, "task", f"unknown task {task!r}; expected one of {list(TASKS + SFT_ONLY_TASKS)}")
+    raise RecordError(
+      rid, "task", f"unknown task {task!r}; expected one of {list(TASKS + SFT_ONLY_TASKS)}"
+    )
   if task in SFT_ONLY_TASKS and stage != "sft":
     raise RecordError(rid, "task", f"{task!r} records are for SFT only (they have no reward)")
   reasoning = ("reasoning_process",) if stage == "sft" and task != RELEVANCE_RATING else ()
@@ -139,12 +155,18 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
     if "image_path" not in record:
       raise RecordError(rid, "image_path", "missing image_path (visual QA needs an image)")
     size = record.get("image_size")
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_number(v) and v > 0 for v in size)):
+    if not (
+      isinstance(size, (list, tuple))
+      and len(size) == 2
+      and all(_is_number(v) and v > 0 for v in size)
+    ):
       raise RecordError(rid, "image_size", f"expected [W, H] of positive numbers, got {size!r}")
     width, height = size
     if task == RELEVANCE_RATING:
       if record["answer"].strip() not in RATINGS:
-        raise RecordError(rid, "answer", f"a relevance rating is one of {list(RATINGS)}, got {record['answer']!r}")
+        raise RecordError(
+          rid, "answer", f"a relevance rating is one of {list(RATINGS)}, got {record['answer']!r}"
+        )
     else:
       for field in ("answer",) + reasoning:
         _check_text_boxes(rid, field, record[field], width, height)
@@ -173,7 +195,9 @@ def check_record(record: Any, *, stage: str, root: str = ".", check_files: bool 
     _check_path(rid, "video_path", root, record["video_path"])
 
 
-def _check_key_frames(rid: str, record: Record, root: str, check_files: bool, required: bool) -> None:
+def _check_key_frames(
+  rid: str, record: Record, root: str, check_files: bool, required: bool
+) -> None:
   key_frames = record.get("key_frames") or []
   if required and not key_frames:
     raise RecordError(rid, "key_frames", "a spatio-temporal record needs at least one key frame")
@@ -202,7 +226,9 @@ def _check_key_frames(rid: str, record: Record, root: str, check_files: bool, re
       if boxes is None:
         continue
       if not isinstance(boxes, list):
-        raise RecordError(rid, f"key_items[{idx}][{name}]", f"expected a list of boxes, got {boxes!r}")
+        raise RecordError(
+          rid, f"key_items[{idx}][{name}]", f"expected a list of boxes, got {boxes!r}"
+        )
       for j, box in enumerate(boxes):
         _check_box(rid, f"key_items[{idx}][{name}][{j}]", box)
 
@@ -216,7 +242,9 @@ def sft_target(record: Record, frame_size: tuple[int, int]) -> str:
   relevance rating is its digit alone."""
   if record["task"] == RELEVANCE_RATING:
     return record["answer"].strip()
-  text = "<think>" + record["reasoning_process"] + "</think>\n<answer>" + record["answer"] + "</answer>"
+  text = (
+    "<think>" + record["reasoning_process"] + "</think>\n<answer>" + record["answer"] + "</answer>"
+  )
   if record["task"] in IMAGE_TASKS:
     return grounding.rescale_pixels(text, tuple(record["image_size"]), frame_size)
   return grounding.normalized_to_pixels(text, frame_size)

@@ -36,8 +36,14 @@ from o3jax.processing import frames, grounding, prompts
 from o3jax.processing.config import TINY, ProcessingConfig
 
 COLOURS = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
-    "purple": (150, 60, 200), "orange": (245, 140, 30), "cyan": (40, 210, 215), "white": (245, 245, 245),
+  "red": (220, 40, 40),
+  "green": (40, 180, 60),
+  "blue": (50, 90, 230),
+  "yellow": (235, 215, 40),
+  "purple": (150, 60, 200),
+  "orange": (245, 140, 30),
+  "cyan": (40, 210, 215),
+  "white": (245, 245, 245),
 }
 SHAPES = ("square", "circle", "triangle")
 BACKGROUND = (25, 25, 30)
@@ -65,7 +71,10 @@ class Track:
 
   def top_left(self, frame: int) -> tuple[int, int]:
     a = (frame - self.first) / max(1, self.last - self.first)
-    return (round(self.p0[0] + a * (self.p1[0] - self.p0[0])), round(self.p0[1] + a * (self.p1[1] - self.p0[1])))
+    return (
+      round(self.p0[0] + a * (self.p1[0] - self.p0[0])),
+      round(self.p0[1] + a * (self.p1[1] - self.p0[1])),
+    )
 
   def mask(self, frame: int, height: int, width: int) -> np.ndarray:
     """Pixels covered in a frame: pixel centres inside the shape."""
@@ -106,7 +115,12 @@ class Scene:
       mask = track.mask(frame, self.height, self.width)
       image[mask] = COLOURS[track.colour]
       rows, cols = np.nonzero(mask)
-      boxes[track.name] = [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+      boxes[track.name] = [
+        int(cols.min()),
+        int(rows.min()),
+        int(cols.max()) + 1,
+        int(rows.max()) + 1,
+      ]
     return image, boxes
 
   def box(self, track: Track, frame: int) -> list[int]:
@@ -114,7 +128,12 @@ class Scene:
 
   def normalized_box(self, track: Track, frame: int) -> list[float]:
     x1, y1, x2, y2 = self.box(track, frame)
-    return [round(x1 / self.width, 3), round(y1 / self.height, 3), round(x2 / self.width, 3), round(y2 / self.height, 3)]
+    return [
+      round(x1 / self.width, 3),
+      round(y1 / self.height, 3),
+      round(x2 / self.width, 3),
+      round(y2 / self.height, 3),
+    ]
 
   def seconds(self, frame: int) -> float:
     return frame / self.fps
@@ -162,7 +181,7 @@ def yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:
   frame = av.VideoFrame(w, h, "yuv420p")
   for plane, data in zip(frame.planes, (y, pool(u), pool(v))):
     buf = np.zeros((plane.buffer_size // plane.line_size, plane.line_size), np.uint8)
-    buf[:data.shape[0], :data.shape[1]] = data.clip(0, 255)
+    buf[: data.shape[0], : data.shape[1]] = data.clip(0, 255)
     plane.update(buf.tobytes())
   return frame
 
@@ -213,8 +232,9 @@ def _claim(scene: Scene, track: Track, frame: int, seconds: float | None = None)
   return grounding.format_claim(track.name, [scene.normalized_box(track, frame)], seconds)
 
 
-def _seen(scene: Scene, track: Track, shown: list[tuple[int, float]], within_span: bool = False
-          ) -> list[tuple[int, float]]:
+def _seen(
+  scene: Scene, track: Track, shown: list[tuple[int, float]], within_span: bool = False
+) -> list[tuple[int, float]]:
   """The shown frames (index, label time) on which the track is visible; within_span keeps
   those whose label also falls inside its visible span (labels lag the frames' own times)."""
   s, e = _span(track, scene)
@@ -253,8 +273,9 @@ def _wrong_segments(rng: np.random.Generator, scene: Scene, s: float, e: float) 
   return [f"[{_t(a)}, {_t(b)}]" for a, b in sorted(out)]
 
 
-def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
-                  sampling: ProcessingConfig = TINY) -> tuple[list[dict], list[dict]]:
+def scene_records(
+  scene: Scene, rng: np.random.Generator, out_dir: str, sampling: ProcessingConfig = TINY
+) -> tuple[list[dict], list[dict]]:
   """SFT and RL records of all six tasks for one training video.
 
   Evidence in the reasoning is claimed on frames the model is shown (`sampling` picks
@@ -265,9 +286,13 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   shown = frames.shown_frames(scene.num_frames, scene.fps, sampling)
   sft, rl = [], []
 
-  def add(task: str, code: str, question: str, reasoning: str, sft_answer: str, rl_answer: str, **fields):
+  def add(
+    task: str, code: str, question: str, reasoning: str, sft_answer: str, rl_answer: str, **fields
+  ):
     common = dict(task=task, source="synthetic", question=question, **fields)
-    sft.append(dict(id=f"{scene.vid}-{code}-sft", **common, answer=sft_answer, reasoning_process=reasoning))
+    sft.append(
+      dict(id=f"{scene.vid}-{code}-sft", **common, answer=sft_answer, reasoning_process=reasoning)
+    )
     rl.append(dict(id=f"{scene.vid}-{code}-rl", **common, answer=rl_answer))
 
   tracks = list(scene.tracks)
@@ -276,41 +301,79 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   # temporal-spatial free-form QA: key frames, key items, grounded reasoning.
   track = pick()
   keys = _key_frames(scene, track)
-  key_frames = [dict(idx=f, time=scene.seconds(f),
-                     path=_save_png(scene.render(f)[0], out_dir, f"keyframes/{scene.vid}_{f:04d}.png")) for f in keys]
+  key_frames = [
+    dict(
+      idx=f,
+      time=scene.seconds(f),
+      path=_save_png(scene.render(f)[0], out_dir, f"keyframes/{scene.vid}_{f:04d}.png"),
+    )
+    for f in keys
+  ]
   key_items = {str(f): {track.name: [scene.normalized_box(track, f)]} for f in keys}
   claims = [_claim(scene, track, f) for f in keys]
   kind = int(rng.integers(3))
   if kind == 0:
     question, answer = f"What colour is the {track.shape}?", f"The {track.shape} is {track.colour}."
   elif kind == 1:
-    question, answer = f"Which shape is {track.colour}?", f"The {track.colour} object is a {track.shape}."
+    question, answer = (
+      f"Which shape is {track.colour}?",
+      f"The {track.colour} object is a {track.shape}.",
+    )
   else:
     question, answer = f"How does the {track.name} move?", f"It moves {track.direction()}."
-  reasoning = (f"The {claims[0]} is visible here. Later the {claims[-1]} has moved on. "
-               f"It is a {track.colour} {track.shape} moving {track.direction()}.")
-  add("temporal-spatial free-form QA", "st", question, reasoning, answer, answer, video_path=video,
-      key_frames=key_frames, key_items=key_items)
+  reasoning = (
+    f"The {claims[0]} is visible here. Later the {claims[-1]} has moved on. "
+    f"It is a {track.colour} {track.shape} moving {track.direction()}."
+  )
+  add(
+    "temporal-spatial free-form QA",
+    "st",
+    question,
+    reasoning,
+    answer,
+    answer,
+    video_path=video,
+    key_frames=key_frames,
+    key_items=key_items,
+  )
 
   # temporal QA: when is an object visible.
   track = pick()
   s, e = _span(track, scene)
-  opening = (f"The {track.name} is there from the start, at <t>{_t(s)}</t>s." if s == 0 else
-             f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s.")
+  opening = (
+    f"The {track.name} is there from the start, at <t>{_t(s)}</t>s."
+    if s == 0
+    else f"The {track.name} is not there at first. It appears at <t>{_t(s)}</t>s."
+  )
   reasoning = f"{opening}{_first_last(scene, track, shown)} It is visible until <t>{_t(e)}</t>s."
-  add("temporal QA", "tg", f"When does the {track.name} appear in the video?", reasoning,
-      f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s", f"[{_t(s)}, {_t(e)}]", video_path=video)
+  add(
+    "temporal QA",
+    "tg",
+    f"When does the {track.name} appear in the video?",
+    reasoning,
+    f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s",
+    f"[{_t(s)}, {_t(e)}]",
+    video_path=video,
+  )
 
   # temporal QA (MCQ).
   track = pick()
   s, e = _span(track, scene)
   options, letter = _options(rng, f"[{_t(s)}, {_t(e)}]", _wrong_segments(rng, scene, s, e))
   rated = [(f"When is the {track.name} visible?\nOptions:\n{options}", [track])]
-  reasoning = (f"The {track.name} enters the view at <t>{_t(s)}</t>s.{_first_last(scene, track, shown)} "
-               f"Its last appearance is at <t>{_t(e)}</t>s. So it is [{_t(s)}, {_t(e)}], which is option {letter}.")
-  add("temporal QA (MCQ)", "tgmcq", f"When is the {track.name} visible?\nOptions:\n{options}", reasoning,
-      f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s\nCorrect Option: {letter}", f"{letter}\n[{_t(s)}, {_t(e)}]",
-      video_path=video)
+  reasoning = (
+    f"The {track.name} enters the view at <t>{_t(s)}</t>s.{_first_last(scene, track, shown)} "
+    f"Its last appearance is at <t>{_t(e)}</t>s. So it is [{_t(s)}, {_t(e)}], which is option {letter}."
+  )
+  add(
+    "temporal QA (MCQ)",
+    "tgmcq",
+    f"When is the {track.name} visible?\nOptions:\n{options}",
+    reasoning,
+    f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s\nCorrect Option: {letter}",
+    f"{letter}\n[{_t(s)}, {_t(e)}]",
+    video_path=video,
+  )
 
   # visual QA: a still frame, boxes in pixels of the image.
   track = pick()
@@ -322,8 +385,16 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   context = f" The other objects are: {', '.join(others)}." if others else ""
   reasoning = f"The <obj>{track.shape}</obj>{grounding.format_box(box)} is {track.colour}.{context}"
   answer = f"<obj>{track.shape}</obj>{grounding.format_box(box)}"
-  add("visual QA", "vqa", f"Where is the {track.name} in the image?", reasoning, answer, answer,
-      image_path=path, image_size=[scene.width, scene.height])
+  add(
+    "visual QA",
+    "vqa",
+    f"Where is the {track.name} in the image?",
+    reasoning,
+    answer,
+    answer,
+    image_path=path,
+    image_size=[scene.width, scene.height],
+  )
 
   # General video QA MCQ: count the objects, or name a colour.
   if rng.random() < 0.5:
@@ -338,8 +409,15 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
     subjects = [track]
   options, letter = _options(rng, correct, wrong)
   seen = " ".join(f"I see the {_middle_claim(scene, t, shown)}." for t in tracks)
-  add("General video QA MCQ", "mcq", f"{question}\nOptions:\n{options}",
-      f"{seen} So the answer is {correct}, which is option {letter}.", letter, letter, video_path=video)
+  add(
+    "General video QA MCQ",
+    "mcq",
+    f"{question}\nOptions:\n{options}",
+    f"{seen} So the answer is {correct}, which is option {letter}.",
+    letter,
+    letter,
+    video_path=video,
+  )
   rated.append((f"{question}\nOptions:\n{options}", subjects))
 
   # General video QA Free-form: direction of motion.
@@ -350,17 +428,32 @@ def scene_records(scene: Scene, rng: np.random.Generator, out_dir: str,
   seen = [seen[i] for i in sorted({0, len(seen) // 2, len(seen) - 1})] if seen else []
   claims = _seen_claims(scene, track, seen) or [_claim(scene, track, _middle(scene, track))]
   reasoning = f"I see the {', then the '.join(claims)}. So it moves {track.direction()}."
-  add("General video QA Free-form", "free", f"In which direction does the {track.name} move?", reasoning,
-      answer, answer, video_path=video)
+  add(
+    "General video QA Free-form",
+    "free",
+    f"In which direction does the {track.name} move?",
+    reasoning,
+    answer,
+    answer,
+    video_path=video,
+  )
 
   # Relevance ratings of evidence crops for one of the MCQ questions (SFT only), as
   # test-time scaling asks them: the crop of a box, resized to the frame size.
   question, subjects = rated[int(rng.integers(len(rated)))]
   for k, (crop, rating) in enumerate(rating_crops(scene, subjects, rng)):
     path = _save_png(crop, out_dir, f"crops/{scene.vid}_{k}.png")
-    sft.append(dict(id=f"{scene.vid}-rate{k}-sft", task=prompts.RELEVANCE_RATING, source="synthetic",
-                    question=question, answer=str(rating), image_path=path,
-                    image_size=[scene.width, scene.height]))
+    sft.append(
+      dict(
+        id=f"{scene.vid}-rate{k}-sft",
+        task=prompts.RELEVANCE_RATING,
+        source="synthetic",
+        question=question,
+        answer=str(rating),
+        image_path=path,
+        image_size=[scene.width, scene.height],
+      )
+    )
   return sft, rl
 
 
@@ -426,8 +519,9 @@ def relevance(crop_box: list[float], subject_boxes: list[list[int]]) -> int:
   return best
 
 
-def rating_crops(scene: Scene, subjects: list[Track], rng: np.random.Generator
-                 ) -> list[tuple[np.ndarray, int]]:
+def rating_crops(
+  scene: Scene, subjects: list[Track], rng: np.random.Generator
+) -> list[tuple[np.ndarray, int]]:
   """Three rated crops from a frame where a subject is visible: its box (jittered), the
   box moved by about half its size along x or y, and another object's box or a patch of
   background. Each crop is rated by `relevance`, not by how it was made."""
@@ -467,19 +561,34 @@ def vstar_item(scene: Scene, rng: np.random.Generator) -> dict:
     x1, y1, x2, y2 = scene.box(track, frame)
     bboxes.append(dict(timestamp=second, frame_index=frame, xmin=x1, ymin=y1, xmax=x2, ymax=y2))
   return dict(
-      vid=scene.vid, domain="synthetic", video_path=f"videos/{scene.vid}.mp4", fps=float(scene.fps),
-      width=scene.width, height=scene.height, frame_count=scene.num_frames,
-      question=f"What colour is the {track.shape}?", answer=f"The {track.shape} is {track.colour}.",
-      timestamps=[s, e], bboxes=bboxes,
-      temporal_question=f"When does the {track.name} appear in the video?",
-      spatial_question=f"Where is the {track.name}?",
-      spatial_question_2=f"Where is the {track.name} while it moves {track.direction()}?",
+    vid=scene.vid,
+    domain="synthetic",
+    video_path=f"videos/{scene.vid}.mp4",
+    fps=float(scene.fps),
+    width=scene.width,
+    height=scene.height,
+    frame_count=scene.num_frames,
+    question=f"What colour is the {track.shape}?",
+    answer=f"The {track.shape} is {track.colour}.",
+    timestamps=[s, e],
+    bboxes=bboxes,
+    temporal_question=f"When does the {track.name} appear in the video?",
+    spatial_question=f"Where is the {track.name}?",
+    spatial_question_2=f"Where is the {track.name} while it moves {track.direction()}?",
   )
 
 
-def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = None, width: int = 112,
-               height: int = 84, fps: int = 8, progress: bool = True,
-               sampling: ProcessingConfig = TINY) -> dict[str, int]:
+def synthesize(
+  out_dir: str,
+  videos: int,
+  seed: int,
+  vstar_videos: int | None = None,
+  width: int = 112,
+  height: int = 84,
+  fps: int = 8,
+  progress: bool = True,
+  sampling: ProcessingConfig = TINY,
+) -> dict[str, int]:
   """Writes the dataset; returns the number of videos and records written."""
   if width % 2 or height % 2 or min(width, height) < 32:
     raise ValueError(f"video size must be even and at least 32 pixels, got {width}x{height}")
@@ -502,4 +611,9 @@ def synthesize(out_dir: str, videos: int, seed: int, vstar_videos: int | None = 
   for name, data in (("STGR-SFT.json", sft), ("STGR-RL.json", rl), ("vstar.json", vstar)):
     with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
       json.dump(data, f, indent=1)
-  return {"videos": videos + vstar_videos, "sft_records": len(sft), "rl_records": len(rl), "vstar_items": len(vstar)}
+  return {
+    "videos": videos + vstar_videos,
+    "sft_records": len(sft),
+    "rl_records": len(rl),
+    "vstar_items": len(vstar),
+  }

@@ -57,17 +57,25 @@ def load_records(path: str | Path, what: str = "results") -> list:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-  parser = subparsers.add_parser("eval", help="score benchmark results (V-STaR, TVGBench, MCQ)",
-                                 description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = subparsers.add_parser(
+    "eval",
+    help="score benchmark results (V-STaR, TVGBench, MCQ)",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   benchmarks = parser.add_subparsers(dest="benchmark", metavar="{vstar,tvg,mcq}", required=True)
-  helps = {"vstar": "V-STaR what/when/where, mAM and mLGM",
-           "tvg": "TVGBench temporal grounding: mIoU, R1@{0.3,0.5,0.7}",
-           "mcq": "multiple-choice accuracy (VideoMME style) with per-category breakdowns"}
+  helps = {
+    "vstar": "V-STaR what/when/where, mAM and mLGM",
+    "tvg": "TVGBench temporal grounding: mIoU, R1@{0.3,0.5,0.7}",
+    "mcq": "multiple-choice accuracy (VideoMME style) with per-category breakdowns",
+  }
   for name, text in helps.items():
     sub = benchmarks.add_parser(name, help=text, description=text)
-    sub.add_argument("--results", help="results file to score (JSON list or JSONL); with "
-                                       "--model: where the generated results are written")
+    sub.add_argument(
+      "--results",
+      help="results file to score (JSON list or JSONL); with "
+      "--model: where the generated results are written",
+    )
     sub.add_argument("--out", help="where to write the metrics JSON")
     gen = sub.add_argument_group("generating results with a model")
     gen.add_argument("--model", help="Hugging Face dir or o3jax checkpoint dir")
@@ -75,49 +83,92 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gen.add_argument("--videos", help="video folder (default: the annotation file's folder)")
     add_model_arguments(gen)
     gen.add_argument("--max-new-tokens", type=int, default=512)
-    gen.add_argument("--batch-size", type=int, default=DEFAULT_BATCH[name],
-                     help=f"queries per sampler call (default {DEFAULT_BATCH[name]})")
+    gen.add_argument(
+      "--batch-size",
+      type=int,
+      default=DEFAULT_BATCH[name],
+      help=f"queries per sampler call (default {DEFAULT_BATCH[name]})",
+    )
     gen.add_argument("--limit", type=int, default=None, help="answer the first N records only")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--strict", action="store_true",
-                     help="stop at the first bad record (default: log it, score it 0)")
-    gen.add_argument("--temperature", type=float, default=None,
-                     help="sampling temperature (default: greedy; mcq --n > 1: 1.0)")
+    gen.add_argument(
+      "--strict",
+      action="store_true",
+      help="stop at the first bad record (default: log it, score it 0)",
+    )
+    gen.add_argument(
+      "--temperature",
+      type=float,
+      default=None,
+      help="sampling temperature (default: greedy; mcq --n > 1: 1.0)",
+    )
     gen.add_argument("--top-p", type=float, default=1.0)
     if name == "vstar":
-      sub.add_argument("--judge", choices=("offline", "none"), default="offline",
-                       help="what-judge for records without vqa_score: offline = ROUGE-L "
-                            "stand-in (see o3jax/eval/vstar.py); none = every record must "
-                            "carry vqa_score")
-      sub.add_argument("--reference-skip-empty-vqa", action="store_true",
-                       help="drop records with an empty answer_vqa from all means but Acc's "
-                            "denominator, as the reference script does")
-      gen.add_argument("--no-think", action="store_true",
-                       help="leave out the grounded-reasoning instruction of the prompts")
+      sub.add_argument(
+        "--judge",
+        choices=("offline", "none"),
+        default="offline",
+        help="what-judge for records without vqa_score: offline = ROUGE-L "
+        "stand-in (see o3jax/eval/vstar.py); none = every record must "
+        "carry vqa_score",
+      )
+      sub.add_argument(
+        "--reference-skip-empty-vqa",
+        action="store_true",
+        help="drop records with an empty answer_vqa from all means but Acc's "
+        "denominator, as the reference script does",
+      )
+      gen.add_argument(
+        "--no-think",
+        action="store_true",
+        help="leave out the grounded-reasoning instruction of the prompts",
+      )
     if name == "mcq":
-      sub.add_argument("--group-by", default=",".join(mcq.GROUP_FIELDS),
-                       help="comma-separated category fields to break accuracy down by")
-      gen.add_argument("--n", type=int, default=1,
-                       help="answers sampled per question (test-time scaling when > 1)")
-      gen.add_argument("--vote", choices=("majority", "confidence"), default="confidence",
-                       help="how the N answers are combined into `response` (both are kept)")
+      sub.add_argument(
+        "--group-by",
+        default=",".join(mcq.GROUP_FIELDS),
+        help="comma-separated category fields to break accuracy down by",
+      )
+      gen.add_argument(
+        "--n", type=int, default=1, help="answers sampled per question (test-time scaling when > 1)"
+      )
+      gen.add_argument(
+        "--vote",
+        choices=("majority", "confidence"),
+        default="confidence",
+        help="how the N answers are combined into `response` (both are kept)",
+      )
   parser.set_defaults(func=run)
   return parser
 
 
 def add_model_arguments(p) -> None:
   """Options of a model run, shared with `o3jax infer`."""
-  p.add_argument("--processing", default="reference",
-                 help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
-                      "tiny model's small frames), or a training config file configs/*.py")
-  p.add_argument("--presentation", choices=("frames", "video"), default=None,
-                 help="frames: one image per frame (training format, default); video: "
-                      "Qwen2.5-VL's native video input")
-  p.add_argument("--prompt-stage", choices=("rl", "sft"), default="rl",
-                 help="system prompts of the RL (default) or SFT stage")
+  p.add_argument(
+    "--processing",
+    default="reference",
+    help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
+    "tiny model's small frames), or a training config file configs/*.py",
+  )
+  p.add_argument(
+    "--presentation",
+    choices=("frames", "video"),
+    default=None,
+    help="frames: one image per frame (training format, default); video: "
+    "Qwen2.5-VL's native video input",
+  )
+  p.add_argument(
+    "--prompt-stage",
+    choices=("rl", "sft"),
+    default="rl",
+    help="system prompts of the RL (default) or SFT stage",
+  )
   p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
-  p.add_argument("--mesh", default="1,1,1",
-                 help="data,fsdp,tensor: the device mesh the parameters are sharded over")
+  p.add_argument(
+    "--mesh",
+    default="1,1,1",
+    help="data,fsdp,tensor: the device mesh the parameters are sharded over",
+  )
 
 
 def _pct(x: float) -> str:
@@ -125,18 +176,22 @@ def _pct(x: float) -> str:
 
 
 def _summary_vstar(m: dict) -> str:
-  lines = [f"V-STaR (N={m['n']}): Acc {_pct(m['acc'])}"
-           f" | tIoU {_pct(m['m_tiou_1'])}/{_pct(m['m_tiou_2'])}"
-           f" | vIoU {_pct(m['m_viou_1'])}/{_pct(m['m_viou_2'])} | mAM {_pct(m['mam'])}"
-           f" | mLGM {_pct(m['mlgm'])}"]
+  lines = [
+    f"V-STaR (N={m['n']}): Acc {_pct(m['acc'])}"
+    f" | tIoU {_pct(m['m_tiou_1'])}/{_pct(m['m_tiou_2'])}"
+    f" | vIoU {_pct(m['m_viou_1'])}/{_pct(m['m_viou_2'])} | mAM {_pct(m['mam'])}"
+    f" | mLGM {_pct(m['mlgm'])}"
+  ]
   for k in (1, 2):
     r1 = " ".join(f"R1@{th} {_pct(m[f'r1@{th}_{k}'])}" for th in vstar.R1_THRESHOLDS)
     ap = " ".join(f"AP@{th} {_pct(m[f'ap@{th}_{k}'])}" for th in vstar.AP_THRESHOLDS)
     lines.append(f"  chain {k}: {r1} | {ap}")
   for key in ("by_duration", "by_domain"):
     for name, g in m[key].items():
-      lines.append(f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])} mAM {_pct(g['mam'])}"
-                   f" mLGM {_pct(g['mlgm'])}")
+      lines.append(
+        f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])} mAM {_pct(g['mam'])}"
+        f" mLGM {_pct(g['mlgm'])}"
+      )
   return "\n".join(lines)
 
 
@@ -149,8 +204,9 @@ def _summary_mcq(m: dict) -> str:
   lines = [f"MCQ (N={m['n']}, unparsed {m['n_unparsed']}): Acc {_pct(m['acc'])}"]
   for key, groups in m.items():
     if key.startswith("by_"):
-      lines += [f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])}"
-                for name, g in groups.items()]
+      lines += [
+        f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])}" for name, g in groups.items()
+      ]
   return "\n".join(lines)
 
 
@@ -169,52 +225,81 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
 
   from o3jax.eval import generate
   from o3jax.processing.media import MediaError
+
   name = f"o3jax eval {args.benchmark}"
   if not (args.model and args.annotations):
-    raise SystemExit(f"{name}: generating results needs --model DIR and --annotations FILE "
-                     "(--videos DIR defaults to the annotation file's folder)")
+    raise SystemExit(
+      f"{name}: generating results needs --model DIR and --annotations FILE "
+      "(--videos DIR defaults to the annotation file's folder)"
+    )
   records = load_records(args.annotations, "annotation")
   if args.benchmark != "vstar":
     from o3jax.eval import mcq_run, tvg_run
+
     stgr = (mcq_run if args.benchmark == "mcq" else tvg_run).STGR_TASKS
     records = generate.select_tasks(records, stgr)
-  records = records[:args.limit]
+  records = records[: args.limit]
   videos = args.videos or str(Path(args.annotations).resolve().parent)
   n = getattr(args, "n", 1)
   greedy = args.temperature is None and n == 1
-  decoding = generate.Decoding(max_new_tokens=args.max_new_tokens, greedy=greedy,
-                               temperature=args.temperature or 1.0, top_p=args.top_p)
+  decoding = generate.Decoding(
+    max_new_tokens=args.max_new_tokens,
+    greedy=greedy,
+    temperature=args.temperature or 1.0,
+    top_p=args.top_p,
+  )
   try:
     processing = generate.processing_config(args.processing, args.presentation)
     loaded = generate.load_model(args.model, args.dtype, generate.inference_mesh(args.mesh))
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"{name}: {e}")
-  common = dict(key=jax.random.key(args.seed), decoding=decoding, stage=args.prompt_stage,
-                batch_size=args.batch_size, strict=args.strict)
+  common = dict(
+    key=jax.random.key(args.seed),
+    decoding=decoding,
+    stage=args.prompt_stage,
+    batch_size=args.batch_size,
+    strict=args.strict,
+  )
   try:
     if args.benchmark == "vstar":
       from o3jax.eval.vstar_run import vstar_results
-      results, errors = vstar_results(loaded, records, videos, processing,
-                                      think=not args.no_think, **common)
+
+      results, errors = vstar_results(
+        loaded, records, videos, processing, think=not args.no_think, **common
+      )
     elif args.benchmark == "tvg":
       from o3jax.eval.tvg_run import tvg_results
+
       results, errors = tvg_results(loaded, records, videos, processing, **common)
     else:
       from o3jax.eval.mcq_run import mcq_results
-      results, errors = mcq_results(loaded, records, videos, processing, n=n, vote=args.vote,
-                                    **common)
+
+      results, errors = mcq_results(
+        loaded, records, videos, processing, n=n, vote=args.vote, **common
+      )
   except (ValueError, MediaError) as e:
     raise SystemExit(f"{name}: {args.annotations}: {e}")
   path = results_path(args)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-  print(f"results of {len(results)} records written to {path}"
-        + (f" ({len(errors)} could not be answered)" if errors else ""))
-  settings = {"model": args.model, "model_kind": loaded.kind, "annotations": args.annotations,
-              "processing": args.processing, "presentation": processing.presentation,
-              "prompt_stage": args.prompt_stage, "max_new_tokens": args.max_new_tokens,
-              "greedy": greedy, "temperature": None if greedy else decoding.temperature,
-              "top_p": args.top_p, "seed": args.seed, "errors": errors}
+  print(
+    f"results of {len(results)} records written to {path}"
+    + (f" ({len(errors)} could not be answered)" if errors else "")
+  )
+  settings = {
+    "model": args.model,
+    "model_kind": loaded.kind,
+    "annotations": args.annotations,
+    "processing": args.processing,
+    "presentation": processing.presentation,
+    "prompt_stage": args.prompt_stage,
+    "max_new_tokens": args.max_new_tokens,
+    "greedy": greedy,
+    "temperature": None if greedy else decoding.temperature,
+    "top_p": args.top_p,
+    "seed": args.seed,
+    "errors": errors,
+  }
   if args.benchmark == "mcq":
     settings.update(n=n, vote=args.vote)
   return path, settings
@@ -227,8 +312,10 @@ def run(args: argparse.Namespace) -> int:
   elif args.results:
     path = Path(args.results)
   else:
-    raise SystemExit(f"o3jax eval {args.benchmark}: --results FILE is required (or --model "
-                     "and --annotations to generate it)")
+    raise SystemExit(
+      f"o3jax eval {args.benchmark}: --results FILE is required (or --model "
+      "and --annotations to generate it)"
+    )
   records = load_records(path)
   tts_table = None
   try:
@@ -245,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
       summary = _summary_mcq(metrics)
       if any(isinstance(r, dict) and isinstance(r.get("answers"), list) for r in records):
         from o3jax.eval.mcq_run import print_tts, tts_accuracy
+
         tts_table = tts_accuracy(records)
   except ValueError as err:
     raise SystemExit(f"o3jax eval {args.benchmark}: {path}: {err}")
@@ -258,7 +346,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": args.benchmark, "results": str(path), **metrics}
-    out.write_text(json.dumps(vstar.json_ready(report), indent=1, allow_nan=False), encoding="utf-8")
+    out.write_text(
+      json.dumps(vstar.json_ready(report), indent=1, allow_nan=False), encoding="utf-8"
+    )
     print(f"metrics written to {out}")
   return 0
 

@@ -37,6 +37,7 @@ PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
 
 # ------------------------------------------------------------------------ the model
 
+
 @dataclasses.dataclass
 class LoadedModel:
   model: Qwen2_5_VL
@@ -53,14 +54,17 @@ class LoadedModel:
 
 
 def model_kind(path: str) -> str:
-  """"hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
+  """ "hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
   if os.path.isfile(os.path.join(path, "config.json")):
     return "hf"
   from o3jax.train.run import MODEL_CONFIG
+
   if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
     return "o3jax"
-  raise FileNotFoundError(f"{path}: not a model directory (no config.json of a Hugging Face "
-                          "model, no model_config.json of an o3jax checkpoint)")
+  raise FileNotFoundError(
+    f"{path}: not a model directory (no config.json of a Hugging Face "
+    "model, no model_config.json of an o3jax checkpoint)"
+  )
 
 
 def inference_mesh(spec: str = "1,1,1"):
@@ -69,7 +73,7 @@ def inference_mesh(spec: str = "1,1,1"):
     data, fsdp, tensor = (int(x) for x in spec.split(","))
   except ValueError:
     raise ValueError(f"mesh must be D,F,T (three integers), got {spec!r}") from None
-  return sharding.make_mesh(data, fsdp, tensor, devices=jax.devices()[:data * fsdp * tensor])
+  return sharding.make_mesh(data, fsdp, tensor, devices=jax.devices()[: data * fsdp * tensor])
 
 
 def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
@@ -77,6 +81,7 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   parameters placed on `mesh` (default: one device) by the logical sharding rules."""
   from o3jax.convert.hf import abstract_model, load_pretrained
   from o3jax.train.run import load_params_from_workdir, workdir_model_config
+
   kind = model_kind(path)
   tokenizer_path = os.path.join(path, "tokenizer.json")
   if not os.path.isfile(tokenizer_path):
@@ -92,8 +97,10 @@ def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   ids = special_token_ids(tokenizer)
   for name in ("image_token_id", "video_token_id", "vision_start_token_id"):
     if ids[name] != getattr(model.config, name):
-      raise ValueError(f"{path}: tokenizer.json gives {name}={ids[name]} but the model config "
-                       f"has {getattr(model.config, name)}: not the model's tokenizer")
+      raise ValueError(
+        f"{path}: tokenizer.json gives {name}={ids[name]} but the model config "
+        f"has {getattr(model.config, name)}: not the model's tokenizer"
+      )
   return loaded_model(model, tokenizer, kind)
 
 
@@ -101,8 +108,15 @@ def loaded_model(model: Qwen2_5_VL, tokenizer: Tokenizer, kind: str = "o3jax") -
   """A model already in memory (e.g. a training run's) ready for `generate`."""
   ids = special_token_ids(tokenizer)
   graphdef, state = nnx.split(model)
-  return LoadedModel(model, tokenizer, graphdef, state,
-                     (ids["eos_token_id"], ids["pad_token_id"]), ids["pad_token_id"], kind)
+  return LoadedModel(
+    model,
+    tokenizer,
+    graphdef,
+    state,
+    (ids["eos_token_id"], ids["pad_token_id"]),
+    ids["pad_token_id"],
+    kind,
+  )
 
 
 def processing_config(spec: str = "reference", presentation: str | None = None) -> ProcessingConfig:
@@ -112,14 +126,18 @@ def processing_config(spec: str = "reference", presentation: str | None = None) 
     config = PROCESSING_PRESETS[spec]
   elif spec.endswith(".py"):
     from o3jax.train.config import load_config
+
     config = ProcessingConfig(**load_config(spec).processing)
   else:
-    raise ValueError(f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
-                     f"file (configs/*.py), got {spec!r}")
+    raise ValueError(
+      f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
+      f"file (configs/*.py), got {spec!r}"
+    )
   return dataclasses.replace(config, presentation=presentation) if presentation else config
 
 
 # ------------------------------------------------------------------------ inputs
+
 
 @dataclasses.dataclass(frozen=True)
 class Video:
@@ -142,9 +160,12 @@ def load_video(path: str, processing: ProcessingConfig) -> Video:
   """Raises media.MediaError naming the file when it cannot be used."""
   clip = media.read_video(path, processing)
   visual = present_video(clip, processing)
-  times = visual.frame_times or tuple(round(i / clip.sample_fps, 2) for i in range(len(clip.frames)))
-  return Video(path, visual, clip.frames, tuple(times), clip.total_frames / clip.video_fps,
-               clip.source_size)
+  times = visual.frame_times or tuple(
+    round(i / clip.sample_fps, 2) for i in range(len(clip.frames))
+  )
+  return Video(
+    path, visual, clip.frames, tuple(times), clip.total_frames / clip.video_fps, clip.source_size
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +182,14 @@ class Query:
     return system + [chat.Message("user", content)]
 
 
-def image_query(image: np.ndarray, text: str, processing: ProcessingConfig,
-                system: str | None = None) -> Query:
+def image_query(
+  image: np.ndarray, text: str, processing: ProcessingConfig, system: str | None = None
+) -> Query:
   return Query(text, present_image(image, processing), system)
 
 
 # ------------------------------------------------------------------------ shapes
+
 
 def bucket(x: int, least: int) -> int:
   """x rounded up to a multiple of max(least, 2^ceil(log2 x) / 16): multiples of `least`
@@ -187,8 +210,12 @@ def vision_padding(config, grids: np.ndarray, num_patches: int) -> dict:
     windows += t * -(-(h // m) // wm) * -(-(w // m) // wm)
     frames += t
     frame_length = max(frame_length, h * w)
-  return dict(num_patches=bucket(num_patches, 64), num_windows=bucket(windows, 8),
-              num_frames=bucket(frames, 8), frame_length=bucket(frame_length, 16))
+  return dict(
+    num_patches=bucket(num_patches, 64),
+    num_windows=bucket(windows, 8),
+    num_frames=bucket(frames, 8),
+    frame_length=bucket(frame_length, 16),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,13 +227,19 @@ class Encoded:
 
 
 def encode(tokenizer: Tokenizer, query: Query, merge_size: int) -> Encoded:
-  tokens = chat.tokenize(tokenizer, query.messages(), add_generation_prompt=True,
-                         merge_size=merge_size)
+  tokens = chat.tokenize(
+    tokenizer, query.messages(), add_generation_prompt=True, merge_size=merge_size
+  )
   return Encoded(tokens.input_ids, query.visual)
 
 
-def batch_inputs(loaded: LoadedModel, rows: Sequence[Encoded], batch_size: int,
-                 prompt_bucket: int = 64, rope_rule: str = "qwen") -> dict:
+def batch_inputs(
+  loaded: LoadedModel,
+  rows: Sequence[Encoded],
+  batch_size: int,
+  prompt_bucket: int = 64,
+  rope_rule: str = "qwen",
+) -> dict:
   """Sampler inputs for up to `batch_size` encoded queries; missing rows are empty filler."""
   if not 0 < len(rows) <= batch_size:
     raise ValueError(f"a batch holds 1 to {batch_size} queries, got {len(rows)}")
@@ -214,11 +247,12 @@ def batch_inputs(loaded: LoadedModel, rows: Sequence[Encoded], batch_size: int,
   ids = np.full((batch_size, longest), loaded.pad_id, np.int32)
   mask = np.zeros((batch_size, longest), np.int32)
   for i, r in enumerate(rows):
-    ids[i, :len(r.ids)], mask[i, :len(r.ids)] = r.ids, 1
+    ids[i, : len(r.ids)], mask[i, : len(r.ids)] = r.ids, 1
   kw: dict[str, Any] = {}
   for prefix, pixels_of, grid_of in (
-      ("image", lambda v: v.pixel_values, lambda v: v.image_grid_thw),
-      ("video", lambda v: v.pixel_values_videos, lambda v: v.video_grid_thw)):
+    ("image", lambda v: v.pixel_values, lambda v: v.image_grid_thw),
+    ("video", lambda v: v.pixel_values_videos, lambda v: v.video_grid_thw),
+  ):
     visuals = [r.visual for r in rows if r.visual is not None and len(grid_of(r.visual))]
     if not visuals:
       continue
@@ -228,14 +262,25 @@ def batch_inputs(loaded: LoadedModel, rows: Sequence[Encoded], batch_size: int,
     if prefix == "image":
       kw.update(pixel_values=pixels, image_grid_thw=grids, image_padding=padding)
     else:
-      kw.update(pixel_values_videos=pixels, video_grid_thw=grids, video_padding=padding,
-                second_per_grid_ts=np.concatenate([v.second_per_grid_ts for v in visuals]))
-  return sample.prepare_prompts(loaded.config, ids, mask, rope_rule=rope_rule,
-                                prompt_length=bucket(longest, prompt_bucket),
-                                pad_id=loaded.pad_id, **kw)
+      kw.update(
+        pixel_values_videos=pixels,
+        video_grid_thw=grids,
+        video_padding=padding,
+        second_per_grid_ts=np.concatenate([v.second_per_grid_ts for v in visuals]),
+      )
+  return sample.prepare_prompts(
+    loaded.config,
+    ids,
+    mask,
+    rope_rule=rope_rule,
+    prompt_length=bucket(longest, prompt_bucket),
+    pad_id=loaded.pad_id,
+    **kw,
+  )
 
 
 # ------------------------------------------------------------------------ generation
+
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
@@ -248,26 +293,44 @@ class Decoding:
   top_k: int = 0
 
 
-def generate(loaded: LoadedModel, queries: Sequence[Query], key: jax.Array, decoding: Decoding,
-             *, num_samples: int = 1, batch_size: int = 4, prompt_bucket: int = 64,
-             rope_rule: str = "qwen") -> list[list[str]]:
+def generate(
+  loaded: LoadedModel,
+  queries: Sequence[Query],
+  key: jax.Array,
+  decoding: Decoding,
+  *,
+  num_samples: int = 1,
+  batch_size: int = 4,
+  prompt_bucket: int = 64,
+  rope_rule: str = "qwen",
+) -> list[list[str]]:
   """`num_samples` completions (text, special tokens dropped) of each query, in order;
   batch b samples with key fold_in(key, b)."""
   merge = loaded.config.vision.spatial_merge_size
   out: list[list[str]] = []
   for b, start in enumerate(range(0, len(queries), batch_size)):
-    rows = [encode(loaded.tokenizer, q, merge) for q in queries[start:start + batch_size]]
+    rows = [encode(loaded.tokenizer, q, merge) for q in queries[start : start + batch_size]]
     inputs = batch_inputs(loaded, rows, batch_size, prompt_bucket, rope_rule)
     result = sample.sample(
-        loaded.graphdef, loaded.state, inputs, jax.random.fold_in(key, b),
-        max_new_tokens=decoding.max_new_tokens, num_samples=num_samples,
-        temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k,
-        greedy=decoding.greedy, eos_id=list(loaded.eos_ids), pad_id=loaded.pad_id)
+      loaded.graphdef,
+      loaded.state,
+      inputs,
+      jax.random.fold_in(key, b),
+      max_new_tokens=decoding.max_new_tokens,
+      num_samples=num_samples,
+      temperature=decoding.temperature,
+      top_p=decoding.top_p,
+      top_k=decoding.top_k,
+      greedy=decoding.greedy,
+      eos_id=list(loaded.eos_ids),
+      pad_id=loaded.pad_id,
+    )
     tokens, lengths = np.asarray(result.tokens), np.asarray(result.lengths)
     texts = loaded.tokenizer.decode_batch(
-        [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True)
+      [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True
+    )
     for i in range(len(rows)):
-      out.append(texts[i * num_samples:(i + 1) * num_samples])
+      out.append(texts[i * num_samples : (i + 1) * num_samples])
   return out
 
 
@@ -286,13 +349,16 @@ def video_file(record: dict, videos_dir: str) -> str:
   for field in VIDEO_ID_FIELDS:
     if record.get(field):
       return os.path.join(videos_dir, f"{record[field]}.mp4")
-  raise ValueError(f"field 'video_path' is missing (nor {', '.join(VIDEO_FIELDS[1:] + VIDEO_ID_FIELDS)})")
+  raise ValueError(
+    f"field 'video_path' is missing (nor {', '.join(VIDEO_FIELDS[1:] + VIDEO_ID_FIELDS)})"
+  )
 
 
 def select_tasks(records: list, tasks: Sequence[str]) -> list:
   """STGR files (records with a `task` of SPEC.md section 3) hold every task: keep the
   records of `tasks`. Other files are returned as they are."""
   from o3jax.processing.prompts import TASKS
+
   if not any(isinstance(r, dict) and r.get("task") in TASKS for r in records):
     return records
   return [r for r in records if isinstance(r, dict) and r.get("task") in tasks]
@@ -315,10 +381,21 @@ class Answered:
   error: str | None = None
 
 
-def answer_records(loaded: LoadedModel, records: Sequence, videos_dir: str,
-                   processing: ProcessingConfig, make_queries, *, key: jax.Array,
-                   decoding: Decoding, queries_per_record: int = 1, num_samples: int = 1,
-                   batch_size: int = 4, strict: bool = False, name: str = "eval"):
+def answer_records(
+  loaded: LoadedModel,
+  records: Sequence,
+  videos_dir: str,
+  processing: ProcessingConfig,
+  make_queries,
+  *,
+  key: jax.Array,
+  decoding: Decoding,
+  queries_per_record: int = 1,
+  num_samples: int = 1,
+  batch_size: int = 4,
+  strict: bool = False,
+  name: str = "eval",
+):
   """Yields, chunk by chunk and in record order, an `Answered` per record.
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
@@ -342,17 +419,27 @@ def answer_records(loaded: LoadedModel, records: Sequence, videos_dir: str,
         if strict:
           raise ValueError(message) from None
         print(f"skipping {message}", file=sys.stderr, flush=True)
-        chunk.append(Answered(index, record if isinstance(record, dict) else {}, None, [],
-                              str(e)))
+        chunk.append(Answered(index, record if isinstance(record, dict) else {}, None, [], str(e)))
         continue
       chunk.append(Answered(index, record, video, []))
       queries += own
       counts.append(len(own))
     if queries:
-      texts = iter(generate(loaded, queries, jax.random.fold_in(key, c), decoding,
-                            num_samples=num_samples, batch_size=batch_size))
+      texts = iter(
+        generate(
+          loaded,
+          queries,
+          jax.random.fold_in(key, c),
+          decoding,
+          num_samples=num_samples,
+          batch_size=batch_size,
+        )
+      )
       for item, count in zip([a for a in chunk if a.error is None], counts):
         item.texts = [next(texts) for _ in range(count)]
-    print(f"{name}: {min(start + per_chunk, len(records))}/{len(records)} records",
-          file=sys.stderr, flush=True)
+    print(
+      f"{name}: {min(start + per_chunk, len(records))}/{len(records)} records",
+      file=sys.stderr,
+      flush=True,
+    )
     yield chunk

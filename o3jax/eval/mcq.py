@@ -52,7 +52,7 @@ def extract_letter(text, options=None) -> str | None:
   """The option letter a response picks (rules in the module docstring), or None."""
   if not isinstance(text, str):
     return None
-  letters = string.ascii_uppercase[:len(options)] if options else DEFAULT_LETTERS
+  letters = string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
   found = _ANSWER.search(text)
   text = found.group(1) if found else text
   if "Correct Option:" in text:
@@ -68,8 +68,11 @@ def extract_letter(text, options=None) -> str | None:
     for letter, option in zip(letters, options):
       if wanted and _normalize(_OPTION_PREFIX.sub("", str(option))) == wanted:
         return letter
-  lone = {m.group() for m in _LONE.finditer(text)
-          if m.group() in letters and not (m.group() == "A" and _ARTICLE.match(text, m.end()))}
+  lone = {
+    m.group()
+    for m in _LONE.finditer(text)
+    if m.group() in letters and not (m.group() == "A" and _ARTICLE.match(text, m.end()))
+  }
   return lone.pop() if len(lone) == 1 else None
 
 
@@ -88,11 +91,16 @@ def score_item(record: dict, index: int) -> dict:
     raise ValueError(f"MCQ record {index}: field 'answer' is missing")
   gold = extract_letter(str(record["answer"]), options)
   if gold is None:
-    raise ValueError(f"MCQ record {index}: field 'answer' holds no option letter: "
-                     f"{record['answer']!r}")
+    raise ValueError(
+      f"MCQ record {index}: field 'answer' holds no option letter: {record['answer']!r}"
+    )
   pred = extract_letter(_text_field(record, index), options)
-  return {"id": record.get("question_id", record.get("id", index)), "pred": pred, "gold": gold,
-          "correct": pred == gold}
+  return {
+    "id": record.get("question_id", record.get("id", index)),
+    "pred": pred,
+    "gold": gold,
+    "correct": pred == gold,
+  }
 
 
 def _accuracy(items: list[dict]) -> dict:

@@ -27,8 +27,7 @@ import jax
 import numpy as np
 
 from o3jax.eval import mcq, tts
-from o3jax.eval.generate import (Decoding, LoadedModel, Query, answer_records, generate,
-                                 image_query)
+from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records, generate, image_query
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 
@@ -70,23 +69,29 @@ def gold_letter(record: dict) -> str:
 
 def mcq_query(record: dict, video, stage: str) -> Query:
   task = task_of(record)
-  return Query(prompts.question_text(task, question_of(record), stage), video.visual,
-               prompts.system_prompt(task, stage))
+  return Query(
+    prompts.question_text(task, question_of(record), stage),
+    video.visual,
+    prompts.system_prompt(task, stage),
+  )
 
 
 def evidence_boxes(text: str) -> list[tuple[float, tuple]]:
   """(time, box) for each box of each claim of the think block."""
   from o3jax.rewards.parse import parse_completion
+
   return [(time, box) for _, time, boxes in parse_completion(text).claims for box in boxes]
 
 
 def has_think(text: str) -> bool:
   from o3jax.rewards.parse import THINK, block
+
   return block(text, THINK) is not None
 
 
-def response_weights(answers: Sequence, thinks: Sequence[bool], crops: Sequence[list],
-                     rate_all) -> tuple[list[float], list[list]]:
+def response_weights(
+  answers: Sequence, thinks: Sequence[bool], crops: Sequence[list], rate_all
+) -> tuple[list[float], list[list]]:
   """(tts.response_weight of every response, the ratings each one got), rating all the
   crops that need it in one call: rate_all([(response index, crop), ...]) -> ratings."""
   wanted: list[tuple[int, np.ndarray]] = []
@@ -99,27 +104,34 @@ def response_weights(answers: Sequence, thinks: Sequence[bool], crops: Sequence[
   for (i, _), rating in zip(wanted, ratings):
     given[i].append(rating)
   queue = iter(ratings)
-  weights = [tts.response_weight(answer, think, own, lambda _: next(queue))
-             for answer, think, own in zip(answers, thinks, crops)]
+  weights = [
+    tts.response_weight(answer, think, own, lambda _: next(queue))
+    for answer, think, own in zip(answers, thinks, crops)
+  ]
   return weights, given
 
 
-def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Array,
-                batch_size: int):
+def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Array, batch_size: int):
   """rate(crops, questions) -> the model's rating texts (greedy), batch_size per call."""
+
   def rate(crops: Sequence[np.ndarray], questions: Sequence[str]) -> list[str]:
     if not crops:
       return []
-    queries = [image_query(crop, prompts.question_text(prompts.RELEVANCE_RATING, q, "sft"), processing)
-               for crop, q in zip(crops, questions)]
-    texts = generate(loaded, queries, key, Decoding(max_new_tokens=RATING_TOKENS),
-                     batch_size=batch_size)
+    queries = [
+      image_query(crop, prompts.question_text(prompts.RELEVANCE_RATING, q, "sft"), processing)
+      for crop, q in zip(crops, questions)
+    ]
+    texts = generate(
+      loaded, queries, key, Decoding(max_new_tokens=RATING_TOKENS), batch_size=batch_size
+    )
     return [t[0] for t in texts]
+
   return rate
 
 
-def scale(records: Sequence[dict], videos: Sequence, completions: Sequence[list[str]], rate,
-          vote: str) -> list[dict]:
+def scale(
+  records: Sequence[dict], videos: Sequence, completions: Sequence[list[str]], rate, vote: str
+) -> list[dict]:
   """The test-time-scaling fields of each record from its n completions (module doc);
   rate(crops, questions) rates all the crops of all records in one call."""
   answers, thinks, crops, questions = [], [], [], []
@@ -141,20 +153,36 @@ def scale(records: Sequence[dict], videos: Sequence, completions: Sequence[list[
     k += len(texts)
     majority = tts.majority_vote(own_answers)
     confidence = tts.weighted_vote(own_answers, own_weights)
-    out.append({"responses": list(texts), "answers": own_answers,
-                "weights": [round(w, 4) for w in own_weights],
-                "crops": [len(c) for c in crops[own]],
-                "ratings": ratings[own], "majority": majority,
-                "confidence": confidence,
-                "response": (majority if vote == "majority" else confidence) or "",
-                "vote": vote})
+    out.append(
+      {
+        "responses": list(texts),
+        "answers": own_answers,
+        "weights": [round(w, 4) for w in own_weights],
+        "crops": [len(c) for c in crops[own]],
+        "ratings": ratings[own],
+        "majority": majority,
+        "confidence": confidence,
+        "response": (majority if vote == "majority" else confidence) or "",
+        "vote": vote,
+      }
+    )
   return out
 
 
-def mcq_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
-                processing: ProcessingConfig, *, key: jax.Array, decoding: Decoding,
-                n: int = 1, vote: str = "confidence", stage: str = "rl", batch_size: int = 4,
-                strict: bool = False) -> tuple[list[dict], list[str]]:
+def mcq_results(
+  loaded: LoadedModel,
+  records: list[dict],
+  videos_dir: str,
+  processing: ProcessingConfig,
+  *,
+  key: jax.Array,
+  decoding: Decoding,
+  n: int = 1,
+  vote: str = "confidence",
+  stage: str = "rl",
+  batch_size: int = 4,
+  strict: bool = False,
+) -> tuple[list[dict], list[str]]:
   """(results records in annotation order, errors). batch_size questions per sampler call
   (n rows each); the ratings run batch_size * n crops per call."""
   if vote not in VOTES:
@@ -168,12 +196,31 @@ def mcq_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
     return [mcq_query(record, video, stage)]
 
   results, errors = [], []
-  for chunk in answer_records(loaded, records, videos_dir, processing, make_queries, key=key,
-                              decoding=decoding, num_samples=n, batch_size=batch_size,
-                              strict=strict, name="MCQ"):
+  for chunk in answer_records(
+    loaded,
+    records,
+    videos_dir,
+    processing,
+    make_queries,
+    key=key,
+    decoding=decoding,
+    num_samples=n,
+    batch_size=batch_size,
+    strict=strict,
+    name="MCQ",
+  ):
     answered = [item for item in chunk if item.error is None]
-    scaled = iter(scale([a.record for a in answered], [a.video for a in answered],
-                        [a.texts[0] for a in answered], rate, vote) if n > 1 else [])
+    scaled = iter(
+      scale(
+        [a.record for a in answered],
+        [a.video for a in answered],
+        [a.texts[0] for a in answered],
+        rate,
+        vote,
+      )
+      if n > 1
+      else []
+    )
     for item in chunk:
       if item.error is not None:
         errors.append(f"record {item.index}: {item.error}")
@@ -198,18 +245,22 @@ def tts_accuracy(results: list[dict]) -> dict:
   gold = [gold_letter(r) for r in rows]
   mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
   return {
-      "n_questions": len(rows), "n_samples": len(rows[0]["answers"]),
-      "first_sample": mean([r["answers"][0] == g for r, g in zip(rows, gold)]),
-      "mean_single_sample": mean([mean([a == g for a in r["answers"]]) for r, g in zip(rows, gold)]),
-      "majority": mean([r["majority"] == g for r, g in zip(rows, gold)]),
-      "confidence": mean([r["confidence"] == g for r, g in zip(rows, gold)]),
+    "n_questions": len(rows),
+    "n_samples": len(rows[0]["answers"]),
+    "first_sample": mean([r["answers"][0] == g for r, g in zip(rows, gold)]),
+    "mean_single_sample": mean([mean([a == g for a in r["answers"]]) for r, g in zip(rows, gold)]),
+    "majority": mean([r["majority"] == g for r, g in zip(rows, gold)]),
+    "confidence": mean([r["confidence"] == g for r, g in zip(rows, gold)]),
   }
 
 
 def print_tts(acc: dict, file=None) -> None:
   n = acc["n_samples"]
-  print(f"test-time scaling over {acc['n_questions']} questions, N={n}:\n"
-        f"  N=1 (first sample)     {100 * acc['first_sample']:.1f}\n"
-        f"  N=1 (mean of {n:>2})       {100 * acc['mean_single_sample']:.1f}\n"
-        f"  majority@{n:<2}            {100 * acc['majority']:.1f}\n"
-        f"  confidence@{n:<2}          {100 * acc['confidence']:.1f}", file=file)
+  print(
+    f"test-time scaling over {acc['n_questions']} questions, N={n}:\n"
+    f"  N=1 (first sample)     {100 * acc['first_sample']:.1f}\n"
+    f"  N=1 (mean of {n:>2})       {100 * acc['mean_single_sample']:.1f}\n"
+    f"  majority@{n:<2}            {100 * acc['majority']:.1f}\n"
+    f"  confidence@{n:<2}          {100 * acc['confidence']:.1f}",
+    file=file,
+  )

@@ -119,8 +119,9 @@ def crop_box(frame: np.ndarray, box) -> np.ndarray | None:
   return np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR))
 
 
-def evidence_crops(frames: Sequence[np.ndarray], frame_times: Sequence[float],
-                   claims) -> list[np.ndarray]:
+def evidence_crops(
+  frames: Sequence[np.ndarray], frame_times: Sequence[float], claims
+) -> list[np.ndarray]:
   """Valid crops for (time, box) pairs: one pair per box of each claim, in order."""
   crops = []
   for t, box in claims:

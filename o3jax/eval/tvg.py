@@ -57,8 +57,11 @@ def score_tvg(records: list[dict]) -> dict:
     raise ValueError("TVGBench results: no records")
   items = [score_item(record, i) for i, record in enumerate(records)]
   n = len(items)
-  metrics = {"n": n, "n_unparsed": sum(item["pred"] is None for item in items),
-             "miou": sum(item["tiou"] for item in items) / n}
+  metrics = {
+    "n": n,
+    "n_unparsed": sum(item["pred"] is None for item in items),
+    "miou": sum(item["tiou"] for item in items) / n,
+  }
   for th in R1_THRESHOLDS:
     metrics[f"r1@{th}"] = sum(item["tiou"] > th for item in items) / n
   metrics["per_item"] = items

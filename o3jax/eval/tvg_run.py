@@ -44,14 +44,19 @@ def target_of(record: dict) -> list[float]:
       break
   else:
     if not isinstance(record.get("answer"), str):
-      raise ValueError(f"none of the fields {', '.join(tvg.GOLD_FIELDS + ('answer',))} holds "
-                       "the gold span")
+      raise ValueError(
+        f"none of the fields {', '.join(tvg.GOLD_FIELDS + ('answer',))} holds the gold span"
+      )
     try:
       span = parse_segment(record["answer"])
     except (ValueError, SyntaxError) as e:
       raise ValueError(f"field 'answer' holds no [start, end]: {e}") from None
-  if not (isinstance(span, (list, tuple)) and len(span) == 2
-          and all(isinstance(v, (int, float)) for v in span) and span[0] <= span[1]):
+  if not (
+    isinstance(span, (list, tuple))
+    and len(span) == 2
+    and all(isinstance(v, (int, float)) for v in span)
+    and span[0] <= span[1]
+  ):
     raise ValueError(f"the gold span is not [start, end] with start <= end: {span!r}")
   return [float(span[0]), float(span[1])]
 
@@ -61,31 +66,65 @@ def unwrap_times(text: str) -> str:
   return _TIME.sub(r"\1", text)
 
 
-def tvg_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
-                processing: ProcessingConfig, *, key: jax.Array, decoding: Decoding,
-                stage: str = "rl", batch_size: int = 4,
-                strict: bool = False) -> tuple[list[dict], list[str]]:
+def tvg_results(
+  loaded: LoadedModel,
+  records: list[dict],
+  videos_dir: str,
+  processing: ProcessingConfig,
+  *,
+  key: jax.Array,
+  decoding: Decoding,
+  stage: str = "rl",
+  batch_size: int = 4,
+  strict: bool = False,
+) -> tuple[list[dict], list[str]]:
   """(results records in annotation order, errors)."""
 
   def make_queries(record, index, video):
     target_of(record)
-    return [Query(prompts.question_text(TASK, query_text(record), stage), video.visual,
-                  prompts.system_prompt(TASK, stage))]
+    return [
+      Query(
+        prompts.question_text(TASK, query_text(record), stage),
+        video.visual,
+        prompts.system_prompt(TASK, stage),
+      )
+    ]
 
   results, errors = [], []
-  for chunk in answer_records(loaded, records, videos_dir, processing, make_queries, key=key,
-                              decoding=decoding, batch_size=batch_size, strict=strict,
-                              name="TVG"):
+  for chunk in answer_records(
+    loaded,
+    records,
+    videos_dir,
+    processing,
+    make_queries,
+    key=key,
+    decoding=decoding,
+    batch_size=batch_size,
+    strict=strict,
+    name="TVG",
+  ):
     for item in chunk:
       if item.error is not None:
         errors.append(f"record {item.index}: {item.error}")
         try:  # an unanswered question scores 0; one without a gold span cannot be scored
-          results.append({**item.record, "target": target_of(item.record), "output": "",
-                          "o3jax": {"error": item.error}})
+          results.append(
+            {
+              **item.record,
+              "target": target_of(item.record),
+              "output": "",
+              "o3jax": {"error": item.error},
+            }
+          )
         except ValueError:
           pass
         continue
       text = item.texts[0][0]
-      results.append({**item.record, "target": target_of(item.record),
-                      "output": unwrap_times(text), "raw_output": text})
+      results.append(
+        {
+          **item.record,
+          "target": target_of(item.record),
+          "output": unwrap_times(text),
+          "raw_output": text,
+        }
+      )
   return results, errors

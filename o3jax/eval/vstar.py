@@ -62,6 +62,7 @@ Judge = Callable[[str, str, str], object]
 
 # ---------------------------------------------------------------- record helpers
 
+
 def _record_error(index: int | None, record, field: str, why: str) -> ValueError:
   vid = record.get("vid", "?") if isinstance(record, dict) else "?"
   where = "V-STaR record" + (f" {index}" if index is not None else "")
@@ -103,7 +104,7 @@ def gold_boxes(record: dict, index: int | None = None) -> list[tuple[int, list[f
     if "xmin" in entry:  # {timestamp, frame_index, xmin, ...}
       stamp, coords = entry.get("timestamp"), entry
     elif len(entry) == 1:  # upstream {"<timestamp>_<frame_index>": {xmin, ...}}
-      (key, coords), = entry.items()
+      ((key, coords),) = entry.items()
       try:
         stamp = float(str(key).split("_")[0])
       except ValueError:
@@ -138,6 +139,7 @@ def _check_video(record: dict, index: int) -> None:
 
 # ---------------------------------------------------------------- what-judge
 
+
 def parse_judge_score(raw) -> int | None:
   """A judge's 0..3 score, or None when unreadable."""
   if isinstance(raw, bool):
@@ -165,6 +167,7 @@ def offline_judge(question: str, gold: str, candidate: str) -> int:
   global _ROUGE
   if _ROUGE is None:
     from rouge_score import rouge_scorer
+
     _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
   f = _ROUGE.score(str(gold), str(candidate))["rougeL"].fmeasure
   return 3 if f >= 0.6 else 2 if f >= 0.4 else 1 if f >= 0.2 else 0
@@ -222,10 +225,10 @@ def _load_structure(text: str):
   starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
   if not starts:
     return None
-  text = text[min(starts):]
+  text = text[min(starts) :]
   end = max(text.rfind("}"), text.rfind("]"))
   # as is; then the whole rest closed (cut-off output); then closed at the last bracket
-  candidates = [text[:end + 1], _close_brackets(text), _close_brackets(text[:end + 1])]
+  candidates = [text[: end + 1], _close_brackets(text), _close_brackets(text[: end + 1])]
   for candidate in candidates:
     for attempt in (json.loads, lambda s: json.loads(s.replace("'", '"')), ast.literal_eval):
       try:
@@ -254,9 +257,13 @@ def parse_boxes(pred) -> dict[int, list]:
         merged.update(item)
       pred = merged
     else:
-      pred = {item[0]: item[1] for item in pred
-              if isinstance(item, (list, tuple)) and len(item) == 2
-              and isinstance(item[0], (str, int, float))}
+      pred = {
+        item[0]: item[1]
+        for item in pred
+        if isinstance(item, (list, tuple))
+        and len(item) == 2
+        and isinstance(item[0], (str, int, float))
+      }
   if not isinstance(pred, dict):
     return {}
   out = {}
@@ -273,11 +280,13 @@ def parse_boxes(pred) -> dict[int, list]:
 
 # ---------------------------------------------------------------- per sample
 
+
 def spatial_ious(gold: list[tuple[int, list[float]]], pred) -> list[float]:
   """Per gold box: best IoU of the predicted boxes for its second (0 if none)."""
   boxes = parse_boxes(pred)
-  return [max((box_iou(box, p) for p in boxes.get(second, [])), default=0.0)
-          for second, box in gold]
+  return [
+    max((box_iou(box, p) for p in boxes.get(second, [])), default=0.0) for second, box in gold
+  ]
 
 
 def _text(value) -> str:
@@ -303,12 +312,12 @@ def score_sample(record: dict, index: int, judge: Judge | None) -> dict:
     raw = 0
   score = parse_judge_score(raw)
   sample = {
-      "vid": record.get("vid"),
-      "domain": str(record.get("domain") or "unknown"),
-      "duration": duration_bin(video_duration(record)),
-      "has_answer_vqa": bool(record.get("answer_vqa")),  # the reference's test
-      "vqa_score": score,
-      "correct": score is not None and score >= 2,
+    "vid": record.get("vid"),
+    "domain": str(record.get("domain") or "unknown"),
+    "duration": duration_bin(video_duration(record)),
+    "has_answer_vqa": bool(record.get("answer_vqa")),  # the reference's test
+    "vqa_score": score,
+    "correct": score is not None and score >= 2,
   }
   for chain, suffix in ((1, ""), (2, "_2")):
     pred = parse_span(record.get("answer_temporal" + suffix))
@@ -320,6 +329,7 @@ def score_sample(record: dict, index: int, judge: Judge | None) -> dict:
 
 
 # ---------------------------------------------------------------- aggregation
+
 
 def _mean(values) -> float:
   values = list(values)
@@ -358,8 +368,11 @@ def summarize(samples: list[dict], acc_denominator: int | None = None) -> dict:
   n = len(samples)
   denominator = acc_denominator if acc_denominator is not None else n
   correct = sum(s["correct"] for s in samples)
-  metrics = {"n": n, "acc": correct / denominator if denominator else 0.0,
-             "n_unreadable_score": sum(s["vqa_score"] is None for s in samples)}
+  metrics = {
+    "n": n,
+    "acc": correct / denominator if denominator else 0.0,
+    "n_unreadable_score": sum(s["vqa_score"] is None for s in samples),
+  }
   for k in (1, 2):
     tious = [s[f"tiou_{k}"] for s in samples]
     metrics[f"m_tiou_{k}"] = _mean(tious)
@@ -368,13 +381,21 @@ def summarize(samples: list[dict], acc_denominator: int | None = None) -> dict:
     metrics[f"m_viou_{k}"] = _mean(_mean(s[f"ious_{k}"]) for s in samples)
     for th in AP_THRESHOLDS:
       metrics[f"ap@{th}_{k}"] = _mean(_mean(i >= th for i in s[f"ious_{k}"]) for s in samples)
-  metrics.update(combine(metrics["acc"], metrics["m_tiou_1"], metrics["m_tiou_2"],
-                         metrics["m_viou_1"], metrics["m_viou_2"]))
+  metrics.update(
+    combine(
+      metrics["acc"],
+      metrics["m_tiou_1"],
+      metrics["m_tiou_2"],
+      metrics["m_viou_1"],
+      metrics["m_viou_2"],
+    )
+  )
   return metrics
 
 
-def score_vstar(records: list[dict], judge: Judge | None = offline_judge,
-                reference_skip_empty_vqa: bool = False) -> dict:
+def score_vstar(
+  records: list[dict], judge: Judge | None = offline_judge, reference_skip_empty_vqa: bool = False
+) -> dict:
   """Score a V-STaR results list: overall metrics, duration and domain breakdowns,
   and the per-sample scores. judge=None: every non-empty answer_vqa needs vqa_score."""
   if not records:
@@ -388,15 +409,23 @@ def score_vstar(records: list[dict], judge: Judge | None = offline_judge,
       groups.setdefault(s[field], []).append(s)
     metrics[key] = {name: summarize(group) for name, group in sorted(groups.items())}
   metrics["settings"] = {
-      "duration_bins": "short <= 60 s < medium <= 180 s < long",
-      "reference_skip_empty_vqa": reference_skip_empty_vqa,
-      "judge": ("vqa_score only" if judge is None
-                else getattr(judge, "__name__", type(judge).__name__)),
+    "duration_bins": "short <= 60 s < medium <= 180 s < long",
+    "reference_skip_empty_vqa": reference_skip_empty_vqa,
+    "judge": (
+      "vqa_score only" if judge is None else getattr(judge, "__name__", type(judge).__name__)
+    ),
   }
   metrics["per_sample"] = [
-      {"vid": s["vid"], "vqa_score": s["vqa_score"], "tiou_1": s["tiou_1"], "tiou_2": s["tiou_2"],
-       "viou_1": _mean(s["ious_1"]), "viou_2": _mean(s["ious_2"])}
-      for s in samples]
+    {
+      "vid": s["vid"],
+      "vqa_score": s["vqa_score"],
+      "tiou_1": s["tiou_1"],
+      "tiou_2": s["tiou_2"],
+      "viou_1": _mean(s["ious_1"]),
+      "viou_2": _mean(s["ious_2"]),
+    }
+    for s in samples
+  ]
   return metrics
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from o3jax.eval.vstar import gold_boxes, gold_span, record_field, span_seconds, video_duration
 
 THINK_INSTRUCTION = (
-    "First think about the question inside <think> </think>, then give the final answer "
-    "inside <answer> </answer>. Ground your reasoning in the video: whenever you mention "
-    "an object, write it as <obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>seconds</t>s."
+  "First think about the question inside <think> </think>, then give the final answer "
+  "inside <answer> </answer>. Ground your reasoning in the video: whenever you mention "
+  "an object, write it as <obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>seconds</t>s."
 )
 
 
@@ -34,17 +34,21 @@ def _fmt(x: float):
 
 def what_prompt(record: dict, think: bool = True) -> str:
   """What: the free-form question."""
-  prompt = (f"Answer the question about the video: {record_field(record, 'question')}\n"
-            "(If the answer is a person, describe the person instead of naming them.)")
+  prompt = (
+    f"Answer the question about the video: {record_field(record, 'question')}\n"
+    "(If the answer is a person, describe the person instead of naming them.)"
+  )
   return _finish(prompt, think)
 
 
 def when_prompt(record: dict, think: bool = True) -> str:
   """Chain 1 when: the moment the temporal question asks about, as [s, e] seconds."""
-  prompt = (f"The video is {video_duration(record)} seconds long.\n"
-            f"Answer the question about the video: {record_field(record, 'temporal_question')}\n"
-            "Give the start and end time of that moment in seconds as [s, e], "
-            "for example [3.0, 7.5].")
+  prompt = (
+    f"The video is {video_duration(record)} seconds long.\n"
+    f"Answer the question about the video: {record_field(record, 'temporal_question')}\n"
+    "Give the start and end time of that moment in seconds as [s, e], "
+    "for example [3.0, 7.5]."
+  )
   return _finish(prompt, think)
 
 
@@ -55,14 +59,16 @@ def where_prompt(record: dict, think: bool = True, size=None) -> str:
   """
   w, h = _size(record, size)
   seconds = span_seconds(gold_span(record, None))
-  prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-            "pixels (width x height).\n"
-            "Answer the question about the video with bounding boxes: "
-            f"{record_field(record, 'spatial_question')}\n"
-            f"For each whole second in {seconds} (both ends included), give the box "
-            "[x1, y1, x2, y2] of the object in pixels. Answer with one JSON object whose keys "
-            "are the seconds as strings and whose values are the boxes, for example "
-            f'{{"{seconds[0]}": [x1, y1, x2, y2], ...}}.')
+  prompt = (
+    f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
+    "pixels (width x height).\n"
+    "Answer the question about the video with bounding boxes: "
+    f"{record_field(record, 'spatial_question')}\n"
+    f"For each whole second in {seconds} (both ends included), give the box "
+    "[x1, y1, x2, y2] of the object in pixels. Answer with one JSON object whose keys "
+    "are the seconds as strings and whose values are the boxes, for example "
+    f'{{"{seconds[0]}": [x1, y1, x2, y2], ...}}.'
+  )
   return _finish(prompt, think)
 
 
@@ -70,15 +76,17 @@ def where_given_count_prompt(record: dict, think: bool = True, size=None) -> str
   """Chain 2 where: the model picks the seconds itself and is told how many boxes."""
   w, h = _size(record, size)
   n = len(gold_boxes(record, None))
-  prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-            "pixels (width x height).\n"
-            "Answer the question about the video with bounding boxes: "
-            f"{record_field(record, 'spatial_question_2')}\n"
-            f"Find the whole seconds at which the object relevant to the question is visible "
-            f"and give exactly {n} box(es) [x1, y1, x2, y2] in pixels, one per second; "
-            "leave out the seconds that are not relevant. Answer with one JSON object whose "
-            "keys are the seconds as strings and whose values are the boxes, for example "
-            '{"4": [x1, y1, x2, y2], "5": [x1, y1, x2, y2]}.')
+  prompt = (
+    f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
+    "pixels (width x height).\n"
+    "Answer the question about the video with bounding boxes: "
+    f"{record_field(record, 'spatial_question_2')}\n"
+    f"Find the whole seconds at which the object relevant to the question is visible "
+    f"and give exactly {n} box(es) [x1, y1, x2, y2] in pixels, one per second; "
+    "leave out the seconds that are not relevant. Answer with one JSON object whose "
+    "keys are the seconds as strings and whose values are the boxes, for example "
+    '{"4": [x1, y1, x2, y2], "5": [x1, y1, x2, y2]}.'
+  )
   return _finish(prompt, think)
 
 
@@ -92,24 +100,29 @@ def when_given_boxes_prompt(record: dict, think: bool = True, size=None) -> str:
   w, h = _size(record, size)
   sx, sy = w / w0, h / h0
   scales = (sx, sy, sx, sy)
-  boxes = [[_fmt(round(v * s)) if size is not None else _fmt(v) for v, s in zip(box, scales)]
-           for _, box in gold_boxes(record, None)]
-  prompt = (f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
-            "pixels (width x height).\n"
-            f"Answer the question about the video: {record_field(record, 'temporal_question')}\n"
-            f"The key object appears in these {len(boxes)} bounding box(es) [x1, y1, x2, y2], "
-            f"at times not given: {boxes}.\n"
-            "Give the start and end time of that moment in seconds as [s, e], "
-            "for example [3.0, 7.5].")
+  boxes = [
+    [_fmt(round(v * s)) if size is not None else _fmt(v) for v, s in zip(box, scales)]
+    for _, box in gold_boxes(record, None)
+  ]
+  prompt = (
+    f"The video is {video_duration(record)} seconds long; its frames are {w}x{h} "
+    "pixels (width x height).\n"
+    f"Answer the question about the video: {record_field(record, 'temporal_question')}\n"
+    f"The key object appears in these {len(boxes)} bounding box(es) [x1, y1, x2, y2], "
+    f"at times not given: {boxes}.\n"
+    "Give the start and end time of that moment in seconds as [s, e], "
+    "for example [3.0, 7.5]."
+  )
   return _finish(prompt, think)
+
 
 # ---------------------------------------------------------------- what-judge
 
 JUDGE_SYSTEM_PROMPT = (
-    "You compare a candidate answer with the correct answer to a question about a video. "
-    "Rate how well the candidate's meaning matches the correct answer, ignoring grammar "
-    "and wording: 0 = unrelated or wrong, 1 = mostly wrong, 2 = mostly right, "
-    "3 = fully right. Reply with a single integer: 0, 1, 2 or 3."
+  "You compare a candidate answer with the correct answer to a question about a video. "
+  "Rate how well the candidate's meaning matches the correct answer, ignoring grammar "
+  "and wording: 0 = unrelated or wrong, 1 = mostly wrong, 2 = mostly right, "
+  "3 = fully right. Reply with a single integer: 0, 1, 2 or 3."
 )
 
 

@@ -34,26 +34,39 @@ from o3jax.eval.iou import is_number
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 
-ANSWER_FIELDS = ("answer_vqa", "answer_temporal", "answer_spatial", "answer_spatial_2",
-                 "answer_temporal_2")
+ANSWER_FIELDS = (
+  "answer_vqa",
+  "answer_temporal",
+  "answer_spatial",
+  "answer_spatial_2",
+  "answer_temporal_2",
+)
 SPATIAL_FIELDS = ("answer_spatial", "answer_spatial_2")
-SYSTEM_TASK = {"answer_vqa": prompts.SPATIO_TEMPORAL, "answer_temporal": "temporal QA",
-               "answer_spatial": prompts.SPATIO_TEMPORAL,
-               "answer_spatial_2": prompts.SPATIO_TEMPORAL, "answer_temporal_2": "temporal QA"}
+SYSTEM_TASK = {
+  "answer_vqa": prompts.SPATIO_TEMPORAL,
+  "answer_temporal": "temporal QA",
+  "answer_spatial": prompts.SPATIO_TEMPORAL,
+  "answer_spatial_2": prompts.SPATIO_TEMPORAL,
+  "answer_temporal_2": "temporal QA",
+}
 
 
-def sample_queries(record: dict, video: Video, stage: str = "rl", think: bool = True) -> list[Query]:
+def sample_queries(
+  record: dict, video: Video, stage: str = "rl", think: bool = True
+) -> list[Query]:
   """The five queries of one sample, in ANSWER_FIELDS order."""
   size = video.frame_size
   texts = {
-      "answer_vqa": vstar_prompts.what_prompt(record, think),
-      "answer_temporal": vstar_prompts.when_prompt(record, think),
-      "answer_spatial": vstar_prompts.where_prompt(record, think, size=size),
-      "answer_spatial_2": vstar_prompts.where_given_count_prompt(record, think, size=size),
-      "answer_temporal_2": vstar_prompts.when_given_boxes_prompt(record, think, size=size),
+    "answer_vqa": vstar_prompts.what_prompt(record, think),
+    "answer_temporal": vstar_prompts.when_prompt(record, think),
+    "answer_spatial": vstar_prompts.where_prompt(record, think, size=size),
+    "answer_spatial_2": vstar_prompts.where_given_count_prompt(record, think, size=size),
+    "answer_temporal_2": vstar_prompts.when_given_boxes_prompt(record, think, size=size),
   }
-  return [Query(texts[f], video.visual, prompts.system_prompt(SYSTEM_TASK[f], stage))
-          for f in ANSWER_FIELDS]
+  return [
+    Query(texts[f], video.visual, prompts.system_prompt(SYSTEM_TASK[f], stage))
+    for f in ANSWER_FIELDS
+  ]
 
 
 def rescale_boxes(text: str, frame_size: Sequence[int], size: Sequence[float]) -> str | None:
@@ -63,8 +76,11 @@ def rescale_boxes(text: str, frame_size: Sequence[int], size: Sequence[float]) -
   sx, sy = size[0] / frame_size[0], size[1] / frame_size[1]
   out = {}
   for second, candidates in boxes.items():
-    moved = [[round(v * s, 2) for v, s in zip(box, (sx, sy, sx, sy))] for box in candidates
-             if len(box) == 4 and all(map(is_number, box))]
+    moved = [
+      [round(v * s, 2) for v, s in zip(box, (sx, sy, sx, sy))]
+      for box in candidates
+      if len(box) == 4 and all(map(is_number, box))
+    ]
     if moved:
       out[str(second)] = moved[0] if len(moved) == 1 else moved
   return json.dumps(out) if out else None
@@ -88,10 +104,19 @@ def failed_record(record: dict, error: str) -> dict:
   return {**record, **{f: "" for f in ANSWER_FIELDS}, "o3jax": {"error": error}}
 
 
-def vstar_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
-                  processing: ProcessingConfig, *, key: jax.Array, decoding: Decoding,
-                  stage: str = "rl", think: bool = True, batch_size: int = 5,
-                  strict: bool = False) -> tuple[list[dict], list[str]]:
+def vstar_results(
+  loaded: LoadedModel,
+  records: list[dict],
+  videos_dir: str,
+  processing: ProcessingConfig,
+  *,
+  key: jax.Array,
+  decoding: Decoding,
+  stage: str = "rl",
+  think: bool = True,
+  batch_size: int = 5,
+  strict: bool = False,
+) -> tuple[list[dict], list[str]]:
   """(results records in annotation order, errors); batch_size queries per sampler call."""
 
   def make_queries(record, index, video):
@@ -99,9 +124,19 @@ def vstar_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
     return sample_queries(record, video, stage, think)
 
   results, errors = [], []
-  for chunk in answer_records(loaded, records, videos_dir, processing, make_queries, key=key,
-                              decoding=decoding, queries_per_record=len(ANSWER_FIELDS),
-                              batch_size=batch_size, strict=strict, name="V-STaR"):
+  for chunk in answer_records(
+    loaded,
+    records,
+    videos_dir,
+    processing,
+    make_queries,
+    key=key,
+    decoding=decoding,
+    queries_per_record=len(ANSWER_FIELDS),
+    batch_size=batch_size,
+    strict=strict,
+    name="V-STaR",
+  ):
     for item in chunk:
       if item.error is not None:
         errors.append(f"record {item.index}: {item.error}")
@@ -112,6 +147,7 @@ def vstar_results(loaded: LoadedModel, records: list[dict], videos_dir: str,
         except ValueError:
           pass
       else:
-        results.append(results_record(item.record, [t[0] for t in item.texts],
-                                      item.video.frame_size))
+        results.append(
+          results_record(item.record, [t[0] for t in item.texts], item.video.frame_size)
+        )
   return results, errors

@@ -92,15 +92,32 @@ def tiny(**kw) -> Qwen2_5_VLConfig:
   merged units) is small so that real frames need several windows and padding.
   """
   cfg = Qwen2_5_VLConfig(
-      text=TextConfig(
-          vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-          num_attention_heads=4, num_key_value_heads=2, mrope_section=(2, 3, 3),
-          max_position_embeddings=4096),
-      vision=VisionConfig(
-          depth=4, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56,
-          out_hidden_size=64, fullatt_block_indexes=(1, 3)),
-      image_token_id=1000, video_token_id=1001, vision_start_token_id=1002,
-      vision_end_token_id=1003, bos_token_id=1004, eos_token_id=1005)
+    text=TextConfig(
+      vocab_size=1024,
+      hidden_size=64,
+      intermediate_size=128,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      mrope_section=(2, 3, 3),
+      max_position_embeddings=4096,
+    ),
+    vision=VisionConfig(
+      depth=4,
+      hidden_size=32,
+      intermediate_size=64,
+      num_heads=2,
+      window_size=56,
+      out_hidden_size=64,
+      fullatt_block_indexes=(1, 3),
+    ),
+    image_token_id=1000,
+    video_token_id=1001,
+    vision_start_token_id=1002,
+    vision_end_token_id=1003,
+    bos_token_id=1004,
+    eos_token_id=1005,
+  )
   return cfg.replace(**kw)
 
 
@@ -108,30 +125,64 @@ def small(**kw) -> Qwen2_5_VLConfig:
   """A few-million-parameter model that learns the grounded format on a CPU (the demo)."""
   base = tiny()
   cfg = base.replace(
-      text=TextConfig(vocab_size=1024, hidden_size=128, intermediate_size=384,
-                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                      mrope_section=(4, 6, 6), max_position_embeddings=4096),
-      vision=VisionConfig(depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
-                          window_size=56, out_hidden_size=128, fullatt_block_indexes=(1,)))
+    text=TextConfig(
+      vocab_size=1024,
+      hidden_size=128,
+      intermediate_size=384,
+      num_hidden_layers=4,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      mrope_section=(4, 6, 6),
+      max_position_embeddings=4096,
+    ),
+    vision=VisionConfig(
+      depth=2,
+      hidden_size=64,
+      intermediate_size=128,
+      num_heads=2,
+      window_size=56,
+      out_hidden_size=128,
+      fullatt_block_indexes=(1,),
+    ),
+  )
   return cfg.replace(**kw)
 
 
 def qwen2_5_vl_7b() -> Qwen2_5_VLConfig:
   return Qwen2_5_VLConfig(
-      text=TextConfig(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
-                      num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4),
-      vision=VisionConfig(out_hidden_size=3584))
+    text=TextConfig(
+      vocab_size=152064,
+      hidden_size=3584,
+      intermediate_size=18944,
+      num_hidden_layers=28,
+      num_attention_heads=28,
+      num_key_value_heads=4,
+    ),
+    vision=VisionConfig(out_hidden_size=3584),
+  )
 
 
 def qwen2_5_vl_3b() -> Qwen2_5_VLConfig:
   return Qwen2_5_VLConfig(
-      text=TextConfig(vocab_size=151936, hidden_size=2048, intermediate_size=11008,
-                      num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
-                      tie_word_embeddings=True),
-      vision=VisionConfig(out_hidden_size=2048))
+    text=TextConfig(
+      vocab_size=151936,
+      hidden_size=2048,
+      intermediate_size=11008,
+      num_hidden_layers=36,
+      num_attention_heads=16,
+      num_key_value_heads=2,
+      tie_word_embeddings=True,
+    ),
+    vision=VisionConfig(out_hidden_size=2048),
+  )
 
 
-PRESETS = {"tiny": tiny, "small": small, "qwen2_5_vl_3b": qwen2_5_vl_3b, "qwen2_5_vl_7b": qwen2_5_vl_7b}
+PRESETS = {
+  "tiny": tiny,
+  "small": small,
+  "qwen2_5_vl_3b": qwen2_5_vl_3b,
+  "qwen2_5_vl_7b": qwen2_5_vl_7b,
+}
 
 
 def preset(name: str) -> Qwen2_5_VLConfig:
@@ -141,6 +192,7 @@ def preset(name: str) -> Qwen2_5_VLConfig:
 
 
 # ---------------------------------------------------------------- Hugging Face I/O
+
 
 def _rope(d: dict) -> tuple[dict, float | None]:
   rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
@@ -159,34 +211,46 @@ def from_hf_dict(d: dict[str, Any]) -> Qwen2_5_VLConfig:
   default_t, default_v = TextConfig(), VisionConfig()
   tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", False))
   text = TextConfig(
-      vocab_size=t["vocab_size"], hidden_size=t["hidden_size"],
-      intermediate_size=t["intermediate_size"], num_hidden_layers=t["num_hidden_layers"],
-      num_attention_heads=t["num_attention_heads"],
-      num_key_value_heads=t.get("num_key_value_heads") or t["num_attention_heads"],
-      rms_norm_eps=t.get("rms_norm_eps", default_t.rms_norm_eps),
-      rope_theta=float(theta if theta is not None else default_t.rope_theta),
-      mrope_section=tuple(rope.get("mrope_section", default_t.mrope_section)),
-      max_position_embeddings=t.get("max_position_embeddings",
-                                    default_t.max_position_embeddings),
-      tie_word_embeddings=bool(tie))
+    vocab_size=t["vocab_size"],
+    hidden_size=t["hidden_size"],
+    intermediate_size=t["intermediate_size"],
+    num_hidden_layers=t["num_hidden_layers"],
+    num_attention_heads=t["num_attention_heads"],
+    num_key_value_heads=t.get("num_key_value_heads") or t["num_attention_heads"],
+    rms_norm_eps=t.get("rms_norm_eps", default_t.rms_norm_eps),
+    rope_theta=float(theta if theta is not None else default_t.rope_theta),
+    mrope_section=tuple(rope.get("mrope_section", default_t.mrope_section)),
+    max_position_embeddings=t.get("max_position_embeddings", default_t.max_position_embeddings),
+    tie_word_embeddings=bool(tie),
+  )
   vrope = v.get("rope_parameters") or {}
   vision = VisionConfig(
-      depth=v.get("depth", default_v.depth), hidden_size=v.get("hidden_size", default_v.hidden_size),
-      intermediate_size=v.get("intermediate_size", default_v.intermediate_size),
-      num_heads=v.get("num_heads", default_v.num_heads),
-      in_channels=v.get("in_channels", v.get("in_chans", default_v.in_channels)),
-      patch_size=v.get("patch_size", default_v.patch_size),
-      temporal_patch_size=v.get("temporal_patch_size", default_v.temporal_patch_size),
-      spatial_merge_size=v.get("spatial_merge_size", default_v.spatial_merge_size),
-      window_size=v.get("window_size", default_v.window_size),
-      out_hidden_size=v.get("out_hidden_size", text.hidden_size),
-      fullatt_block_indexes=tuple(v.get("fullatt_block_indexes",
-                                        default_v.fullatt_block_indexes)),
-      tokens_per_second=v.get("tokens_per_second", default_v.tokens_per_second),
-      rope_theta=float(vrope.get("rope_theta", default_v.rope_theta)))
-  ids = {k: d[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id",
-                           "vision_end_token_id", "bos_token_id", "eos_token_id")
-         if isinstance(d.get(k), int)}
+    depth=v.get("depth", default_v.depth),
+    hidden_size=v.get("hidden_size", default_v.hidden_size),
+    intermediate_size=v.get("intermediate_size", default_v.intermediate_size),
+    num_heads=v.get("num_heads", default_v.num_heads),
+    in_channels=v.get("in_channels", v.get("in_chans", default_v.in_channels)),
+    patch_size=v.get("patch_size", default_v.patch_size),
+    temporal_patch_size=v.get("temporal_patch_size", default_v.temporal_patch_size),
+    spatial_merge_size=v.get("spatial_merge_size", default_v.spatial_merge_size),
+    window_size=v.get("window_size", default_v.window_size),
+    out_hidden_size=v.get("out_hidden_size", text.hidden_size),
+    fullatt_block_indexes=tuple(v.get("fullatt_block_indexes", default_v.fullatt_block_indexes)),
+    tokens_per_second=v.get("tokens_per_second", default_v.tokens_per_second),
+    rope_theta=float(vrope.get("rope_theta", default_v.rope_theta)),
+  )
+  ids = {
+    k: d[k]
+    for k in (
+      "image_token_id",
+      "video_token_id",
+      "vision_start_token_id",
+      "vision_end_token_id",
+      "bos_token_id",
+      "eos_token_id",
+    )
+    if isinstance(d.get(k), int)
+  }
   return Qwen2_5_VLConfig(text=text, vision=vision, **ids)
 
 
@@ -194,31 +258,45 @@ def to_hf_dict(cfg: Qwen2_5_VLConfig) -> dict[str, Any]:
   """The flat transformers 4.x layout of the released checkpoints (5.x reads it too)."""
   t, v = cfg.text, cfg.vision
   return {
-      "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-      "model_type": "qwen2_5_vl",
-      "vocab_size": t.vocab_size, "hidden_size": t.hidden_size,
-      "intermediate_size": t.intermediate_size, "num_hidden_layers": t.num_hidden_layers,
-      "num_attention_heads": t.num_attention_heads,
-      "num_key_value_heads": t.num_key_value_heads, "hidden_act": "silu",
-      "rms_norm_eps": t.rms_norm_eps, "rope_theta": t.rope_theta,
-      "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
-      "max_position_embeddings": t.max_position_embeddings,
-      "tie_word_embeddings": t.tie_word_embeddings, "use_sliding_window": False,
-      "attention_dropout": 0.0, "torch_dtype": "float32",
-      "image_token_id": cfg.image_token_id, "video_token_id": cfg.video_token_id,
-      "vision_start_token_id": cfg.vision_start_token_id,
-      "vision_end_token_id": cfg.vision_end_token_id,
-      "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
-      "vision_config": {
-          "depth": v.depth, "hidden_size": v.hidden_size,
-          "intermediate_size": v.intermediate_size, "num_heads": v.num_heads,
-          "in_chans": v.in_channels, "in_channels": v.in_channels, "patch_size": v.patch_size,
-          "temporal_patch_size": v.temporal_patch_size,
-          "spatial_merge_size": v.spatial_merge_size, "window_size": v.window_size,
-          "out_hidden_size": v.out_hidden_size, "hidden_act": "silu",
-          "fullatt_block_indexes": list(v.fullatt_block_indexes),
-          "tokens_per_second": v.tokens_per_second,
-      },
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+    "model_type": "qwen2_5_vl",
+    "vocab_size": t.vocab_size,
+    "hidden_size": t.hidden_size,
+    "intermediate_size": t.intermediate_size,
+    "num_hidden_layers": t.num_hidden_layers,
+    "num_attention_heads": t.num_attention_heads,
+    "num_key_value_heads": t.num_key_value_heads,
+    "hidden_act": "silu",
+    "rms_norm_eps": t.rms_norm_eps,
+    "rope_theta": t.rope_theta,
+    "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
+    "max_position_embeddings": t.max_position_embeddings,
+    "tie_word_embeddings": t.tie_word_embeddings,
+    "use_sliding_window": False,
+    "attention_dropout": 0.0,
+    "torch_dtype": "float32",
+    "image_token_id": cfg.image_token_id,
+    "video_token_id": cfg.video_token_id,
+    "vision_start_token_id": cfg.vision_start_token_id,
+    "vision_end_token_id": cfg.vision_end_token_id,
+    "bos_token_id": cfg.bos_token_id,
+    "eos_token_id": cfg.eos_token_id,
+    "vision_config": {
+      "depth": v.depth,
+      "hidden_size": v.hidden_size,
+      "intermediate_size": v.intermediate_size,
+      "num_heads": v.num_heads,
+      "in_chans": v.in_channels,
+      "in_channels": v.in_channels,
+      "patch_size": v.patch_size,
+      "temporal_patch_size": v.temporal_patch_size,
+      "spatial_merge_size": v.spatial_merge_size,
+      "window_size": v.window_size,
+      "out_hidden_size": v.out_hidden_size,
+      "hidden_act": "silu",
+      "fullatt_block_indexes": list(v.fullatt_block_indexes),
+      "tokens_per_second": v.tokens_per_second,
+    },
   }
 
 

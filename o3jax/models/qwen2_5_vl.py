@@ -28,16 +28,27 @@ from o3jax.models.vision_layout import VisionLayout, layout_for
 
 def _concrete(x, name: str) -> np.ndarray:
   if isinstance(x, jax.core.Tracer):
-    raise ValueError(f"{name} is traced: inside jit pass the precomputed host arrays from "
-                     "o3jax.models.prepare_inputs (position_ids, image_layout, video_layout)")
+    raise ValueError(
+      f"{name} is traced: inside jit pass the precomputed host arrays from "
+      "o3jax.models.prepare_inputs (position_ids, image_layout, video_layout)"
+    )
   return np.asarray(x)
 
 
-def prepare_inputs(config: Qwen2_5_VLConfig, input_ids, attention_mask=None,
-                   pixel_values=None, image_grid_thw=None, pixel_values_videos=None,
-                   video_grid_thw=None, second_per_grid_ts=None, position_ids=None,
-                   rope_rule: str = "qwen", image_padding: dict | None = None,
-                   video_padding: dict | None = None) -> dict[str, Any]:
+def prepare_inputs(
+  config: Qwen2_5_VLConfig,
+  input_ids,
+  attention_mask=None,
+  pixel_values=None,
+  image_grid_thw=None,
+  pixel_values_videos=None,
+  video_grid_thw=None,
+  second_per_grid_ts=None,
+  position_ids=None,
+  rope_rule: str = "qwen",
+  image_padding: dict | None = None,
+  video_padding: dict | None = None,
+) -> dict[str, Any]:
   """Host-side (numpy) inputs for a jitted forward: adds positions and vision layouts.
 
   `image_padding` / `video_padding` are forwarded to `vision_layout` (num_patches,
@@ -51,31 +62,41 @@ def prepare_inputs(config: Qwen2_5_VLConfig, input_ids, attention_mask=None,
   _check_token_counts(config, input_ids, attention_mask, image_grid_thw, video_grid_thw)
   if position_ids is None:
     position_ids, _ = rope_index_for(
-        config, input_ids, attention_mask, image_grid_thw, video_grid_thw,
-        None if second_per_grid_ts is None else _concrete(second_per_grid_ts,
-                                                          "second_per_grid_ts"),
-        rule=rope_rule)
+      config,
+      input_ids,
+      attention_mask,
+      image_grid_thw,
+      video_grid_thw,
+      None if second_per_grid_ts is None else _concrete(second_per_grid_ts, "second_per_grid_ts"),
+      rule=rope_rule,
+    )
   out = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
   if pixel_values is not None:
     pad = {"num_patches": np.shape(pixel_values)[0], **(image_padding or {})}
     out.update(pixel_values=pixel_values, image_layout=layout_for(config, image_grid_thw, **pad))
   if pixel_values_videos is not None:
     pad = {"num_patches": np.shape(pixel_values_videos)[0], **(video_padding or {})}
-    out.update(pixel_values_videos=pixel_values_videos,
-               video_layout=layout_for(config, video_grid_thw, **pad))
+    out.update(
+      pixel_values_videos=pixel_values_videos,
+      video_layout=layout_for(config, video_grid_thw, **pad),
+    )
   return out
 
 
 def _check_token_counts(config, input_ids, attention_mask, image_grid_thw, video_grid_thw):
   valid = np.ones_like(input_ids, bool) if attention_mask is None else attention_mask.astype(bool)
   mu = config.vision.merge_unit
-  for name, tok, grid in (("image", config.image_token_id, image_grid_thw),
-                          ("video", config.video_token_id, video_grid_thw)):
+  for name, tok, grid in (
+    ("image", config.image_token_id, image_grid_thw),
+    ("video", config.video_token_id, video_grid_thw),
+  ):
     have = int(((input_ids == tok) & valid).sum())
     want = 0 if grid is None else int(np.prod(np.asarray(grid).reshape(-1, 3), -1).sum()) // mu
     if have != want:
-      raise ValueError(f"{name} features and {name} pad tokens do not match: input_ids hold "
-                       f"{have} {name} tokens, {name}_grid_thw gives {want}")
+      raise ValueError(
+        f"{name} features and {name} pad tokens do not match: input_ids hold "
+        f"{have} {name} tokens, {name}_grid_thw gives {want}"
+      )
 
 
 def _scatter_features(x, input_ids, token_id, feats):
@@ -95,35 +116,74 @@ def causal_mask(attention_mask: jax.Array | None, batch: int, length: int) -> ja
 
 
 class Qwen2_5_VL(nnx.Module):
-  def __init__(self, config: Qwen2_5_VLConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-               remat: bool = False, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    config: Qwen2_5_VLConfig,
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    remat: bool = False,
+    rngs: nnx.Rngs,
+  ):
     self.config = config
     self.visual = VisionTower(config.vision, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.text = TextDecoder(config.text, dtype=dtype, param_dtype=param_dtype, remat=remat,
-                            rngs=rngs)
+    self.text = TextDecoder(
+      config.text, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=rngs
+    )
 
-  def embed(self, input_ids, pixel_values=None, image_layout: VisionLayout | None = None,
-            pixel_values_videos=None, video_layout: VisionLayout | None = None):
+  def embed(
+    self,
+    input_ids,
+    pixel_values=None,
+    image_layout: VisionLayout | None = None,
+    pixel_values_videos=None,
+    video_layout: VisionLayout | None = None,
+  ):
     """Token embeddings with image and video features scattered at their pad tokens."""
     x = self.text.embed_tokens(input_ids)
     if pixel_values is not None:
-      x = _scatter_features(x, input_ids, self.config.image_token_id,
-                            self.visual(pixel_values, image_layout))
+      x = _scatter_features(
+        x, input_ids, self.config.image_token_id, self.visual(pixel_values, image_layout)
+      )
     if pixel_values_videos is not None:
-      x = _scatter_features(x, input_ids, self.config.video_token_id,
-                            self.visual(pixel_values_videos, video_layout))
+      x = _scatter_features(
+        x, input_ids, self.config.video_token_id, self.visual(pixel_values_videos, video_layout)
+      )
     return x
 
-  def __call__(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None,
-               pixel_values_videos=None, video_grid_thw=None, second_per_grid_ts=None,
-               position_ids=None, image_layout=None, video_layout=None,
-               rope_rule: str = "qwen", return_hidden: bool = False):
-    needs_host = (position_ids is None or (pixel_values is not None and image_layout is None)
-                  or (pixel_values_videos is not None and video_layout is None))
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    pixel_values=None,
+    image_grid_thw=None,
+    pixel_values_videos=None,
+    video_grid_thw=None,
+    second_per_grid_ts=None,
+    position_ids=None,
+    image_layout=None,
+    video_layout=None,
+    rope_rule: str = "qwen",
+    return_hidden: bool = False,
+  ):
+    needs_host = (
+      position_ids is None
+      or (pixel_values is not None and image_layout is None)
+      or (pixel_values_videos is not None and video_layout is None)
+    )
     if needs_host:
-      prepared = prepare_inputs(self.config, input_ids, attention_mask, pixel_values,
-                                image_grid_thw, pixel_values_videos, video_grid_thw,
-                                second_per_grid_ts, position_ids, rope_rule)
+      prepared = prepare_inputs(
+        self.config,
+        input_ids,
+        attention_mask,
+        pixel_values,
+        image_grid_thw,
+        pixel_values_videos,
+        video_grid_thw,
+        second_per_grid_ts,
+        position_ids,
+        rope_rule,
+      )
       position_ids = prepared["position_ids"]
       image_layout = image_layout or prepared.get("image_layout")
       video_layout = video_layout or prepared.get("video_layout")
@@ -144,8 +204,9 @@ class Qwen2_5_VL(nnx.Module):
     dtype = dtype or self.text.dtype
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
-  def forward_cached(self, x, position_ids, cache_mask, cache: KVCache, index,
-                     last_only: bool = False):
+  def forward_cached(
+    self, x, position_ids, cache_mask, cache: KVCache, index, last_only: bool = False
+  ):
     """Run embeddings x [B,T,D] at cache slots index..index+T-1.
 
     `cache_mask` [B, S] marks the slots holding real tokens (prompt padding is 0); a query

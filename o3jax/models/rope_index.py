@@ -20,8 +20,9 @@ import numpy as np
 RULES = ("qwen", "transformers5")
 
 
-def _time_ids(llm_t: int, second_per_grid_t: float, tokens_per_second: float, rule: str,
-              is_video: bool) -> np.ndarray:
+def _time_ids(
+  llm_t: int, second_per_grid_t: float, tokens_per_second: float, rule: str, is_video: bool
+) -> np.ndarray:
   k = np.arange(llm_t)
   if not is_video:
     return k.astype(np.int64)
@@ -36,13 +37,19 @@ def _time_ids(llm_t: int, second_per_grid_t: float, tokens_per_second: float, ru
   return np.floor(t).astype(np.int64)
 
 
-def get_rope_index(input_ids: np.ndarray, *, image_token_id: int, video_token_id: int,
-                   spatial_merge_size: int = 2, tokens_per_second: float = 2,
-                   attention_mask: np.ndarray | None = None,
-                   image_grid_thw: np.ndarray | None = None,
-                   video_grid_thw: np.ndarray | None = None,
-                   second_per_grid_ts: np.ndarray | None = None,
-                   rule: str = "qwen") -> tuple[np.ndarray, np.ndarray]:
+def get_rope_index(
+  input_ids: np.ndarray,
+  *,
+  image_token_id: int,
+  video_token_id: int,
+  spatial_merge_size: int = 2,
+  tokens_per_second: float = 2,
+  attention_mask: np.ndarray | None = None,
+  image_grid_thw: np.ndarray | None = None,
+  video_grid_thw: np.ndarray | None = None,
+  second_per_grid_ts: np.ndarray | None = None,
+  rule: str = "qwen",
+) -> tuple[np.ndarray, np.ndarray]:
   """Returns (position_ids [3, B, T] int32, rope_deltas [B, 1] int32).
 
   Images and videos are consumed in order across the batch, as in transformers.
@@ -55,14 +62,24 @@ def get_rope_index(input_ids: np.ndarray, *, image_token_id: int, video_token_id
   if input_ids.ndim != 2:
     raise ValueError(f"input_ids must be [batch, length], got shape {input_ids.shape}")
   b, n = input_ids.shape
-  mask = (np.ones_like(input_ids, dtype=bool) if attention_mask is None
-          else np.asarray(attention_mask).astype(bool))
-  grids = {image_token_id: iter(np.asarray(image_grid_thw).reshape(-1, 3).tolist()
-                                if image_grid_thw is not None else []),
-           video_token_id: iter(np.asarray(video_grid_thw).reshape(-1, 3).tolist()
-                                if video_grid_thw is not None else [])}
-  seconds = iter(np.asarray(second_per_grid_ts, np.float32).reshape(-1).tolist()
-                 if second_per_grid_ts is not None else [])
+  mask = (
+    np.ones_like(input_ids, dtype=bool)
+    if attention_mask is None
+    else np.asarray(attention_mask).astype(bool)
+  )
+  grids = {
+    image_token_id: iter(
+      np.asarray(image_grid_thw).reshape(-1, 3).tolist() if image_grid_thw is not None else []
+    ),
+    video_token_id: iter(
+      np.asarray(video_grid_thw).reshape(-1, 3).tolist() if video_grid_thw is not None else []
+    ),
+  }
+  seconds = iter(
+    np.asarray(second_per_grid_ts, np.float32).reshape(-1).tolist()
+    if second_per_grid_ts is not None
+    else []
+  )
   m = spatial_merge_size
   position_ids = np.full((3, b, n), 1 if rule == "qwen" else 0, np.int64)
   deltas = np.zeros((b, 1), np.int64)
@@ -84,33 +101,56 @@ def get_rope_index(input_ids: np.ndarray, *, image_token_id: int, video_token_id
       try:
         t, h, w = next(grids[tok])
       except StopIteration:
-        raise ValueError(f"batch row {row}: more {kind} blocks in input_ids than rows in "
-                         f"{kind}_grid_thw") from None
+        raise ValueError(
+          f"batch row {row}: more {kind} blocks in input_ids than rows in {kind}_grid_thw"
+        ) from None
       lt, lh, lw = t, h // m, w // m
       count = lt * lh * lw
-      if not np.all(ids[i:i + count] == tok):
-        raise ValueError(f"batch row {row}: {kind} block at token {i} has fewer than "
-                         f"{count} pad tokens required by grid {(t, h, w)}")
+      if not np.all(ids[i : i + count] == tok):
+        raise ValueError(
+          f"batch row {row}: {kind} block at token {i} has fewer than "
+          f"{count} pad tokens required by grid {(t, h, w)}"
+        )
       sec = next(seconds, 1.0) if kind == "video" else 0.0
       tt = _time_ids(lt, sec, tokens_per_second, rule, kind == "video")
-      block = np.stack([np.repeat(tt, lh * lw),
-                        np.tile(np.repeat(np.arange(lh), lw), lt),
-                        np.tile(np.arange(lw), lt * lh)]) + pos
+      block = (
+        np.stack(
+          [
+            np.repeat(tt, lh * lw),
+            np.tile(np.repeat(np.arange(lh), lw), lt),
+            np.tile(np.arange(lw), lt * lh),
+          ]
+        )
+        + pos
+      )
       pieces.append(block)
       pos = int(block.max()) + 1 if rule == "qwen" else pos + max(lh, lw)
       i += count
-    full = (np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), np.int64))
+    full = np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), np.int64)
     position_ids[:, row, mask[row]] = full
     deltas[row, 0] = (int(full.max()) + 1 if full.size else 0) - len(ids)
   return position_ids.astype(np.int32), deltas.astype(np.int32)
 
 
-def rope_index_for(config, input_ids, attention_mask=None, image_grid_thw=None,
-                   video_grid_thw=None, second_per_grid_ts=None, rule: str = "qwen"):
+def rope_index_for(
+  config,
+  input_ids,
+  attention_mask=None,
+  image_grid_thw=None,
+  video_grid_thw=None,
+  second_per_grid_ts=None,
+  rule: str = "qwen",
+):
   """`get_rope_index` with the token ids and vision settings of a model config."""
   return get_rope_index(
-      input_ids, image_token_id=config.image_token_id, video_token_id=config.video_token_id,
-      spatial_merge_size=config.vision.spatial_merge_size,
-      tokens_per_second=config.vision.tokens_per_second, attention_mask=attention_mask,
-      image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
-      second_per_grid_ts=second_per_grid_ts, rule=rule)
+    input_ids,
+    image_token_id=config.image_token_id,
+    video_token_id=config.video_token_id,
+    spatial_merge_size=config.vision.spatial_merge_size,
+    tokens_per_second=config.vision.tokens_per_second,
+    attention_mask=attention_mask,
+    image_grid_thw=image_grid_thw,
+    video_grid_thw=video_grid_thw,
+    second_per_grid_ts=second_per_grid_ts,
+    rule=rule,
+  )

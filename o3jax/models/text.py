@@ -15,8 +15,13 @@ from flax import nnx
 
 from o3jax import sharding
 from o3jax.models.config import TextConfig
-from o3jax.models.layers import (RMSNorm, apply_rotary, inverse_frequencies,
-                                 masked_softmax_attention, param)
+from o3jax.models.layers import (
+  RMSNorm,
+  apply_rotary,
+  inverse_frequencies,
+  masked_softmax_attention,
+  param,
+)
 
 
 class KVCache(NamedTuple):
@@ -24,6 +29,7 @@ class KVCache(NamedTuple):
 
   One stacked array per side, updated in place at (layer, slot): no per-layer slicing and
   re-stacking, and the slot axis next to H so attention reads it without a transpose."""
+
   k: jax.Array
   v: jax.Array
 
@@ -36,7 +42,7 @@ def mrope_cos_sin(positions: jax.Array, cfg: TextConfig, dtype) -> tuple[jax.Arr
   """
   inv = inverse_frequencies(cfg.head_dim, cfg.rope_theta)
   freqs = positions.astype(jnp.float32)[..., None] * inv  # [3, B, T, H/2]
-  bounds = [sum(cfg.mrope_section[:i + 1]) for i in range(len(cfg.mrope_section) - 1)]
+  bounds = [sum(cfg.mrope_section[: i + 1]) for i in range(len(cfg.mrope_section) - 1)]
   chunks = jnp.split(freqs, bounds, axis=-1)
   freqs = jnp.concatenate([c[i % 3] for i, c in enumerate(chunks)], axis=-1)
   emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
@@ -61,20 +67,24 @@ class Attention(nnx.Module):
     """x [B,T,D]; mask [B,T,S] bool. With `cache`, the new keys and values are written at
     (layer, slots index..index+T-1) and attention runs over all S slots of that layer."""
     dt = self.dtype
-    proj = lambda kern, bias: (jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt))
-                               + bias[...].astype(dt))
+    proj = lambda kern, bias: (
+      jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt)) + bias[...].astype(dt)
+    )
     q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
     k = jnp.einsum("BTKH->BKTH", apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin))
     v = jnp.einsum("BTKH->BKTH", proj(self.v_kernel, self.v_bias))
     if cache is not None:
       at = (layer, 0, 0, index, 0)
-      cache = KVCache(jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype)[None], at),
-                      jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype)[None], at))
+      cache = KVCache(
+        jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype)[None], at),
+        jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype)[None], at),
+      )
       k, v = cache.k[layer].astype(dt), cache.v[layer].astype(dt)
     b, t, n, h = q.shape
     q = jnp.einsum("BTKGH->BKGTH", q.reshape(b, t, -1, self.groups, h))
-    out = masked_softmax_attention(q, k[:, :, None], v[:, :, None], mask[:, None, None],
-                                   h ** -0.5, dt)
+    out = masked_softmax_attention(
+      q, k[:, :, None], v[:, :, None], mask[:, None, None], h**-0.5, dt
+    )
     out = jnp.einsum("BKGTH->BTKGH", out).reshape(b, t, n, h)
     return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel[...].astype(dt)), cache
 
@@ -110,25 +120,36 @@ class DecoderLayer(nnx.Module):
 
 
 class TextDecoder(nnx.Module):
-  def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-               remat: bool = False, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    cfg: TextConfig,
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    remat: bool = False,
+    rngs: nnx.Rngs,
+  ):
     self.cfg = cfg
     self.dtype = dtype
     self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), param_dtype)
-    self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-                            for _ in range(cfg.num_hidden_layers)])
-    self.norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, param_dtype=param_dtype,
-                        rngs=rngs)
+    self.layers = nnx.List(
+      [
+        DecoderLayer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for _ in range(cfg.num_hidden_layers)
+      ]
+    )
+    self.norm = RMSNorm(
+      cfg.hidden_size, "embed", cfg.rms_norm_eps, param_dtype=param_dtype, rngs=rngs
+    )
     if not cfg.tie_word_embeddings:
-      self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
-                           param_dtype)
+      self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), param_dtype)
     self.remat = remat
 
   def embed_tokens(self, input_ids: jax.Array) -> jax.Array:
     return self.embed[...].astype(self.dtype)[input_ids]
 
   def logits(self, x: jax.Array) -> jax.Array:
-    w = (self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...])
+    w = self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...]
     return x @ w.astype(self.dtype)
 
   def __call__(self, x, positions, mask, cache: KVCache | None = None, index=None):
@@ -141,7 +162,8 @@ class TextDecoder(nnx.Module):
         # the backward pass; everything inside the layer is recomputed.
         layer_def, layer_state = nnx.split(layer)
         x = jax.checkpoint(lambda st, *a: nnx.merge(layer_def, st)(*a)[0])(
-            layer_state, x, cos, sin, mask)
+          layer_state, x, cos, sin, mask
+        )
       else:
         x, cache = layer(x, cos, sin, mask, cache, i, index)
     return self.norm(x), cache

@@ -15,8 +15,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from o3jax.models.config import VisionConfig
-from o3jax.models.layers import (RMSNorm, apply_rotary, inverse_frequencies,
-                                 masked_softmax_attention, param)
+from o3jax.models.layers import (
+  RMSNorm,
+  apply_rotary,
+  inverse_frequencies,
+  masked_softmax_attention,
+  param,
+)
 from o3jax.models.vision_layout import Segments, VisionLayout
 
 
@@ -24,8 +29,9 @@ def segment_attention(q, k, v, seg: Segments, dtype) -> jax.Array:
   """Attention restricted to segments. q, k, v [N, n, H] -> [N, n, H]; cost S*L^2."""
   s, length = seg.tokens.shape
   gather = lambda x: jnp.moveaxis(x[seg.tokens], 2, 1)  # [S, n, L, H]
-  out = masked_softmax_attention(gather(q), gather(k), gather(v),
-                                 seg.valid[:, None, None, :], q.shape[-1] ** -0.5, dtype)
+  out = masked_softmax_attention(
+    gather(q), gather(k), gather(v), seg.valid[:, None, None, :], q.shape[-1] ** -0.5, dtype
+  )
   out = jnp.moveaxis(out, 1, 2).reshape(s * length, *q.shape[1:])
   return out[seg.slot]
 
@@ -33,12 +39,13 @@ def segment_attention(q, k, v, seg: Segments, dtype) -> jax.Array:
 class VisionAttention(nnx.Module):
   def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
     d, n, h = cfg.hidden_size, cfg.num_heads, cfg.head_dim
-    self.qkv_kernel = param(rngs, (d, 3, n, h), ("vision_embed", None, "vision_heads", "head_dim"),
-                            param_dtype)
-    self.qkv_bias = param(rngs, (3, n, h), (None, "vision_heads", "head_dim"), param_dtype,
-                          "zeros")
-    self.out_kernel = param(rngs, (n, h, d), ("vision_heads", "head_dim", "vision_embed"),
-                            param_dtype)
+    self.qkv_kernel = param(
+      rngs, (d, 3, n, h), ("vision_embed", None, "vision_heads", "head_dim"), param_dtype
+    )
+    self.qkv_bias = param(rngs, (3, n, h), (None, "vision_heads", "head_dim"), param_dtype, "zeros")
+    self.out_kernel = param(
+      rngs, (n, h, d), ("vision_heads", "head_dim", "vision_embed"), param_dtype
+    )
     self.out_bias = param(rngs, (d,), ("vision_embed",), param_dtype, "zeros")
     self.dtype = dtype
 
@@ -51,8 +58,9 @@ class VisionAttention(nnx.Module):
     q = apply_rotary(q.astype(jnp.float32), cos, sin).astype(dt)
     k = apply_rotary(k.astype(jnp.float32), cos, sin).astype(dt)
     out = segment_attention(q, k, v, seg, dt)
-    return (jnp.einsum("NnH,nHD->ND", out, self.out_kernel[...].astype(dt))
-            + self.out_bias[...].astype(dt))
+    return jnp.einsum("NnH,nHD->ND", out, self.out_kernel[...].astype(dt)) + self.out_bias[
+      ...
+    ].astype(dt)
 
 
 class VisionMLP(nnx.Module):
@@ -72,8 +80,9 @@ class VisionMLP(nnx.Module):
     dt = self.dtype
     gate = x @ self.gate_kernel[...].astype(dt) + self.gate_bias[...].astype(dt)
     up = x @ self.up_kernel[...].astype(dt) + self.up_bias[...].astype(dt)
-    return (jax.nn.silu(gate) * up) @ self.down_kernel[...].astype(dt) + \
-        self.down_bias[...].astype(dt)
+    return (jax.nn.silu(gate) * up) @ self.down_kernel[...].astype(dt) + self.down_bias[...].astype(
+      dt
+    )
 
 
 class VisionBlock(nnx.Module):
@@ -94,8 +103,9 @@ class PatchMerger(nnx.Module):
 
   def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
     d, m = cfg.hidden_size * cfg.merge_unit, cfg.out_hidden_size
-    self.norm = RMSNorm(cfg.hidden_size, "vision_embed", cfg.rms_norm_eps,
-                        param_dtype=param_dtype, rngs=rngs)
+    self.norm = RMSNorm(
+      cfg.hidden_size, "vision_embed", cfg.rms_norm_eps, param_dtype=param_dtype, rngs=rngs
+    )
     self.fc1_kernel = param(rngs, (d, d), ("vision_merge", "vision_mlp"), param_dtype)
     self.fc1_bias = param(rngs, (d,), ("vision_mlp",), param_dtype, "zeros")
     self.fc2_kernel = param(rngs, (d, m), ("vision_mlp", "embed"), param_dtype)
@@ -112,15 +122,18 @@ class PatchMerger(nnx.Module):
 
 
 class VisionTower(nnx.Module):
-  def __init__(self, cfg: VisionConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, cfg: VisionConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     self.cfg = cfg
     self.dtype = dtype
     # The reference's Conv3d with stride == kernel is a linear map of the flattened patch.
-    self.patch_kernel = param(rngs, (cfg.patch_dim, cfg.hidden_size), ("patch", "vision_embed"),
-                              param_dtype)
-    self.blocks = nnx.List([VisionBlock(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-                            for _ in range(cfg.depth)])
+    self.patch_kernel = param(
+      rngs, (cfg.patch_dim, cfg.hidden_size), ("patch", "vision_embed"), param_dtype
+    )
+    self.blocks = nnx.List(
+      [VisionBlock(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs) for _ in range(cfg.depth)]
+    )
     self.merger = PatchMerger(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
   def rotary(self, rope_hw: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -25,16 +25,16 @@ import numpy as np
 
 class Segments(NamedTuple):
   tokens: np.ndarray  # [S, L] int32 positions in the window-ordered sequence
-  valid: np.ndarray   # [S, L] bool
-  slot: np.ndarray    # [N] int32 index into the flattened [S*L] layout
+  valid: np.ndarray  # [S, L] bool
+  slot: np.ndarray  # [N] int32 index into the flattened [S*L] layout
 
 
 class VisionLayout(NamedTuple):
-  patch_order: np.ndarray   # [N] int32: original patch index at each window-order position
+  patch_order: np.ndarray  # [N] int32: original patch index at each window-order position
   unit_restore: np.ndarray  # [U] int32: window-order unit index of each original unit
-  rope_hw: np.ndarray       # [N, 2] int32 (row, col) patch coordinates, window order
-  windows: Segments         # attention segments of the window blocks
-  frames: Segments          # attention segments of the full-attention blocks
+  rope_hw: np.ndarray  # [N, 2] int32 (row, col) patch coordinates, window order
+  windows: Segments  # attention segments of the window blocks
+  frames: Segments  # attention segments of the full-attention blocks
 
 
 def _window_index(grid_thw: np.ndarray, merge: int, win: int) -> tuple[np.ndarray, list[int]]:
@@ -58,13 +58,16 @@ def _window_index(grid_thw: np.ndarray, merge: int, win: int) -> tuple[np.ndarra
   return (np.concatenate(order) if order else np.zeros(0, np.int64)), lengths
 
 
-def _segments(lengths: list[int], n: int, pad_segments: int | None,
-              pad_length: int | None) -> Segments:
+def _segments(
+  lengths: list[int], n: int, pad_segments: int | None, pad_length: int | None
+) -> Segments:
   s = max(len(lengths), 1) if pad_segments is None else pad_segments
   length = max(lengths, default=1) if pad_length is None else pad_length
   if len(lengths) > s or max(lengths, default=0) > length:
-    raise ValueError(f"{len(lengths)} segments of up to {max(lengths, default=0)} tokens do "
-                     f"not fit the padded layout of {s} x {length}")
+    raise ValueError(
+      f"{len(lengths)} segments of up to {max(lengths, default=0)} tokens do "
+      f"not fit the padded layout of {s} x {length}"
+    )
   tokens = np.zeros((s, length), np.int32)
   valid = np.zeros((s, length), bool)
   slot = np.zeros((n,), np.int32)  # padding patches read slot 0; their output is unused
@@ -72,15 +75,22 @@ def _segments(lengths: list[int], n: int, pad_segments: int | None,
   for i, size in enumerate(lengths):
     tokens[i, :size] = np.arange(start, start + size)
     valid[i, :size] = True
-    slot[start:start + size] = i * length + np.arange(size)
+    slot[start : start + size] = i * length + np.arange(size)
     start += size
   return Segments(tokens, valid, slot)
 
 
-def vision_layout(grid_thw, *, spatial_merge_size: int = 2, window_merge_units: int = 4,
-                  num_patches: int | None = None, num_windows: int | None = None,
-                  window_length: int | None = None, num_frames: int | None = None,
-                  frame_length: int | None = None) -> VisionLayout:
+def vision_layout(
+  grid_thw,
+  *,
+  spatial_merge_size: int = 2,
+  window_merge_units: int = 4,
+  num_patches: int | None = None,
+  num_windows: int | None = None,
+  window_length: int | None = None,
+  num_frames: int | None = None,
+  frame_length: int | None = None,
+) -> VisionLayout:
   """Layout for the patches of `grid_thw` [n, 3] concatenated in order.
 
   `num_patches` pads the sequence (padding patches go last and belong to no segment);
@@ -107,8 +117,13 @@ def vision_layout(grid_thw, *, spatial_merge_size: int = 2, window_merge_units: 
   for t, h, w in grid_thw.tolist():
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     blk = (h // m, m, w // m, m)
-    rc = np.stack([rows.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
-                   cols.reshape(blk).transpose(0, 2, 1, 3).reshape(-1)], -1)
+    rc = np.stack(
+      [
+        rows.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
+        cols.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
+      ],
+      -1,
+    )
     coords.append(np.tile(rc, (t, 1)))
   coords.append(np.zeros((n - real, 2), np.int64))
   rope_hw = np.concatenate(coords)[patch_order]
@@ -116,15 +131,25 @@ def vision_layout(grid_thw, *, spatial_merge_size: int = 2, window_merge_units: 
   frame_lengths = [int(h * w) for t, h, w in grid_thw.tolist() for _ in range(t)]
   max_win = window_merge_units**2 * mu
   return VisionLayout(
-      patch_order=patch_order.astype(np.int32), unit_restore=unit_restore.astype(np.int32),
-      rope_hw=rope_hw.astype(np.int32),
-      windows=_segments([c * mu for c in win_lengths], n, num_windows,
-                        window_length if window_length is not None else max_win),
-      frames=_segments(frame_lengths, n, num_frames, frame_length))
+    patch_order=patch_order.astype(np.int32),
+    unit_restore=unit_restore.astype(np.int32),
+    rope_hw=rope_hw.astype(np.int32),
+    windows=_segments(
+      [c * mu for c in win_lengths],
+      n,
+      num_windows,
+      window_length if window_length is not None else max_win,
+    ),
+    frames=_segments(frame_lengths, n, num_frames, frame_length),
+  )
 
 
 def layout_for(config, grid_thw, **padding) -> VisionLayout:
   """`vision_layout` with the merge and window sizes of a model config."""
   v = config.vision
-  return vision_layout(grid_thw, spatial_merge_size=v.spatial_merge_size,
-                       window_merge_units=v.window_merge_units, **padding)
+  return vision_layout(
+    grid_thw,
+    spatial_merge_size=v.spatial_merge_size,
+    window_merge_units=v.window_merge_units,
+    **padding,
+  )

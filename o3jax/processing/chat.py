@@ -62,8 +62,11 @@ def _pieces(messages: list[Message], add_generation_prompt: bool, merge_size: in
     for part in message.content:
       if isinstance(part, Vision):
         # Vision tokens are inputs, never targets.
-        pieces += [(tok.VISION_START, 1, False), (_pad_token(part.kind), part.num_tokens(merge_size), False),
-                   (tok.VISION_END, 1, False)]
+        pieces += [
+          (tok.VISION_START, 1, False),
+          (_pad_token(part.kind), part.num_tokens(merge_size), False),
+          (tok.VISION_END, 1, False),
+        ]
       else:
         pieces.append((part, trainable))
     pieces += [(tok.IM_END, 1, trainable), ("\n", False)]
@@ -72,7 +75,9 @@ def _pieces(messages: list[Message], add_generation_prompt: bool, merge_size: in
   return pieces
 
 
-def render(messages: list[Message], add_generation_prompt: bool = False, merge_size: int = 2) -> str:
+def render(
+  messages: list[Message], add_generation_prompt: bool = False, merge_size: int = 2
+) -> str:
   """The template as text, vision pads expanded."""
   out = []
   for piece in _pieces(messages, add_generation_prompt, merge_size):
@@ -80,8 +85,12 @@ def render(messages: list[Message], add_generation_prompt: bool = False, merge_s
   return "".join(out)
 
 
-def tokenize(tokenizer: Tokenizer, messages: list[Message], add_generation_prompt: bool = False,
-             merge_size: int = 2) -> Tokens:
+def tokenize(
+  tokenizer: Tokenizer,
+  messages: list[Message],
+  add_generation_prompt: bool = False,
+  merge_size: int = 2,
+) -> Tokens:
   """Token ids of the rendered template and the assistant loss mask."""
   ids: list[np.ndarray] = []
   mask: list[np.ndarray] = []
@@ -93,7 +102,9 @@ def tokenize(tokenizer: Tokenizer, messages: list[Message], add_generation_promp
     text = "".join(t for t, _ in run)
     encoding = tokenizer.encode(text, add_special_tokens=False)
     # A token is trainable when it starts inside a trainable stretch of the text.
-    char_trainable = np.concatenate([np.full(len(t), flag, bool) for t, flag in run] + [np.zeros(1, bool)])
+    char_trainable = np.concatenate(
+      [np.full(len(t), flag, bool) for t, flag in run] + [np.zeros(1, bool)]
+    )
     starts = np.array([start for start, _ in encoding.offsets], np.int64)
     ids.append(np.asarray(encoding.ids, np.int32))
     mask.append(char_trainable[starts].astype(np.int32) if len(starts) else np.zeros(0, np.int32))

@@ -52,7 +52,9 @@ class ProcessingConfig:
     if self.presentation not in PRESENTATIONS:
       raise ValueError(f"presentation must be one of {PRESENTATIONS}, got {self.presentation!r}")
     if self.min_frames < 1 or self.max_frames < self.min_frames:
-      raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+      raise ValueError(
+        f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
+      )
     if self.fps <= 0:
       raise ValueError(f"fps must be positive, got {self.fps}")
 
@@ -73,9 +75,9 @@ class ProcessingConfig:
 
 # Small frames and few of them: a 112x84 video becomes 84x56 frames of 6 tokens each.
 TINY = ProcessingConfig(
-    max_frames=8,
-    video_min_pixels=4 * 28 * 28,
-    video_max_pixels=8 * 28 * 28,
-    image_min_pixels=4 * 28 * 28,
-    image_max_pixels=8 * 28 * 28,
+  max_frames=8,
+  video_min_pixels=4 * 28 * 28,
+  video_max_pixels=8 * 28 * 28,
+  image_min_pixels=4 * 28 * 28,
+  image_max_pixels=8 * 28 * 28,
 )

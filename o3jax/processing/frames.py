@@ -14,15 +14,22 @@ from o3jax.processing.config import ProcessingConfig
 MAX_ASPECT_RATIO = 200
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
+def smart_resize(
+  height: int,
+  width: int,
+  factor: int = 28,
+  min_pixels: int = 56 * 56,
+  max_pixels: int = 28 * 28 * 1280,
+) -> tuple[int, int]:
   """Returns (height, width): multiples of `factor`, area in [min_pixels, max_pixels],
   aspect ratio kept as closely as possible (transformers' Qwen2-VL `smart_resize`)."""
   if min(height, width) <= 0:
     raise ValueError(f"image size must be positive, got {width}x{height}")
   if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-    raise ValueError(f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
-                     f"got {max(height, width) / min(height, width)}")
+    raise ValueError(
+      f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+      f"got {max(height, width) / min(height, width)}"
+    )
   h_bar = round(height / factor) * factor
   w_bar = round(width / factor) * factor
   if h_bar * w_bar > max_pixels:
@@ -46,8 +53,10 @@ def num_frames(total_frames: int, video_fps: float, config: ProcessingConfig) ->
   n = min(min(max(n, min_frames), max_frames), total_frames)
   n = math.floor(n / factor) * factor
   if not factor <= n <= total_frames:
-    raise ValueError(f"cannot sample frames: {n} frames from a video of {total_frames} frames "
-                     f"(need at least {factor})")
+    raise ValueError(
+      f"cannot sample frames: {n} frames from a video of {total_frames} frames "
+      f"(need at least {factor})"
+    )
   return n
 
 
@@ -75,24 +84,32 @@ def label_time(i: int, fps: float) -> float:
   return round(i / fps, 1)
 
 
-def shown_frames(total_frames: int, video_fps: float, config: ProcessingConfig) -> list[tuple[int, float]]:
+def shown_frames(
+  total_frames: int, video_fps: float, config: ProcessingConfig
+) -> list[tuple[int, float]]:
   """(frame index, label time) of every frame a video of `total_frames` is shown with."""
   n = num_frames(total_frames, video_fps, config)
   fps = sample_fps(n, total_frames, video_fps)
-  return [(int(index), label_time(i, fps)) for i, index in enumerate(frame_indices(total_frames, n))]
+  return [
+    (int(index), label_time(i, fps)) for i, index in enumerate(frame_indices(total_frames, n))
+  ]
 
 
 def video_frame_size(height: int, width: int, n: int, config: ProcessingConfig) -> tuple[int, int]:
   """(height, width) every sampled frame is resized to; the per-frame pixel cap is
   qwen-vl-utils' max(min(max_pixels, total_pixels / n * 2), int(min_pixels * 1.05))."""
-  max_pixels = max(min(config.video_max_pixels, config.video_total_pixels / n * config.temporal_patch_size),
-                   int(config.video_min_pixels * 1.05))
+  max_pixels = max(
+    min(config.video_max_pixels, config.video_total_pixels / n * config.temporal_patch_size),
+    int(config.video_min_pixels * 1.05),
+  )
   return smart_resize(height, width, config.factor, config.video_min_pixels, max_pixels)
 
 
 def image_size(height: int, width: int, config: ProcessingConfig) -> tuple[int, int]:
   """(height, width) a still image is resized to."""
-  return smart_resize(height, width, config.factor, config.image_min_pixels, config.image_max_pixels)
+  return smart_resize(
+    height, width, config.factor, config.image_min_pixels, config.image_max_pixels
+  )
 
 
 def resize(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:

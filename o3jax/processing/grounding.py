@@ -33,21 +33,29 @@ def format_box(box: Sequence[float]) -> str:
 
 def format_claim(name: str, boxes: Sequence[Sequence[float]], seconds: float) -> str:
   """`<obj>NAME</obj><box>[..]</box>...at<t>T</t>s`."""
-  return f"<obj>{name}</obj>" + "".join(format_box(b) for b in boxes) + f"at<t>{round(float(seconds), 2)}</t>s"
+  return (
+    f"<obj>{name}</obj>"
+    + "".join(format_box(b) for b in boxes)
+    + f"at<t>{round(float(seconds), 2)}</t>s"
+  )
 
 
 def normalized_to_pixels(text: str, frame_size: tuple[int, int]) -> str:
   """Rewrites every normalised box in text to pixels of a (W, H) frame."""
   width, height = frame_size
   scale = (width, height, width, height)
-  return BOX_PATTERN.sub(lambda m: format_box([round(v * s) for v, s in zip(parse_box(m.group(1)), scale)]), text)
+  return BOX_PATTERN.sub(
+    lambda m: format_box([round(v * s) for v, s in zip(parse_box(m.group(1)), scale)]), text
+  )
 
 
 def rescale_pixels(text: str, old_size: tuple[int, int], new_size: tuple[int, int]) -> str:
   """Rewrites every pixel box in text from an (W, H) image to a resized (W', H') one."""
   rx, ry = new_size[0] / old_size[0], new_size[1] / old_size[1]
   scale = (rx, ry, rx, ry)
-  return BOX_PATTERN.sub(lambda m: format_box([round(v * s) for v, s in zip(parse_box(m.group(1)), scale)]), text)
+  return BOX_PATTERN.sub(
+    lambda m: format_box([round(v * s) for v, s in zip(parse_box(m.group(1)), scale)]), text
+  )
 
 
 def _number(value: float) -> str:

@@ -64,12 +64,16 @@ def read_video(path: str, config: ProcessingConfig, num_threads: int = 1) -> Vid
   try:
     raw = reader.get_batch(indices.tolist()).asnumpy()
   except Exception as e:
-    raise MediaError(f"unreadable or truncated video {path}: cannot decode frames "
-                     f"{indices.tolist()} of {total}: {_first_line(e)}") from None
+    raise MediaError(
+      f"unreadable or truncated video {path}: cannot decode frames "
+      f"{indices.tolist()} of {total}: {_first_line(e)}"
+    ) from None
   height, width = raw.shape[1:3]
   out_h, out_w = F.video_frame_size(height, width, n, config)
   frames = np.stack([F.resize(frame, out_h, out_w) for frame in raw])
-  return VideoClip(frames, indices, F.sample_fps(n, total, video_fps), total, video_fps, (width, height))
+  return VideoClip(
+    frames, indices, F.sample_fps(n, total, video_fps), total, video_fps, (width, height)
+  )
 
 
 def read_image(path: str, what: str = "image") -> np.ndarray:

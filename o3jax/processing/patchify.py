@@ -25,7 +25,9 @@ def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndar
   return (levels - mean32) / std32
 
 
-def patchify(frames: np.ndarray, config: ProcessingConfig, *, as_images: bool) -> tuple[np.ndarray, np.ndarray]:
+def patchify(
+  frames: np.ndarray, config: ProcessingConfig, *, as_images: bool
+) -> tuple[np.ndarray, np.ndarray]:
   """Turns uint8 frames [F, H, W, 3] (H, W multiples of 28) into (pixel_values, grid_thw).
 
   as_images=True: every frame is its own image (the reference training format): F rows of

@@ -40,21 +40,31 @@ def _no_pixels(config: ProcessingConfig):
   return np.zeros((0, config.patch_dim), np.float32), np.zeros((0, 3), np.int64)
 
 
-def present_video(clip: VideoClip, config: ProcessingConfig,
-                  key_frames: list[tuple[float, np.ndarray]] = ()) -> VisualInput:
+def present_video(
+  clip: VideoClip, config: ProcessingConfig, key_frames: list[tuple[float, np.ndarray]] = ()
+) -> VisualInput:
   """Lays out a sampled clip; key_frames are (time in seconds, uint8 frame of clip.frame_size)."""
   if config.presentation == "video":
     pixels, grid = patchify.patchify(clip.frames, config, as_images=False)
     empty_pixels, empty_grid = _no_pixels(config)
     seconds = np.array([config.temporal_patch_size / clip.sample_fps], np.float32)
-    return VisualInput([Vision("video", tuple(int(v) for v in grid[0]))], empty_pixels, empty_grid,
-                       pixels, grid, seconds, clip.frame_size)
+    return VisualInput(
+      [Vision("video", tuple(int(v) for v in grid[0]))],
+      empty_pixels,
+      empty_grid,
+      pixels,
+      grid,
+      seconds,
+      clip.frame_size,
+    )
 
   width, height = clip.frame_size
   pending = sorted(key_frames, key=lambda kf: kf[0])
   for time, frame in pending:
     if frame.shape != (height, width, 3):
-      raise ValueError(f"key frame at {time}s has shape {frame.shape}, expected {(height, width, 3)}")
+      raise ValueError(
+        f"key frame at {time}s has shape {frame.shape}, expected {(height, width, 3)}"
+      )
   shown, times = [], []
   for i, frame in enumerate(clip.frames):
     while pending and int(i / clip.sample_fps) >= pending[0][0]:
@@ -73,8 +83,16 @@ def present_video(clip: VideoClip, config: ProcessingConfig,
     content += [prompts.frame_label(k, t), Vision("image", tuple(int(v) for v in thw)), "\n"]
   content.append(prompts.duration_line(int(len(clip.frames) / clip.sample_fps)))
   empty_pixels, empty_grid = _no_pixels(config)
-  return VisualInput(content, pixels, grid, empty_pixels, empty_grid, np.zeros(0, np.float32),
-                     clip.frame_size, tuple(times))
+  return VisualInput(
+    content,
+    pixels,
+    grid,
+    empty_pixels,
+    empty_grid,
+    np.zeros(0, np.float32),
+    clip.frame_size,
+    tuple(times),
+  )
 
 
 def present_image(image: np.ndarray, config: ProcessingConfig) -> VisualInput:
@@ -83,5 +101,12 @@ def present_image(image: np.ndarray, config: ProcessingConfig) -> VisualInput:
   resized = F.resize(image, height, width)
   pixels, grid = patchify.patchify(resized[None], config, as_images=True)
   empty_pixels, empty_grid = _no_pixels(config)
-  return VisualInput([Vision("image", tuple(int(v) for v in grid[0]))], pixels, grid, empty_pixels,
-                     empty_grid, np.zeros(0, np.float32), (width, height))
+  return VisualInput(
+    [Vision("image", tuple(int(v) for v in grid[0]))],
+    pixels,
+    grid,
+    empty_pixels,
+    empty_grid,
+    np.zeros(0, np.float32),
+    (width, height),
+  )

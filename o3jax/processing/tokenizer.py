@@ -14,17 +14,30 @@ from o3jax.processing import prompts
 
 # Qwen2.5-VL's special tokens (ids 151643..151656 in the real vocabulary).
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+  "<|endoftext|>",
+  "<|im_start|>",
+  "<|im_end|>",
+  "<|object_ref_start|>",
+  "<|object_ref_end|>",
+  "<|box_start|>",
+  "<|box_end|>",
+  "<|quad_start|>",
+  "<|quad_end|>",
+  "<|vision_start|>",
+  "<|vision_end|>",
+  "<|vision_pad|>",
+  "<|image_pad|>",
+  "<|video_pad|>",
 )
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
 # Qwen2's pre-tokenizer: digits one by one, letters with one leading non-letter, etc.
-QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN_SPLIT = (
+  r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+  r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 DEMO_VOCAB_SIZE = 1024
 
 
@@ -46,12 +59,12 @@ def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
   """The ids a Qwen2.5-VL model config needs. eos is <|im_end|> (the end of an assistant
   turn, as in Qwen2.5-VL-Instruct), pad is <|endoftext|>."""
   return {
-      "image_token_id": token_id(tokenizer, IMAGE_PAD),
-      "video_token_id": token_id(tokenizer, VIDEO_PAD),
-      "vision_start_token_id": token_id(tokenizer, VISION_START),
-      "vision_end_token_id": token_id(tokenizer, VISION_END),
-      "eos_token_id": token_id(tokenizer, IM_END),
-      "pad_token_id": token_id(tokenizer, END_OF_TEXT),
+    "image_token_id": token_id(tokenizer, IMAGE_PAD),
+    "video_token_id": token_id(tokenizer, VIDEO_PAD),
+    "vision_start_token_id": token_id(tokenizer, VISION_START),
+    "vision_end_token_id": token_id(tokenizer, VISION_END),
+    "eos_token_id": token_id(tokenizer, IM_END),
+    "pad_token_id": token_id(tokenizer, END_OF_TEXT),
   }
 
 
@@ -65,30 +78,38 @@ def _demo_corpus() -> list[str]:
   for i, colour in enumerate(colours):
     for j, shape in enumerate(shapes):
       t, x = (i + j) % 9, 10 * i + 3 * j
-      texts.append(f"<think>The <obj>{colour} {shape}</obj><box>[{x},{2 * x},{x + 21},{2 * x + 17}]</box>at"
-                   f"<t>{t}.5</t>s moves to the right. It enters at <t>{t}</t>s and leaves at <t>{t + 3}.0</t>s."
-                   f"</think>\n<answer>From <t>{t}</t>s to <t>{t + 3}.0</t>s\nCorrect Option: B</answer>")
-      texts.append(f"Question: When does the {colour} {shape} appear? What colour is the {shape}? Where is "
-                   f"the {shape}? How many objects are visible? Which shape is {colour}? Options: A. B. C. D.")
-      texts.append(f"<answer>The {shape} is {colour}. It moves from the left to the right, up and down."
-                   f"</answer> [{t}.0, {t + 2}.5] <obj>{shape}</obj><box>[{x},{x},{x + 9},{x + 9}]</box>")
+      texts.append(
+        f"<think>The <obj>{colour} {shape}</obj><box>[{x},{2 * x},{x + 21},{2 * x + 17}]</box>at"
+        f"<t>{t}.5</t>s moves to the right. It enters at <t>{t}</t>s and leaves at <t>{t + 3}.0</t>s."
+        f"</think>\n<answer>From <t>{t}</t>s to <t>{t + 3}.0</t>s\nCorrect Option: B</answer>"
+      )
+      texts.append(
+        f"Question: When does the {colour} {shape} appear? What colour is the {shape}? Where is "
+        f"the {shape}? How many objects are visible? Which shape is {colour}? Options: A. B. C. D."
+      )
+      texts.append(
+        f"<answer>The {shape} is {colour}. It moves from the left to the right, up and down."
+        f"</answer> [{t}.0, {t + 2}.5] <obj>{shape}</obj><box>[{x},{x},{x + 9},{x + 9}]</box>"
+      )
   return texts
 
 
 def build_demo_tokenizer(extra_texts: Iterable[str] = ()) -> Tokenizer:
   """Byte-level BPE with Qwen's special tokens and at most 1024 ids in all."""
   tokenizer = Tokenizer(models.BPE())
-  tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+  tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+    [
       pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
       pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-  ])
+    ]
+  )
   tokenizer.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(
-      vocab_size=DEMO_VOCAB_SIZE,
-      min_frequency=2,
-      special_tokens=list(SPECIAL_TOKENS),
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-      show_progress=False,
+    vocab_size=DEMO_VOCAB_SIZE,
+    min_frequency=2,
+    special_tokens=list(SPECIAL_TOKENS),
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
   )
   tokenizer.train_from_iterator(_demo_corpus() + list(extra_texts), trainer)
   return tokenizer

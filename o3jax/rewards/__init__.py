@@ -5,5 +5,13 @@ from o3jax.rewards.kernels import TERMS, group_advantages, reward_terms
 from o3jax.rewards.parse import parse_completion
 from o3jax.rewards.score import score
 
-__all__ = ["TASKS", "TERMS", "RecordError", "group_advantages", "parse_completion",
-           "record_gold", "reward_terms", "score"]
+__all__ = [
+  "TASKS",
+  "TERMS",
+  "RecordError",
+  "group_advantages",
+  "parse_completion",
+  "record_gold",
+  "reward_terms",
+  "score",
+]

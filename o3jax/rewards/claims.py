@@ -39,40 +39,45 @@ _UNIT_MIN = len("<box>[]</box>")
 
 
 def find_claims(text: str) -> list[tuple[str, str, str]]:
-    """(name, box run, time) for each match of the claim regex, as re.finditer gives."""
-    simple = _SIMPLE.findall(text)
-    return simple if len(simple) == text.count("<obj>") else linear_claims(text)
+  """(name, box run, time) for each match of the claim regex, as re.finditer gives."""
+  simple = _SIMPLE.findall(text)
+  return simple if len(simple) == text.count("<obj>") else linear_claims(text)
 
 
 def linear_claims(text: str) -> list[tuple[str, str, str]]:
-    """find_claims without the fast path (exact on any text)."""
-    start = text.find("<obj>")
-    if start < 0:
-        return []
-    last_close = text.rfind("</t>s")
-    exits = [m.end() for m in _EXIT.finditer(text)]
-    del exits[bisect.bisect_right(exits, last_close - len("at<t>")):]  # no `</t>s` after
+  """find_claims without the fast path (exact on any text)."""
+  start = text.find("<obj>")
+  if start < 0:
+    return []
+  last_close = text.rfind("</t>s")
+  exits = [m.end() for m in _EXIT.finditer(text)]
+  del exits[bisect.bisect_right(exits, last_close - len("at<t>")) :]  # no `</t>s` after
 
-    def run_end(after_obj: int) -> int | None:
-        if not text.startswith("<box>[", after_obj):
-            return None
-        k = bisect.bisect_left(exits, after_obj + _UNIT_MIN)
-        return exits[k] if k < len(exits) else None
+  def run_end(after_obj: int) -> int | None:
+    if not text.startswith("<box>[", after_obj):
+      return None
+    k = bisect.bisect_left(exits, after_obj + _UNIT_MIN)
+    return exits[k] if k < len(exits) else None
 
-    closes = [m.start() for m in _OBJ_CLOSE.finditer(text)]
-    ends = [run_end(k + len("</obj>")) for k in closes]
-    next_good: list[int | None] = [None] * (len(closes) + 1)  # first close >= i that matches
-    for i in range(len(closes) - 1, -1, -1):
-        next_good[i] = i if ends[i] is not None else next_good[i + 1]
+  closes = [m.start() for m in _OBJ_CLOSE.finditer(text)]
+  ends = [run_end(k + len("</obj>")) for k in closes]
+  next_good: list[int | None] = [None] * (len(closes) + 1)  # first close >= i that matches
+  for i in range(len(closes) - 1, -1, -1):
+    next_good[i] = i if ends[i] is not None else next_good[i + 1]
 
-    claims = []
-    while start >= 0:
-        good = next_good[bisect.bisect_left(closes, start + len("<obj>"))]
-        if good is None:  # later starts see a subset of these closes: none can match
-            break
-        close, end = closes[good], ends[good]
-        time_end = text.find("</t>s", end + len("at<t>"))
-        claims.append((text[start + len("<obj>"):close], text[close + len("</obj>"):end],
-                       text[end + len("at<t>"):time_end]))
-        start = text.find("<obj>", time_end + len("</t>s"))
-    return claims
+  claims = []
+  while start >= 0:
+    good = next_good[bisect.bisect_left(closes, start + len("<obj>"))]
+    if good is None:  # later starts see a subset of these closes: none can match
+      break
+    close, end = closes[good], ends[good]
+    time_end = text.find("</t>s", end + len("at<t>"))
+    claims.append(
+      (
+        text[start + len("<obj>") : close],
+        text[close + len("</obj>") : end],
+        text[end + len("at<t>") : time_end],
+      )
+    )
+    start = text.find("<obj>", time_end + len("</t>s"))
+  return claims

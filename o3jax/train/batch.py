@@ -57,13 +57,22 @@ def _layout_padding(cfg, grid_list, patches):
       frame_len = max(frame_len, h * w)
   # Counts round up to powers of two: at most a few distinct shapes (compilations) per
   # bucket, at the price of at most 2x the (small) window-attention work.
-  return dict(num_patches=patches, num_windows=_pow2(windows), num_frames=_pow2(frames),
-              frame_length=_round_up(frame_len, 16))
+  return dict(
+    num_patches=patches,
+    num_windows=_pow2(windows),
+    num_frames=_pow2(frames),
+    frame_length=_round_up(frame_len, 16),
+  )
 
 
-def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int = 1,
-                ids_key: str = "input_ids", mask_key: str = "attention_mask",
-                rope_rule: str = "qwen") -> dict[str, Any]:
+def model_batch(
+  cfg: Qwen2_5_VLConfig,
+  batch: dict[str, Any],
+  micro_batches: int = 1,
+  ids_key: str = "input_ids",
+  mask_key: str = "attention_mask",
+  rope_rule: str = "qwen",
+) -> dict[str, Any]:
   """Stacked [M, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T], loss_mask
   (when present), pixel_values + image_layout and pixel_values_videos + video_layout."""
   ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
@@ -72,8 +81,11 @@ def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int
     raise ValueError(f"batch of {b} rows does not split into {micro_batches} micro-batches")
   per = b // micro_batches
   valid = mask.astype(bool)
-  kinds = [kind for kind, tok in (("image", cfg.image_token_id), ("video", cfg.video_token_id))
-           if ((ids == tok) & valid).any()]
+  kinds = [
+    kind
+    for kind, tok in (("image", cfg.image_token_id), ("video", cfg.video_token_id))
+    if ((ids == tok) & valid).any()
+  ]
   micro = []
   for m in range(micro_batches):
     rows = np.arange(m * per, (m + 1) * per)
@@ -85,8 +97,14 @@ def model_batch(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], micro_batches: int
     for k in kinds:
       item[_PIXELS[k]] = sub[_PIXELS[k]]
     item["position_ids"], _ = rope_index_for(
-        cfg, item["input_ids"], item["attention_mask"], grids.get("image"), grids.get("video"),
-        sub.get("second_per_grid_ts") if "video" in kinds else None, rule=rope_rule)
+      cfg,
+      item["input_ids"],
+      item["attention_mask"],
+      grids.get("image"),
+      grids.get("video"),
+      sub.get("second_per_grid_ts") if "video" in kinds else None,
+      rule=rope_rule,
+    )
     micro.append((item, grids))
 
   # Pad the layouts of all micro-batches to one shape, then stack.
@@ -110,9 +128,13 @@ def _stack(items):
   return np.stack(items)
 
 
-
-def select_rows(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], rows, ids_key: str = "input_ids",
-                mask_key: str = "attention_mask") -> dict[str, Any]:
+def select_rows(
+  cfg: Qwen2_5_VLConfig,
+  batch: dict[str, Any],
+  rows,
+  ids_key: str = "input_ids",
+  mask_key: str = "attention_mask",
+) -> dict[str, Any]:
   """The pipeline batch made of rows `rows` of `batch` (repeats allowed), in that order,
   with each row's images/videos moved along; vision arrays keep their per-row padding."""
   rows = np.asarray(rows)
@@ -120,8 +142,9 @@ def select_rows(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], rows, ids_key: str
   scale = len(rows) / ids.shape[0]
   out = {ids_key: ids[rows], mask_key: mask[rows]}
   for tok, pv_key, grid_key, sec_key in (
-      (cfg.image_token_id, "pixel_values", "image_grid_thw", None),
-      (cfg.video_token_id, "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")):
+    (cfg.image_token_id, "pixel_values", "image_grid_thw", None),
+    (cfg.video_token_id, "pixel_values_videos", "video_grid_thw", "second_per_grid_ts"),
+  ):
     if grid_key not in batch:
       continue
     pixels, grids = np.asarray(batch[pv_key]), np.asarray(batch[grid_key]).reshape(-1, 3)
@@ -129,17 +152,17 @@ def select_rows(cfg: Qwen2_5_VLConfig, batch: dict[str, Any], rows, ids_key: str
     per_row = _split_vision(counts, grids, cfg.vision.merge_unit)
     starts = np.concatenate([[0], np.cumsum(grids.prod(-1))])
     grid_rows = [g for r in rows for g in per_row[r][0]]
-    parts = [pixels[starts[g]:starts[g + 1]] for g in grid_rows]
+    parts = [pixels[starts[g] : starts[g + 1]] for g in grid_rows]
     new_pixels = np.zeros((int(len(pixels) * scale), pixels.shape[1]), pixels.dtype)
     if parts:
       joined = np.concatenate(parts)
-      new_pixels[:len(joined)] = joined
+      new_pixels[: len(joined)] = joined
     new_grids = np.zeros((int(len(grids) * scale), 3), grids.dtype)
-    new_grids[:len(grid_rows)] = grids[grid_rows]
+    new_grids[: len(grid_rows)] = grids[grid_rows]
     out[pv_key], out[grid_key] = new_pixels, new_grids
     if sec_key and sec_key in batch:
       sec = np.asarray(batch[sec_key])
       new_sec = np.zeros(int(len(sec) * scale), sec.dtype)
-      new_sec[:len(grid_rows)] = sec[grid_rows]
+      new_sec[: len(grid_rows)] = sec[grid_rows]
       out[sec_key] = new_sec
   return out

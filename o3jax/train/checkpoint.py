@@ -31,12 +31,17 @@ class _IteratorSnapshot:
 class Checkpointer:
   def __init__(self, workdir: str, keep: int = 3, asynchronous: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=asynchronous)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
+    )
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers={"state": ocp.StandardCheckpointHandler(),
-                       "data": grain.checkpoint.CheckpointHandler()})
+      self.directory,
+      options=options,
+      item_handlers={
+        "state": ocp.StandardCheckpointHandler(),
+        "data": grain.checkpoint.CheckpointHandler(),
+      },
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -50,7 +55,8 @@ class Checkpointer:
   def restore(self, step: int, abstract_state, shardings, data_iterator=None):
     """State restored straight into `shardings`; the iterator's position set in place."""
     target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+    )
     items = {"state": ocp.args.StandardRestore(target)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
@@ -64,7 +70,8 @@ class Checkpointer:
     metadata = self.manager.item_metadata(step)["state"].tree
     target = jax.tree.map(lambda m: np.broadcast_to(np.zeros((), m.dtype), m.shape), metadata)
     raw = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    )
     flat = jax.tree_util.tree_flatten_with_path(raw["state"]["params"])[0]
     out = {}
     for path, value in flat:

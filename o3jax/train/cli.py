@@ -6,32 +6,46 @@ import sys
 
 
 def add_parser(sub) -> None:
-  for name, helptext in (("sft", "cold-start supervised fine-tuning"),
-                         ("gspo", "GSPO reinforcement learning from an SFT run")):
+  for name, helptext in (
+    ("sft", "cold-start supervised fine-tuning"),
+    ("gspo", "GSPO reinforcement learning from an SFT run"),
+  ):
     p = sub.add_parser(name, help=helptext)
     p.add_argument("--config", required=True, help="python config file (configs/*.py)")
     p.add_argument("--data", required=True, help="directory with STGR-SFT.json / STGR-RL.json")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, tokenizer")
-    p.add_argument("--steps", type=int, default=None,
-                   help="total steps to reach (default: the config's total_steps); a later "
-                        "call with a larger value continues the run")
-    p.add_argument("--init", default=None, required=(name == "gspo"),
-                   help="Hugging Face directory or o3jax workdir to start from")
+    p.add_argument(
+      "--steps",
+      type=int,
+      default=None,
+      help="total steps to reach (default: the config's total_steps); a later "
+      "call with a larger value continues the run",
+    )
+    p.add_argument(
+      "--init",
+      default=None,
+      required=(name == "gspo"),
+      help="Hugging Face directory or o3jax workdir to start from",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
   from o3jax.distributed import initialize_from_env
+
   initialize_from_env()  # multi-process runs (launch/); before anything touches a device
   from o3jax.train.config import load_config
   from o3jax.train.run import NonFiniteLoss
+
   cfg = load_config(args.config)
   try:
     if args.command == "sft":
       from o3jax.train.sft import train_sft
+
       row = train_sft(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
     else:
       from o3jax.train.gspo import train_gspo
+
       row = train_gspo(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
   except NonFiniteLoss as e:
     print(f"o3jax {args.command}: {e}", file=sys.stderr)

@@ -21,9 +21,9 @@ class MeshConfig:
 class OptimConfig:
   learning_rate: float = 1e-6
   warmup_steps: int = 0
-  decay: str = "linear"        # "linear" | "cosine" | "constant"
+  decay: str = "linear"  # "linear" | "cosine" | "constant"
   end_lr_fraction: float = 0.0
-  weight_decay: float = 0.01   # applied to matrices only, not to biases and norm scales
+  weight_decay: float = 0.01  # applied to matrices only, not to biases and norm scales
   b1: float = 0.9
   b2: float = 0.999
   eps: float = 1e-8
@@ -43,29 +43,29 @@ class GSPOConfig:
   beta: float = 0.04
   updates_per_batch: int = 1
   temporal_gate: str = "symmetric"
-  spatial_rule: str = "per_claim"      # "per_key_frame": see rewards.score
+  spatial_rule: str = "per_claim"  # "per_key_frame": see rewards.score
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  model: str = "tiny"                  # preset name; `--init` (HF dir or checkpoint) overrides
-  compute_dtype: str = "float32"       # "bfloat16" for bf16 compute on fp32 master weights
+  model: str = "tiny"  # preset name; `--init` (HF dir or checkpoint) overrides
+  compute_dtype: str = "float32"  # "bfloat16" for bf16 compute on fp32 master weights
   remat: bool = False
   mesh: MeshConfig = MeshConfig()
   optim: OptimConfig = OptimConfig()
   gspo: GSPOConfig = GSPOConfig()
   total_steps: int = 100
-  batch_size: int = 8                  # global, in sequences (GSPO: prompts)
-  micro_batches: int = 1               # gradient accumulation: batch_size / micro_batches each
-  max_length: int = 1024               # token length the batches are padded to
+  batch_size: int = 8  # global, in sequences (GSPO: prompts)
+  micro_batches: int = 1  # gradient accumulation: batch_size / micro_batches each
+  max_length: int = 1024  # token length the batches are padded to
   seed: int = 0
   checkpoint_every: int = 50
   keep_checkpoints: int = 3
   data_workers: int = 0
   strict_data: bool = False
   processing: dict = dataclasses.field(default_factory=dict)  # ProcessingConfig overrides
-  buckets: tuple = ()                  # data.pipeline.BatchShape per bucket, smallest first
-  tasks: tuple = ()                    # train on these record tasks only (a curriculum stage); () = all
+  buckets: tuple = ()  # data.pipeline.BatchShape per bucket, smallest first
+  tasks: tuple = ()  # train on these record tasks only (a curriculum stage); () = all
 
   def replace(self, **kw) -> "TrainConfig":
     return dataclasses.replace(self, **kw)
@@ -83,7 +83,10 @@ def load_config(path: str) -> TrainConfig:
   if not isinstance(cfg, TrainConfig):
     raise ValueError(f"{path}: get_config() returned {type(cfg).__name__}, not TrainConfig")
   from o3jax.processing.prompts import SFT_ONLY_TASKS, TASKS
+
   unknown = [t for t in cfg.tasks if t not in TASKS + SFT_ONLY_TASKS]
   if unknown:
-    raise ValueError(f"{path}: tasks {unknown} are unknown; expected some of {list(TASKS + SFT_ONLY_TASKS)}")
+    raise ValueError(
+      f"{path}: tasks {unknown} are unknown; expected some of {list(TASKS + SFT_ONLY_TASKS)}"
+    )
   return cfg

@@ -13,9 +13,18 @@ from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
 from o3jax.train.sft import data_iterator
 
 
-def evaluate_rewards(cfg: TrainConfig, graphdef, params, model_config, tokenizer, data_dir: str,
-                     num_batches: int, max_new_tokens: int | None = None,
-                     file: str = "STGR-RL.json", return_texts: bool = False):
+def evaluate_rewards(
+  cfg: TrainConfig,
+  graphdef,
+  params,
+  model_config,
+  tokenizer,
+  data_dir: str,
+  num_batches: int,
+  max_new_tokens: int | None = None,
+  file: str = "STGR-RL.json",
+  return_texts: bool = False,
+):
   """Mean reward terms of greedy completions for the first `num_batches` RL batches of
   `data_dir` (in file order, no shuffle). Each term is averaged over the tasks it applies
   to; `total` over all prompts."""
@@ -27,9 +36,17 @@ def evaluate_rewards(cfg: TrainConfig, graphdef, params, model_config, tokenizer
       batch = next(data)
     except StopIteration:
       break
-    r = rollout(graphdef, params, model_config, tokenizer, batch, jax.random.key(0),
-                num_samples=1, max_new_tokens=max_new_tokens or cfg.gspo.max_new_tokens,
-                greedy=True)
+    r = rollout(
+      graphdef,
+      params,
+      model_config,
+      tokenizer,
+      batch,
+      jax.random.key(0),
+      num_samples=1,
+      max_new_tokens=max_new_tokens or cfg.gspo.max_new_tokens,
+      greedy=True,
+    )
     terms_all.append(score_rollouts(r, 1.0, cfg.gspo.temporal_gate, cfg.gspo.spatial_rule))
     valid_all.append(r.valid)
     tasks += [rec["task"] if rec else "" for rec in r.records]

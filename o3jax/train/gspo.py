@@ -26,8 +26,7 @@ from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import batch_logits, token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax.train.run import (MetricsLog, check_finite, load_params_from_workdir, restore,
-                             setup_run)
+from o3jax.train.run import MetricsLog, check_finite, load_params_from_workdir, restore, setup_run
 from o3jax.train.sft import data_iterator, device_batch
 
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
@@ -46,25 +45,41 @@ def make_gspo_loss(cfg: TrainConfig):
   def loss(model, mb):
     lp = _forward_logprobs(model, mb, g.temperature)
     (total, count), m = gspo_objective(
-        lp, mb["old_logprobs"], mb["ref_logprobs"], mb["completion_mask"], mb["advantages"],
-        eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta, row_mask=mb["row_mask"])
+      lp,
+      mb["old_logprobs"],
+      mb["ref_logprobs"],
+      mb["completion_mask"],
+      mb["advantages"],
+      eps_low=g.eps_low,
+      eps_high=g.eps_high,
+      beta=g.beta,
+      row_mask=mb["row_mask"],
+    )
     return (total, count), m
+
   return loss
 
 
 def build_update_batch(model_cfg, batch, r, advantages, group, prompt_len):
   """Prompt ++ completion rows (pipeline layout) with pi_old log-probs and masks."""
-  rows = select_rows(model_cfg, batch, np.repeat(np.arange(len(batch["prompt_ids"])), group),
-                     "prompt_ids", "prompt_mask")
+  rows = select_rows(
+    model_cfg,
+    batch,
+    np.repeat(np.arange(len(batch["prompt_ids"])), group),
+    "prompt_ids",
+    "prompt_mask",
+  )
   n, m = r.tokens.shape
   comp_mask = (np.arange(m)[None, :] < r.lengths[:, None]).astype(np.int32)
   rows["input_ids"] = np.concatenate([rows.pop("prompt_ids"), r.tokens], axis=1)
   rows["attention_mask"] = np.concatenate([rows.pop("prompt_mask"), comp_mask], axis=1)
   pad = np.zeros((n, prompt_len), np.float32)
-  extra = {"completion_mask": np.concatenate([pad.astype(np.int32), comp_mask], axis=1),
-           "old_logprobs": np.concatenate([pad, r.logprobs.astype(np.float32)], axis=1),
-           "advantages": advantages.astype(np.float32),
-           "row_mask": r.valid.astype(np.float32)}
+  extra = {
+    "completion_mask": np.concatenate([pad.astype(np.int32), comp_mask], axis=1),
+    "old_logprobs": np.concatenate([pad, r.logprobs.astype(np.float32)], axis=1),
+    "advantages": advantages.astype(np.float32),
+    "row_mask": r.valid.astype(np.float32),
+  }
   return rows, extra
 
 
@@ -78,15 +93,18 @@ def _slice_rows(rows, extra, idx, model_cfg, micro):
   return mb
 
 
-def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None,
-               init: str | None = None) -> dict:
+def train_gspo(
+  cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None, init: str | None = None
+) -> dict:
   """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
   g = cfg.gspo
   updates = g.updates_per_batch
   n_rollouts = cfg.batch_size * g.group_size
   if n_rollouts % (updates * cfg.micro_batches):
-    raise ValueError(f"{n_rollouts} rollouts do not split into {updates} updates of "
-                     f"{cfg.micro_batches} micro-batches")
+    raise ValueError(
+      f"{n_rollouts} rollouts do not split into {updates} updates of "
+      f"{cfg.micro_batches} micro-batches"
+    )
   # The LR schedule counts optimizer updates.
   run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
   data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json")
@@ -94,11 +112,15 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
   ref_params = None
   if g.beta > 0:
     # The frozen reference is the initial policy, reloaded on resume.
-    ref_params = (jax.tree.map(jnp.copy, run.state.params) if not run.start_step else
-                  load_params_from_workdir(init, run.state.params, run.mesh))
+    ref_params = (
+      jax.tree.map(jnp.copy, run.state.params)
+      if not run.start_step
+      else load_params_from_workdir(init, run.state.params, run.mesh)
+    )
   target = cfg.total_steps if steps is None else steps
-  train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule,
-                                        run.frozen_mask)
+  train_step = step_lib.make_train_step(
+    run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule, run.frozen_mask
+  )
   ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}
@@ -108,10 +130,19 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
     # Every process rolls out the whole global batch (vision inputs are replicated).
     batch = gather_batch(next(data), pad_id)
     prompt_len = batch["prompt_ids"].shape[1]
-    r = rollout(run.graphdef, state.params, run.model_config, run.tokenizer, batch,
-                jax.random.fold_in(key, step), num_samples=g.group_size,
-                max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                top_k=g.top_k)
+    r = rollout(
+      run.graphdef,
+      state.params,
+      run.model_config,
+      run.tokenizer,
+      batch,
+      jax.random.fold_in(key, step),
+      num_samples=g.group_size,
+      max_new_tokens=g.max_new_tokens,
+      temperature=g.temperature,
+      top_p=g.top_p,
+      top_k=g.top_k,
+    )
     terms = score_rollouts(r, (step + 1) / cfg.total_steps, g.temporal_gate, g.spatial_rule)
     adv = np.asarray(group_advantages(jnp.asarray(terms["total"]), g.group_size))
     adv = np.where(r.valid, adv, 0.0)
@@ -122,11 +153,16 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
     ref = np.zeros_like(extra["old_logprobs"])
     mbs = []
     for idx in slices:
-      mb = _slice_rows(rows, {**extra, "ref_logprobs": ref}, idx, run.model_config,
-                       cfg.micro_batches)
+      mb = _slice_rows(
+        rows, {**extra, "ref_logprobs": ref}, idx, run.model_config, cfg.micro_batches
+      )
       if ref_params is not None:
-        lp = np.stack([np.asarray(ref_fn(ref_params, jax.tree.map(lambda x: x[i], mb)))
-                       for i in range(cfg.micro_batches)])
+        lp = np.stack(
+          [
+            np.asarray(ref_fn(ref_params, jax.tree.map(lambda x: x[i], mb)))
+            for i in range(cfg.micro_batches)
+          ]
+        )
         mb["ref_logprobs"] = lp
       mbs.append(mb)
     for mb in mbs:
@@ -139,14 +175,19 @@ def train_gspo(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None 
     seqs = max(float(metrics.pop("tokens")), 1.0)
     valid = r.valid
     groups = terms["total"].reshape(-1, g.group_size)[valid.reshape(-1, g.group_size).all(1)]
-    out = {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
-           "param_norm": metrics["param_norm"], "lr": metrics["lr"],
-           "kl": metrics["kl"] / seqs, "clip_fraction": metrics["clipped"] / seqs,
-           "ratio": metrics["ratio"] / seqs,
-           "reward_std": float(terms["total"][valid].std()) if valid.any() else 0.0,
-           "identical_reward_groups": float(np.mean(groups.std(1) == 0)) if len(groups) else 0.0,
-           "completion_length": float(r.lengths[valid].mean()) if valid.any() else 0.0,
-           "tokens": float(r.lengths[valid].sum())}
+    out = {
+      "loss": metrics["loss"],
+      "grad_norm": metrics["grad_norm"],
+      "param_norm": metrics["param_norm"],
+      "lr": metrics["lr"],
+      "kl": metrics["kl"] / seqs,
+      "clip_fraction": metrics["clipped"] / seqs,
+      "ratio": metrics["ratio"] / seqs,
+      "reward_std": float(terms["total"][valid].std()) if valid.any() else 0.0,
+      "identical_reward_groups": float(np.mean(groups.std(1) == 0)) if len(groups) else 0.0,
+      "completion_length": float(r.lengths[valid].mean()) if valid.any() else 0.0,
+      "tokens": float(r.lengths[valid].sum()),
+    }
     tasks = [rec["task"] if rec else "" for rec in r.records]
     out.update({f"reward/{k}": v for k, v in mean_rewards(terms, valid, tasks).items()})
     row = log.write(step, out)

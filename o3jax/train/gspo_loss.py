@@ -18,8 +18,18 @@ import jax
 import jax.numpy as jnp
 
 
-def gspo_objective(logprobs, old_logprobs, ref_logprobs, mask, advantages, *, eps_low: float,
-                   eps_high: float, beta: float, row_mask=None):
+def gspo_objective(
+  logprobs,
+  old_logprobs,
+  ref_logprobs,
+  mask,
+  advantages,
+  *,
+  eps_low: float,
+  eps_high: float,
+  beta: float,
+  row_mask=None,
+):
   """All token arrays [N, T]; advantages [N]; `row_mask` [N] drops filler rows.
 
   Returns ((loss sum, number of sequences), metrics sums: kl, clipped, ratio).
@@ -29,8 +39,9 @@ def gspo_objective(logprobs, old_logprobs, ref_logprobs, mask, advantages, *, ep
   length = jnp.maximum(mask.sum(-1), 1.0)
   log_ratio = ((logprobs - old_logprobs) * mask).sum(-1) / length
   # Value: the sequence log-ratio; gradient: each token's d lp / |o_i| (GSPO-token form).
-  seq_log_ratio = ((logprobs - jax.lax.stop_gradient(logprobs)) * mask).sum(-1) / length + \
-      jax.lax.stop_gradient(log_ratio)
+  seq_log_ratio = ((logprobs - jax.lax.stop_gradient(logprobs)) * mask).sum(
+    -1
+  ) / length + jax.lax.stop_gradient(log_ratio)
   ratio = jnp.exp(seq_log_ratio)
   clipped_ratio = jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
   pg = -jnp.minimum(ratio * advantages, clipped_ratio * advantages)
@@ -38,6 +49,9 @@ def gspo_objective(logprobs, old_logprobs, ref_logprobs, mask, advantages, *, ep
   kl = ((jnp.exp(x) - x - 1.0) * mask).sum(-1) / length
   loss = pg + beta * kl
   clipped = clipped_ratio * advantages < ratio * advantages  # the min took the clipped term
-  metrics = {"kl": (kl * rows).sum(), "clipped": (clipped.astype(jnp.float32) * rows).sum(),
-             "ratio": (jax.lax.stop_gradient(ratio) * rows).sum()}
+  metrics = {
+    "kl": (kl * rows).sum(),
+    "clipped": (clipped.astype(jnp.float32) * rows).sum(),
+    "ratio": (jax.lax.stop_gradient(ratio) * rows).sum(),
+  }
   return ((loss * rows).sum(), rows.sum()), metrics

@@ -26,10 +26,15 @@ def masked_cross_entropy(logits: jax.Array, input_ids: jax.Array, loss_mask: jax
 
 def batch_logits(model, mb):
   """Logits [B,T,V] of one micro-batch as `o3jax.train.batch.model_batch` lays it out."""
-  return model(mb["input_ids"], mb["attention_mask"], pixel_values=mb.get("pixel_values"),
-               pixel_values_videos=mb.get("pixel_values_videos"),
-               position_ids=mb["position_ids"], image_layout=mb.get("image_layout"),
-               video_layout=mb.get("video_layout"))
+  return model(
+    mb["input_ids"],
+    mb["attention_mask"],
+    pixel_values=mb.get("pixel_values"),
+    pixel_values_videos=mb.get("pixel_values_videos"),
+    position_ids=mb["position_ids"],
+    image_layout=mb.get("image_layout"),
+    video_layout=mb.get("video_layout"),
+  )
 
 
 def sft_loss(model, mb):

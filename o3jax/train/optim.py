@@ -35,17 +35,26 @@ def _paths(params) -> list[str]:
 def frozen_labels(params, patterns) -> object:
   """A tree like `params` with "frozen" where a path matches a pattern, else "train"."""
   rx = [re.compile(p) for p in patterns]
-  flat = [(p, v.replace("frozen" if any(r.search(".".join(map(str, p))) for r in rx) else "train"))
-          for p, v in nnx.to_flat_state(params)]
+  flat = [
+    (p, v.replace("frozen" if any(r.search(".".join(map(str, p))) for r in rx) else "train"))
+    for p, v in nnx.to_flat_state(params)
+  ]
   return nnx.from_flat_state(flat)
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int, params) -> optax.GradientTransformation:
   decay_mask = jax.tree.map(lambda x: x.ndim >= 2, params)
   adamw = optax.chain(
-      optax.clip_by_global_norm(cfg.max_grad_norm),
-      optax.adamw(schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                  weight_decay=cfg.weight_decay, mask=decay_mask))
+    optax.clip_by_global_norm(cfg.max_grad_norm),
+    optax.adamw(
+      schedule(cfg, total_steps),
+      b1=cfg.b1,
+      b2=cfg.b2,
+      eps=cfg.eps,
+      weight_decay=cfg.weight_decay,
+      mask=decay_mask,
+    ),
+  )
   if not cfg.freeze:
     return adamw
   labels = frozen_labels(params, cfg.freeze)

@@ -11,41 +11,74 @@ import numpy as np
 from o3jax import rewards, sample
 from o3jax.train.batch import model_batch
 
-TERMS = ("format", "thk_temporal_point", "thk_temporal_segment", "thk_spatial", "ans_acc",
-         "ans_tiou", "ans_viou", "total")
+TERMS = (
+  "format",
+  "thk_temporal_point",
+  "thk_temporal_segment",
+  "thk_spatial",
+  "ans_acc",
+  "ans_tiou",
+  "ans_viou",
+  "total",
+)
 
 
 def prompt_inputs(cfg, batch: dict[str, Any], rope_rule: str = "qwen") -> dict[str, Any]:
   """Sampler inputs for the (left-padded) prompts of an RL batch, with fixed shapes."""
-  inputs = model_batch(cfg, batch, 1, ids_key="prompt_ids", mask_key="prompt_mask",
-                       rope_rule=rope_rule)
+  inputs = model_batch(
+    cfg, batch, 1, ids_key="prompt_ids", mask_key="prompt_mask", rope_rule=rope_rule
+  )
   inputs = jax.tree.map(lambda x: x[0], inputs)
   inputs["next_position"] = sample.next_positions(
-      inputs["position_ids"], inputs["attention_mask"], rope_rule).astype(np.int32)
+    inputs["position_ids"], inputs["attention_mask"], rope_rule
+  ).astype(np.int32)
   return inputs
 
 
 @dataclasses.dataclass
 class Rollouts:
-  tokens: np.ndarray    # [N, M]
+  tokens: np.ndarray  # [N, M]
   logprobs: np.ndarray  # [N, M]
-  lengths: np.ndarray   # [N]
+  lengths: np.ndarray  # [N]
   texts: list[str]
-  records: list[dict]   # the reward record of each rollout (its prompt's)
-  valid: np.ndarray     # [N] bool: False for rollouts of filler prompt rows
+  records: list[dict]  # the reward record of each rollout (its prompt's)
+  valid: np.ndarray  # [N] bool: False for rollouts of filler prompt rows
 
 
-def rollout(graphdef, params, cfg, tokenizer, batch: dict[str, Any], key, *, num_samples: int,
-            max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-            greedy: bool = False) -> Rollouts:
+def rollout(
+  graphdef,
+  params,
+  cfg,
+  tokenizer,
+  batch: dict[str, Any],
+  key,
+  *,
+  num_samples: int,
+  max_new_tokens: int,
+  temperature: float = 1.0,
+  top_p: float = 1.0,
+  top_k: int = 0,
+  greedy: bool = False,
+) -> Rollouts:
   ids = tokenizer_ids(tokenizer)
-  out = sample.sample(graphdef, params, prompt_inputs(cfg, batch), key,
-                      max_new_tokens=max_new_tokens, num_samples=num_samples,
-                      temperature=temperature, top_p=top_p, top_k=top_k, greedy=greedy,
-                      eos_id=[ids["eos"], ids["pad"]], pad_id=ids["pad"])
+  out = sample.sample(
+    graphdef,
+    params,
+    prompt_inputs(cfg, batch),
+    key,
+    max_new_tokens=max_new_tokens,
+    num_samples=num_samples,
+    temperature=temperature,
+    top_p=top_p,
+    top_k=top_k,
+    greedy=greedy,
+    eos_id=[ids["eos"], ids["pad"]],
+    pad_id=ids["pad"],
+  )
   tokens, logprobs, lengths = (np.asarray(x) for x in out)
-  texts = tokenizer.decode_batch([row[:n].tolist() for row, n in zip(tokens, lengths)],
-                                 skip_special_tokens=True)
+  texts = tokenizer.decode_batch(
+    [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True
+  )
   meta = batch["meta"]
   records = [meta[i // num_samples] for i in range(len(texts))]
   valid = np.array([r is not None for r in records])
@@ -54,29 +87,41 @@ def rollout(graphdef, params, cfg, tokenizer, batch: dict[str, Any], key, *, num
 
 def tokenizer_ids(tokenizer) -> dict[str, int]:
   from o3jax.processing.tokenizer import special_token_ids
+
   ids = special_token_ids(tokenizer)
   return {"eos": ids["eos_token_id"], "pad": ids["pad_token_id"]}
 
 
-def score_rollouts(r: Rollouts, step_fraction: float, temporal_gate: str = "symmetric",
-                   spatial_rule: str = "per_claim"):
+def score_rollouts(
+  r: Rollouts,
+  step_fraction: float,
+  temporal_gate: str = "symmetric",
+  spatial_rule: str = "per_claim",
+):
   """Reward terms [N] per rollout; filler rows score 0."""
   n = len(r.texts)
   out = {k: np.zeros(n) for k in TERMS}
   idx = np.flatnonzero(r.valid)
   if len(idx):
-    got = rewards.score([r.texts[i] for i in idx], [r.records[i] for i in idx], step_fraction,
-                        temporal_gate=temporal_gate, spatial_rule=spatial_rule)
+    got = rewards.score(
+      [r.texts[i] for i in idx],
+      [r.records[i] for i in idx],
+      step_fraction,
+      temporal_gate=temporal_gate,
+      spatial_rule=spatial_rule,
+    )
     for k in TERMS:
       out[k][idx] = got[k]
   return out
 
 
-def mean_rewards(terms: dict[str, np.ndarray], valid: np.ndarray,
-                 tasks: list[str] | None = None) -> dict[str, float]:
+def mean_rewards(
+  terms: dict[str, np.ndarray], valid: np.ndarray, tasks: list[str] | None = None
+) -> dict[str, float]:
   """Means over the valid rollouts; a term is averaged over the tasks it applies to."""
   from o3jax.rewards.gold import TASKS
   from o3jax.rewards.kernels import APPLIES, TERMS as KERNEL_TERMS
+
   out = {}
   for k, v in terms.items():
     applies = valid.copy()

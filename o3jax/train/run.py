@@ -27,7 +27,9 @@ from o3jax.train.checkpoint import Checkpointer
 from o3jax.train.config import TrainConfig
 
 
-MODEL_CONFIG = "model_config.json"  # the architecture of an o3jax workdir, in Hugging Face config form
+MODEL_CONFIG = (
+  "model_config.json"  # the architecture of an o3jax workdir, in Hugging Face config form
+)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -72,8 +74,9 @@ def _hf_dir(path: str | None) -> bool:
   return bool(path) and os.path.exists(os.path.join(path, "config.json"))
 
 
-def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
-              init_params_from_checkpoint: bool = True) -> Run:
+def setup_run(
+  cfg: TrainConfig, workdir: str, init: str | None = None, init_params_from_checkpoint: bool = True
+) -> Run:
   """Mesh, model, optimizer and state; resumes from `workdir/checkpoints` when present,
   with the architecture the run saved in `workdir/model_config.json`.
 
@@ -107,18 +110,34 @@ def setup_run(cfg: TrainConfig, workdir: str, init: str | None = None,
   params = None
   if latest is None and _hf_dir(init):
     from o3jax.convert.hf import load_pretrained
-    model = load_pretrained(init, param_dtype=np.float32, compute_dtype=compute, mesh=mesh,
-                            remat=cfg.remat)
+
+    model = load_pretrained(
+      init, param_dtype=np.float32, compute_dtype=compute, mesh=mesh, remat=cfg.remat
+    )
     params = nnx.state(model, nnx.Param)
   elif latest is None and init and init_params_from_checkpoint:
     params = load_params_from_workdir(init, abstract_params, mesh)
   if params is not None:
     state, shardings = state_lib.init_from_params(params, tx, mesh)
   else:
-    graphdef, state, shardings = state_lib.init_random(model_config, tx, mesh, cfg.seed, compute,
-                                                       cfg.remat)
-  return Run(cfg, workdir, mesh, model_config, tokenizer, graphdef, state, shardings, tx,
-             schedule, frozen, checkpointer, 0 if latest is None else latest)
+    graphdef, state, shardings = state_lib.init_random(
+      model_config, tx, mesh, cfg.seed, compute, cfg.remat
+    )
+  return Run(
+    cfg,
+    workdir,
+    mesh,
+    model_config,
+    tokenizer,
+    graphdef,
+    state,
+    shardings,
+    tx,
+    schedule,
+    frozen,
+    checkpointer,
+    0 if latest is None else latest,
+  )
 
 
 def workdir_model_config(workdir: str) -> model_config_lib.Qwen2_5_VLConfig:
@@ -132,8 +151,9 @@ def write_workdir_model_config(workdir: str, config: model_config_lib.Qwen2_5_VL
     json.dump(model_config_lib.to_hf_dict(config), f, indent=1)
 
 
-def _new_model_config(cfg: TrainConfig, init: str | None, ids: dict[str, int]
-                      ) -> model_config_lib.Qwen2_5_VLConfig:
+def _new_model_config(
+  cfg: TrainConfig, init: str | None, ids: dict[str, int]
+) -> model_config_lib.Qwen2_5_VLConfig:
   """The architecture of a fresh run: that of `init` (a Hugging Face directory or an
   o3jax workdir), else the config's preset with the tokenizer's special-token ids."""
   if _hf_dir(init):
@@ -141,9 +161,12 @@ def _new_model_config(cfg: TrainConfig, init: str | None, ids: dict[str, int]
   if init and os.path.exists(os.path.join(init, MODEL_CONFIG)):
     return workdir_model_config(init)
   return model_config_lib.preset(cfg.model).replace(
-      image_token_id=ids["image_token_id"], video_token_id=ids["video_token_id"],
-      vision_start_token_id=ids["vision_start_token_id"],
-      vision_end_token_id=ids["vision_end_token_id"], eos_token_id=ids["eos_token_id"])
+    image_token_id=ids["image_token_id"],
+    video_token_id=ids["video_token_id"],
+    vision_start_token_id=ids["vision_start_token_id"],
+    vision_end_token_id=ids["vision_end_token_id"],
+    eos_token_id=ids["eos_token_id"],
+  )
 
 
 def load_params_from_workdir(workdir: str, abstract_params, mesh):
@@ -157,19 +180,25 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
   ckpt.close()
   shardings = sharding.state_shardings(abstract_params, mesh)
   flat_sh = dict(nnx.to_flat_state(shardings))
-  abstract_flat = [(path, ".".join(map(str, path)), var) for path, var in nnx.to_flat_state(abstract_params)]
+  abstract_flat = [
+    (path, ".".join(map(str, path)), var) for path, var in nnx.to_flat_state(abstract_params)
+  ]
   extra = sorted(set(arrays) - {key for _, key, _ in abstract_flat})
   if extra:  # a deeper or wider model: taking the params that fit would drop the rest
-    raise ValueError(f"{workdir} checkpoint {step} holds {len(extra)} parameters the model does not "
-                     f"have (first: {extra[0]}); is its model_config.json the one it was trained with?")
+    raise ValueError(
+      f"{workdir} checkpoint {step} holds {len(extra)} parameters the model does not "
+      f"have (first: {extra[0]}); is its model_config.json the one it was trained with?"
+    )
   flat = []
   for path, key, var in abstract_flat:
     if key not in arrays:
       raise KeyError(f"{workdir} checkpoint {step} lacks parameter {key}")
     value = np.asarray(arrays[key]).astype(var.get_value().dtype)
     if value.shape != var.get_value().shape:
-      raise ValueError(f"{workdir} checkpoint {step}: {key} has shape {value.shape}, the "
-                       f"model expects {var.get_value().shape}")
+      raise ValueError(
+        f"{workdir} checkpoint {step}: {key} has shape {value.shape}, the "
+        f"model expects {var.get_value().shape}"
+      )
     flat.append((path, var.replace(jax.device_put(value, flat_sh[path].get_value()))))
   return nnx.from_flat_state(flat)
 
@@ -206,8 +235,11 @@ class MetricsLog:
     if jax.process_index() == 0:
       with open(self.path, "a") as f:
         f.write(json.dumps(row) + "\n")
-      shown = " ".join(f"{k} {row[k]:.4g}" for k in ("loss", "grad_norm", "lr", "steps_per_s",
-                                                      "tokens_per_s", "reward/total") if k in row)
+      shown = " ".join(
+        f"{k} {row[k]:.4g}"
+        for k in ("loss", "grad_norm", "lr", "steps_per_s", "tokens_per_s", "reward/total")
+        if k in row
+      )
       print(f"step {step}/{self.total} {shown}", file=sys.stderr, flush=True)
     return row
 
@@ -216,6 +248,8 @@ def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -
   if not math.isfinite(row.get("loss", 0.0)) or not math.isfinite(row.get("grad_norm", 0.0)):
     checkpointer.wait()
     last = checkpointer.latest_step()
-    raise NonFiniteLoss(f"step {step}: non-finite loss {row.get('loss')} (grad norm "
-                        f"{row.get('grad_norm')}); stopping. The last good checkpoint "
-                        f"(step {last}) is left intact in {checkpointer.directory}")
+    raise NonFiniteLoss(
+      f"step {step}: non-finite loss {row.get('loss')} (grad norm "
+      f"{row.get('grad_norm')}); stopping. The last good checkpoint "
+      f"(step {last}) is left intact in {checkpointer.directory}"
+    )

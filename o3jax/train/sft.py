@@ -32,22 +32,46 @@ def select_tasks(records: list, tasks: tuple) -> list:
   if not tasks:
     return records
   known = prompts.TASKS + prompts.SFT_ONLY_TASKS
-  return [r for r in records if not isinstance(r, dict) or r.get("task") not in known or r["task"] in tasks]
+  return [
+    r
+    for r in records
+    if not isinstance(r, dict) or r.get("task") not in known or r["task"] in tasks
+  ]
 
 
-def data_iterator(cfg: TrainConfig, data_dir: str, tokenizer, stage: str, file: str,
-                  shuffle: bool = True, num_epochs: int | None = None):
+def data_iterator(
+  cfg: TrainConfig,
+  data_dir: str,
+  tokenizer,
+  stage: str,
+  file: str,
+  shuffle: bool = True,
+  num_epochs: int | None = None,
+):
   if cfg.batch_size % jax.process_count():
-    raise ValueError(f"batch_size {cfg.batch_size} does not split over "
-                     f"{jax.process_count()} processes")
+    raise ValueError(
+      f"batch_size {cfg.batch_size} does not split over {jax.process_count()} processes"
+    )
   path = os.path.join(data_dir, file)
   records = select_tasks(load_records(path), cfg.tasks)
   pcfg = pipeline.PipelineConfig(
-      batch_size=cfg.batch_size // jax.process_count(), buckets=tuple(cfg.buckets), stage=stage,
-      seed=cfg.seed, num_workers=cfg.data_workers, strict=cfg.strict_data, shuffle=shuffle,
-      num_epochs=num_epochs, drop_remainder=num_epochs is None)
-  return pipeline.make_iterator(records, tokenizer=tokenizer, processing=processing_config(cfg),
-                                config=pcfg, root=os.path.dirname(os.path.abspath(path)))
+    batch_size=cfg.batch_size // jax.process_count(),
+    buckets=tuple(cfg.buckets),
+    stage=stage,
+    seed=cfg.seed,
+    num_workers=cfg.data_workers,
+    strict=cfg.strict_data,
+    shuffle=shuffle,
+    num_epochs=num_epochs,
+    drop_remainder=num_epochs is None,
+  )
+  return pipeline.make_iterator(
+    records,
+    tokenizer=tokenizer,
+    processing=processing_config(cfg),
+    config=pcfg,
+    root=os.path.dirname(os.path.abspath(path)),
+  )
 
 
 def device_batch(batch, mesh, shardings):
@@ -57,23 +81,35 @@ def device_batch(batch, mesh, shardings):
   each process places the slices its own devices hold.
   """
   return jax.tree.map(
-      lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda index: x[index]),
-      batch, shardings)
+    lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda index: x[index]),
+    batch,
+    shardings,
+  )
 
 
-def train_sft(cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None,
-              init: str | None = None, batches: Iterator | None = None) -> dict:
+def train_sft(
+  cfg: TrainConfig,
+  data_dir: str,
+  workdir: str,
+  steps: int | None = None,
+  init: str | None = None,
+  batches: Iterator | None = None,
+) -> dict:
   """Trains until step `steps` (default cfg.total_steps); returns the last metrics row.
 
   `batches` replaces the data pipeline (tests); it must have get_state/set_state.
   """
   run = setup_run(cfg, workdir, init)
-  data = batches if batches is not None else data_iterator(cfg, data_dir, run.tokenizer, "sft",
-                                                           "STGR-SFT.json")
+  data = (
+    batches
+    if batches is not None
+    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json")
+  )
   restore(run, data)
   target = cfg.total_steps if steps is None else steps
-  train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule,
-                                        run.frozen_mask)
+  train_step = step_lib.make_train_step(
+    run.graphdef, sft_loss, run.tx, run.schedule, run.frozen_mask
+  )
   log = MetricsLog(workdir, target, run.start_step)
   jitted, row, pending = None, {}, None
   state = run.state

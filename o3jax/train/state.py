@@ -23,7 +23,7 @@ from o3jax.models.config import Qwen2_5_VLConfig
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array
-  params: Any      # nnx.State of the model's Params (fp32 master weights)
+  params: Any  # nnx.State of the model's Params (fp32 master weights)
   opt_state: Any
 
 
@@ -35,8 +35,9 @@ def dtype_of(name: str):
 
 
 def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=False):
-  return Qwen2_5_VL(config, dtype=compute_dtype, param_dtype=jnp.float32, remat=remat,
-                    rngs=nnx.Rngs(key))
+  return Qwen2_5_VL(
+    config, dtype=compute_dtype, param_dtype=jnp.float32, remat=remat, rngs=nnx.Rngs(key)
+  )
 
 
 def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=False):
@@ -53,8 +54,9 @@ def _shard_and_jit(init, args, mesh):
   return state, shardings
 
 
-def init_random(config, tx: optax.GradientTransformation, mesh, seed: int,
-                compute_dtype=jnp.float32, remat=False):
+def init_random(
+  config, tx: optax.GradientTransformation, mesh, seed: int, compute_dtype=jnp.float32, remat=False
+):
   """Fresh weights, created directly in their shards. Returns (graphdef, state, shardings)."""
   graphdef, _ = abstract_split(config, compute_dtype, remat)
 
@@ -68,6 +70,8 @@ def init_random(config, tx: optax.GradientTransformation, mesh, seed: int,
 
 def init_from_params(params, tx: optax.GradientTransformation, mesh):
   """A state around given params (e.g. loaded from Hugging Face). Returns (state, shardings)."""
+
   def init(p):
     return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p))
+
   return _shard_and_jit(init, (params,), mesh)

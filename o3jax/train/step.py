@@ -23,8 +23,13 @@ from o3jax.train.state import TrainState
 LossFn = Callable
 
 
-def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, frozen_mask=None):
+def make_train_step(
+  graphdef,
+  loss_fn: LossFn,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  frozen_mask=None,
+):
   def micro_loss(params, mb):
     (total, denom), aux = loss_fn(nnx.merge(graphdef, params), mb)
     return total, (denom, aux)
@@ -42,8 +47,12 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
     first = jax.tree.map(lambda x: x[0], batch)
     aux0 = jax.eval_shape(lambda: micro_loss(state.params, first)[1][1])
     zeros = jax.tree.map(jnp.zeros_like, state.params)
-    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
-            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux0))
+    init = (
+      zeros,
+      jnp.zeros((), jnp.float32),
+      jnp.zeros((), jnp.float32),
+      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux0),
+    )
     (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, init, batch)
     scale = 1.0 / jnp.maximum(denom, 1.0)
     grads = jax.tree.map(lambda g: g * scale, grads)
@@ -52,12 +61,12 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
-        "loss": loss_sum * scale,
-        "grad_norm": optax.tree.norm(grads),
-        "param_norm": optax.tree.norm(params),
-        "lr": schedule(state.step),
-        "tokens": denom,
-        **{k: v for k, v in aux.items()},
+      "loss": loss_sum * scale,
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
+      "lr": schedule(state.step),
+      "tokens": denom,
+      **{k: v for k, v in aux.items()},
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -67,18 +76,31 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
 def jit_train_step(train_step, state_shardings, batch_shardings, mesh):
   """jit with explicit shardings; the old state is donated."""
   repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
-                   out_shardings=(state_shardings, repl), donate_argnums=(0,))
+  jitted = jax.jit(
+    train_step,
+    in_shardings=(state_shardings, batch_shardings),
+    out_shardings=(state_shardings, repl),
+    donate_argnums=(0,),
+  )
 
   def run(state, batch):
     with sharding.use_mesh(mesh):
       return jitted(state, batch)
+
   return run
 
 
 # Arrays [M, B, ...] with one row per sequence: split over (data, fsdp) along B.
-ROW_KEYS = ("input_ids", "attention_mask", "loss_mask", "completion_mask", "old_logprobs",
-            "ref_logprobs", "advantages", "row_mask")
+ROW_KEYS = (
+  "input_ids",
+  "attention_mask",
+  "loss_mask",
+  "completion_mask",
+  "old_logprobs",
+  "ref_logprobs",
+  "advantages",
+  "row_mask",
+)
 
 
 def batch_shardings(batch, mesh):
@@ -89,6 +111,7 @@ def batch_shardings(batch, mesh):
   multi-process run every process feeds the whole global batch (`o3jax.distributed`).
   """
   P = jax.sharding.PartitionSpec
+
   def one(path, x):
     name = str(path[0].key) if path and hasattr(path[0], "key") else ""
     ways = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -97,4 +120,5 @@ def batch_shardings(batch, mesh):
     if name == "position_ids" and x.shape[2] % ways == 0:
       return jax.sharding.NamedSharding(mesh, P(None, None, ("data", "fsdp")))
     return jax.sharding.NamedSharding(mesh, P())
+
   return jax.tree_util.tree_map_with_path(one, batch)

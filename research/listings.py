@@ -18,8 +18,12 @@ answer depends on one named frame and on no other:
 listing records to out/STGR-SFT.json (and as RL prompts, without the reasoning, to
 STGR-RL.json), optionally after the directory's own records, and links its media
 directories into out.
+
+  python -m research.listings --synth DIR --seed S --videos N --out DIR2 \
+      [--halves 4 --objects 2 --named 4] [--with-records]
 """
 
+import argparse
 import json
 import os
 
@@ -167,3 +171,41 @@ def write_listings(
     if os.path.isdir(source) and not os.path.lexists(link):
       os.symlink(source, link)
   return {"records": len(records), **written}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description="frame-listing records for the videos of a synth directory")
+  p.add_argument("--synth", required=True, help="directory written by `o3jax data synth`")
+  p.add_argument("--seed", type=int, required=True, help="the seed that directory was written with")
+  p.add_argument("--videos", type=int, required=True, help="training videos to list (v0000 on)")
+  p.add_argument("--out", required=True, help="output directory")
+  for kind, default in (("halves", 4), ("objects", 2), ("named", 4)):
+    p.add_argument(
+      f"--{kind}", type=int, default=default, help=f"{kind} listings per video (default {default})"
+    )
+  p.add_argument(
+    "--with-records", action="store_true", help="put the synth directory's own records first"
+  )
+  p.add_argument("--width", type=int, default=112)
+  p.add_argument("--height", type=int, default=84)
+  p.add_argument("--fps", type=int, default=8)
+  args = p.parse_args(argv)
+  if args.videos < 1:
+    raise SystemExit("research.listings: --videos must be at least 1")
+  written = write_listings(
+    args.synth,
+    args.out,
+    args.seed,
+    args.videos,
+    {kind: getattr(args, kind) for kind in KINDS},
+    with_records=args.with_records,
+    width=args.width,
+    height=args.height,
+    fps=args.fps,
+  )
+  print(json.dumps({"out": args.out, **written}))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

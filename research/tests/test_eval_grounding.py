@@ -1,4 +1,4 @@
-"""scripts/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
+"""research/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
 
 import os
 import sys
@@ -15,11 +15,7 @@ from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
 
-sys.path.insert(
-  0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-)
-
-import eval_grounding  # noqa: E402
+from research import eval_grounding
 
 
 def test_box_token_positions_are_the_digits_inside_boxes():

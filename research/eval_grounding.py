@@ -34,7 +34,7 @@
    state of the token that holds an object's centre to that centre (R^2 of x and y on the
    other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
    output and after each decoder layer.
-8. Frame binding, with --listings DIR (`o3jax data listings` over held-out videos):
+8. Frame binding, with --listings DIR (`python -m research.listings` over held-out videos):
    teacher forced on the "halves" listings, how often the model's choice is right (of
    left / right for a visible object, of "not" / left / right for a hidden one, of
    up / down) with the video's own frames, with them in reverse order (a model that reads
@@ -43,7 +43,7 @@
    boxes checked as in 4, with how many of the named frames that show the object got a
    box and how many claims repeat a time already claimed.
 
-  python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
+  python -m research.eval_grounding --workdir runs/long --config research/configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
       [--listings runs/heldout-listings --listed 40]
 """
@@ -62,7 +62,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from o3jax.data import listings, synth
+from o3jax.data import synth
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
@@ -81,6 +81,7 @@ from o3jax.train.evaluate import evaluate_rewards
 from o3jax.train.loss import batch_logits, masked_cross_entropy
 from o3jax.train.run import restore, setup_run
 from o3jax.train.sft import data_iterator, processing_config
+from research import listings
 
 SPATIAL = (prompts.SPATIO_TEMPORAL, "visual QA")
 GENERAL = ("General video QA MCQ", "General video QA Free-form")

@@ -7,8 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from o3jax import cli
-from o3jax.data import listings, synth
+from o3jax.data import synth
 from o3jax.data.encode import encode_record
 from o3jax.data.records import check_record, load_records, reward_meta, sft_target
 from o3jax.processing import frames
@@ -16,7 +15,10 @@ from o3jax.processing.config import TINY
 from o3jax.rewards.score import score
 from o3jax.train.config import load_config
 from o3jax.train.sft import data_iterator
-from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
+from data_fixtures import demo_tokenizer, synthetic_dir  # noqa: F401
+from research import listings
+
+RESEARCH_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 LINE = re.compile(r"Frame (\d+): (.*?)\.(?: |$)")
 HALVES_ITEM = re.compile(r"the (\w+ \w+) is (?:(left|right) and (up|down)|(not visible))")
@@ -96,8 +98,6 @@ def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_labe
 def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_path):
   out = str(tmp_path / "listed")
   args = [
-    "data",
-    "listings",
     "--synth",
     synthetic_dir,
     "--seed",
@@ -112,7 +112,7 @@ def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_pa
     "1",
     "--with-records",
   ]
-  assert cli.main(args + ["--out", out]) == 0
+  assert listings.main(args + ["--out", out]) == 0
   base = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
   records = load_records(os.path.join(out, "STGR-SFT.json"))
   listed = records[len(base) :]
@@ -135,7 +135,7 @@ def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_pa
   )
   # Deterministic: the same call writes the same records.
   again = str(tmp_path / "again")
-  assert cli.main(args + ["--out", again]) == 0
+  assert listings.main(args + ["--out", again]) == 0
   assert load_records(os.path.join(again, "STGR-SFT.json")) == records
 
 
@@ -151,7 +151,7 @@ def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer
   written = listings.write_listings(
     synthetic_dir, out, 7, 4, {"halves": 2, "objects": 2, "named": 2}
   )
-  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(
+  cfg = load_config(os.path.join(RESEARCH_CONFIGS, "tiny_synthetic_binding.py")).replace(
     batch_size=4, strict_data=True
   )
   data = data_iterator(

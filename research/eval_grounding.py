@@ -62,18 +62,19 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from o3jax import grammar
 from o3jax.data import synth
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
-from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
-from o3jax.eval.tts import nearest_frame, parse_rating
+from o3jax.eval.tts import parse_rating
+from o3jax.grammar import is_number
 from o3jax.infer import answer_video
 from o3jax.models.layers import apply_rotary
 from o3jax.models.qwen2_5_vl import causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
-from o3jax.processing import grounding, prompts
+from o3jax.processing.evidence import nearest_frame
 from o3jax.rewards.claims import find_claims
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
@@ -83,7 +84,7 @@ from o3jax.train.run import restore, setup_run
 from o3jax.train.sft import data_iterator, processing_config
 from research import listings
 
-SPATIAL = (prompts.SPATIO_TEMPORAL, "visual QA")
+SPATIAL = (grammar.SPATIO_TEMPORAL, "visual QA")
 GENERAL = ("General video QA MCQ", "General video QA Free-form")
 
 
@@ -158,7 +159,7 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
   records = [
     r
     for r in load_records(os.path.join(heldout, "STGR-SFT.json"))
-    if r.get("task") == prompts.RELEVANCE_RATING
+    if r.get("task") == grammar.RELEVANCE_RATING
   ][:limit]
   if not records:
     return {"crops": 0}
@@ -308,7 +309,7 @@ def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str,
   pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
   ends = np.cumsum([len(p) for p in pieces])
   text = "".join(pieces)
-  spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer(text)]
+  spans = [m.span(1) for m in grammar.BOX_PATTERN.finditer(text)]
   return text, [
     np.array(
       [
@@ -377,7 +378,7 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   out = {}
   for kind, tasks in (
     ("stills", ("visual QA",)),
-    ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA")),
+    ("videos", GENERAL + (grammar.SPATIO_TEMPORAL, "temporal QA")),
   ):
     examples = [
       encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=heldout)

@@ -29,9 +29,10 @@ import os
 
 import numpy as np
 
+from o3jax import grammar
 from o3jax.data import synth
 from o3jax.data.records import load_records
-from o3jax.processing import frames, prompts
+from o3jax.processing import frames
 from o3jax.processing.config import TINY, ProcessingConfig
 
 KINDS = ("halves", "objects", "named")
@@ -93,7 +94,7 @@ def listing_record(
     seen = [shown[k] for k in order if track.visible(shown[k][0])]
     return dict(
       **common,
-      task=prompts.SPATIO_TEMPORAL,
+      task=grammar.SPATIO_TEMPORAL,
       question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
       answer=f"The {track.name} is seen in {len(seen)} of the {len(order)} frames.",
       reasoning_process=" ".join(lines),
@@ -174,7 +175,9 @@ def write_listings(
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description="frame-listing records for the videos of a synth directory")
+  p = argparse.ArgumentParser(
+    description="frame-listing records for the videos of a synth directory"
+  )
   p.add_argument("--synth", required=True, help="directory written by `o3jax data synth`")
   p.add_argument("--seed", type=int, required=True, help="the seed that directory was written with")
   p.add_argument("--videos", type=int, required=True, help="training videos to list (v0000 on)")

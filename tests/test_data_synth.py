@@ -7,15 +7,15 @@ import re
 
 import decord
 import numpy as np
+from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 from PIL import Image
 
-from o3jax import cli
+from o3jax import cli, grammar
 from o3jax.data import synth
 from o3jax.data.records import check_record, load_records, parse_segment, temporal_segment_text
-from o3jax.processing import media, prompts
+from o3jax.grammar import TASKS
+from o3jax.processing import media
 from o3jax.processing.presentation import present_video
-from o3jax.processing.prompts import TASKS
-from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 
 CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
 VSTAR_FIELDS = {
@@ -59,7 +59,7 @@ def test_records_cover_all_tasks_and_are_valid(synthetic_dir):
   for name, stage in (("STGR-SFT.json", "sft"), ("STGR-RL.json", "rl")):
     records = load_records(os.path.join(synthetic_dir, name))
     # SFT adds three rated evidence crops for one of a video's two MCQ questions.
-    tasks = TASKS + (prompts.RELEVANCE_RATING,) * (stage == "sft")
+    tasks = TASKS + (grammar.RELEVANCE_RATING,) * (stage == "sft")
     assert len(records) == 4 * (6 + 3 * (stage == "sft")) and sorted(
       {r["task"] for r in records}
     ) == sorted(tasks)
@@ -197,7 +197,7 @@ def test_relevance_ratings_follow_the_crop(tmp_path):
   synth.synthesize(synthetic_dir, videos=16, seed=5, vstar_videos=1, progress=False)
   shares = {0: [], 1: [], 2: []}
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    if record["task"] != prompts.RELEVANCE_RATING:
+    if record["task"] != grammar.RELEVANCE_RATING:
       continue
     image = np.asarray(Image.open(os.path.join(synthetic_dir, record["image_path"])).convert("RGB"))
     assert list(image.shape[1::-1]) == record["image_size"]
@@ -228,7 +228,7 @@ def test_relevance_rule_on_hand_boxes():
 
 def test_reasoning_is_grounded(synthetic_dir):
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    if record["task"] == prompts.RELEVANCE_RATING:
+    if record["task"] == grammar.RELEVANCE_RATING:
       continue
     think = record["reasoning_process"]
     if record["task"] == "visual QA":

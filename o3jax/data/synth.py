@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from o3jax.eval import tts
-from o3jax.eval.iou import is_number
-from o3jax.processing import frames, grounding, prompts
+from o3jax import grammar
+from o3jax.grammar import is_number
+from o3jax.processing import evidence, frames
 from o3jax.processing.config import TINY, ProcessingConfig
 
 COLOURS = {
@@ -229,7 +229,7 @@ def _middle(scene: Scene, track: Track) -> int:
 
 def _claim(scene: Scene, track: Track, frame: int, seconds: float | None = None) -> str:
   seconds = scene.seconds(frame) if seconds is None else seconds
-  return grounding.format_claim(track.name, [scene.normalized_box(track, frame)], seconds)
+  return grammar.format_claim(track.name, [scene.normalized_box(track, frame)], seconds)
 
 
 def _seen(
@@ -383,8 +383,8 @@ def scene_records(
   box = boxes[track.name]
   others = [t.shape for t in tracks if t.name in boxes and t is not track]
   context = f" The other objects are: {', '.join(others)}." if others else ""
-  reasoning = f"The <obj>{track.shape}</obj>{grounding.format_box(box)} is {track.colour}.{context}"
-  answer = f"<obj>{track.shape}</obj>{grounding.format_box(box)}"
+  reasoning = f"The <obj>{track.shape}</obj>{grammar.format_box(box)} is {track.colour}.{context}"
+  answer = f"<obj>{track.shape}</obj>{grammar.format_box(box)}"
   add(
     "visual QA",
     "vqa",
@@ -446,7 +446,7 @@ def scene_records(
     sft.append(
       dict(
         id=f"{scene.vid}-rate{k}-sft",
-        task=prompts.RELEVANCE_RATING,
+        task=grammar.RELEVANCE_RATING,
         source="synthetic",
         question=question,
         answer=str(rating),
@@ -545,7 +545,7 @@ def rating_crops(
   out = []
   for cand in candidates:
     clamped = [min(max(v, 0.0), lim) for v, lim in zip(cand, (scene.width, scene.height) * 2)]
-    crop = tts.crop_box(image, clamped)
+    crop = evidence.crop_box(image, clamped)
     if crop is not None:
       out.append((crop, relevance(clamped, subject_boxes)))
   return out

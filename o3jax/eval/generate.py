@@ -357,7 +357,7 @@ def video_file(record: dict, videos_dir: str) -> str:
 def select_tasks(records: list, tasks: Sequence[str]) -> list:
   """STGR files (records with a `task` of SPEC.md section 3) hold every task: keep the
   records of `tasks`. Other files are returned as they are."""
-  from o3jax.processing.prompts import TASKS
+  from o3jax.grammar import TASKS
 
   if not any(isinstance(r, dict) and r.get("task") in TASKS for r in records):
     return records

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from o3jax.rewards.gold import (
+from o3jax.grammar import (
   GENERAL_FREE_FORM,
   GENERAL_MCQ,
   SPATIO_TEMPORAL,
@@ -22,9 +22,9 @@ from o3jax.rewards.gold import (
   TEMPORAL,
   TEMPORAL_MCQ,
   VISUAL,
-  GoldArrays,
 )
 from o3jax.rewards.batch import ParsedArrays
+from o3jax.rewards.gold import GoldArrays
 
 GATE_SECONDS = 1.0
 TERMS = (

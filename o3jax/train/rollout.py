@@ -119,8 +119,9 @@ def mean_rewards(
   terms: dict[str, np.ndarray], valid: np.ndarray, tasks: list[str] | None = None
 ) -> dict[str, float]:
   """Means over the valid rollouts; a term is averaged over the tasks it applies to."""
-  from o3jax.rewards.gold import TASKS
-  from o3jax.rewards.kernels import APPLIES, TERMS as KERNEL_TERMS
+  from o3jax.grammar import TASKS
+  from o3jax.rewards.kernels import APPLIES
+  from o3jax.rewards.kernels import TERMS as KERNEL_TERMS
 
   out = {}
   for k, v in terms.items():

@@ -9,10 +9,10 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from o3jax import grammar
 from o3jax.data import pipeline
 from o3jax.data.records import load_records
 from o3jax.distributed import gather_batch
-from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import step as step_lib
@@ -31,7 +31,7 @@ def select_tasks(records: list, tasks: tuple) -> list:
   known task is kept, so that the pipeline reports and counts it like any bad record."""
   if not tasks:
     return records
-  known = prompts.TASKS + prompts.SFT_ONLY_TASKS
+  known = grammar.TASKS + grammar.SFT_ONLY_TASKS
   return [
     r
     for r in records

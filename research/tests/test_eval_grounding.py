@@ -1,7 +1,5 @@
 """research/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
 
-import os
-import sys
 import types
 
 import jax
@@ -14,7 +12,6 @@ from o3jax.models import config as config_lib
 from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
-
 from research import eval_grounding
 
 

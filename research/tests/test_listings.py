@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from data_fixtures import demo_tokenizer, synthetic_dir  # noqa: F401
 
 from o3jax.data import synth
 from o3jax.data.encode import encode_record
@@ -15,10 +16,11 @@ from o3jax.processing.config import TINY
 from o3jax.rewards.score import score
 from o3jax.train.config import load_config
 from o3jax.train.sft import data_iterator
-from data_fixtures import demo_tokenizer, synthetic_dir  # noqa: F401
 from research import listings
 
-RESEARCH_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+RESEARCH_CONFIGS = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
+)
 
 LINE = re.compile(r"Frame (\d+): (.*?)\.(?: |$)")
 HALVES_ITEM = re.compile(r"the (\w+ \w+) is (?:(left|right) and (up|down)|(not visible))")

@@ -31,23 +31,14 @@ def add_parser(sub) -> None:
 
 def hf_to_o3jax(src: str, dst: str, mesh=None, dtype=None) -> int:
   import jax.numpy as jnp
-  import orbax.checkpoint as ocp
   from flax import nnx
 
+  from o3jax import workdir
   from o3jax.convert.hf import load_pretrained
   from o3jax.models.config import load_hf_config
-  from o3jax.train.run import write_workdir_model_config
 
   model = load_pretrained(src, dtype=jnp.dtype(dtype or "float32"), mesh=mesh)
-  params = nnx.state(model, nnx.Param)
-  os.makedirs(dst, exist_ok=True)
-  with ocp.CheckpointManager(
-    os.path.abspath(os.path.join(dst, "checkpoints")),
-    item_handlers={"state": ocp.StandardCheckpointHandler()},
-  ) as mgr:
-    mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
-    mgr.wait_until_finished()
-  write_workdir_model_config(dst, load_hf_config(src))
+  workdir.write_params(dst, nnx.state(model, nnx.Param), load_hf_config(src))
   for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
     if os.path.exists(os.path.join(src, name)):
       shutil.copy(os.path.join(src, name), os.path.join(dst, name))
@@ -58,12 +49,11 @@ def o3jax_to_hf(src: str, dst: str, mesh=None, dtype=None) -> int:
   import jax.numpy as jnp
   from flax import nnx
 
-  from o3jax import sharding
+  from o3jax import sharding, workdir
   from o3jax.convert.hf import abstract_model, save_pretrained
-  from o3jax.train.run import load_params_from_workdir, workdir_model_config
 
-  graphdef, abstract = nnx.split(abstract_model(workdir_model_config(src)))
-  params = load_params_from_workdir(src, abstract, mesh or sharding.make_mesh())
+  graphdef, abstract = nnx.split(abstract_model(workdir.read_model_config(src)))
+  params = workdir.load_params_from_workdir(src, abstract, mesh or sharding.make_mesh())
   save_pretrained(
     nnx.merge(graphdef, params), dst, dtype=None if dtype is None else jnp.dtype(dtype)
   )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import sys
 from typing import Any, Sequence
 
@@ -25,7 +26,7 @@ import numpy as np
 from flax import nnx
 from tokenizers import Tokenizer
 
-from o3jax import sample, sharding
+from o3jax import sample, sharding, workdir
 from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
 from o3jax.processing.config import TINY, ProcessingConfig
@@ -53,20 +54,6 @@ class LoadedModel:
     return self.model.config
 
 
-def model_kind(path: str) -> str:
-  """ "hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
-  if os.path.isfile(os.path.join(path, "config.json")):
-    return "hf"
-  from o3jax.train.run import MODEL_CONFIG
-
-  if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-    return "o3jax"
-  raise FileNotFoundError(
-    f"{path}: not a model directory (no config.json of a Hugging Face "
-    "model, no model_config.json of an o3jax checkpoint)"
-  )
-
-
 def inference_mesh(spec: str = "1,1,1"):
   """A (data, fsdp, tensor) mesh over the first data*fsdp*tensor devices, from "D,F,T"."""
   try:
@@ -79,21 +66,17 @@ def inference_mesh(spec: str = "1,1,1"):
 def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc),
   parameters placed on `mesh` (default: one device) by the logical sharding rules."""
-  from o3jax.convert.hf import abstract_model, load_pretrained
-  from o3jax.train.run import load_params_from_workdir, workdir_model_config
+  from o3jax.convert.hf import abstract_model
 
-  kind = model_kind(path)
-  tokenizer_path = os.path.join(path, "tokenizer.json")
+  kind = workdir.model_kind(path)
+  tokenizer_path = os.path.join(path, workdir.TOKENIZER)
   if not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(f"{path}: no tokenizer.json next to the model")
   tokenizer = load_tokenizer(tokenizer_path)
   mesh = mesh or inference_mesh()
   dt = jnp.dtype(dtype)
-  if kind == "hf":
-    model = load_pretrained(path, dtype=dt, mesh=mesh)
-  else:
-    graphdef, abstract = nnx.split(abstract_model(workdir_model_config(path), dt, dt))
-    model = nnx.merge(graphdef, load_params_from_workdir(path, abstract, mesh))
+  graphdef, abstract = nnx.split(abstract_model(workdir.model_config_of(path), dt, dt))
+  model = nnx.merge(graphdef, workdir.load_params(path, abstract, mesh))
   ids = special_token_ids(tokenizer)
   for name in ("image_token_id", "video_token_id", "vision_start_token_id"):
     if ids[name] != getattr(model.config, name):
@@ -125,9 +108,10 @@ def processing_config(spec: str = "reference", presentation: str | None = None) 
   if spec in PROCESSING_PRESETS:
     config = PROCESSING_PRESETS[spec]
   elif spec.endswith(".py"):
-    from o3jax.train.config import load_config
-
-    config = ProcessingConfig(**load_config(spec).processing)
+    if not os.path.isfile(spec):
+      raise FileNotFoundError(f"config file {spec} not found")
+    # Run the file as `o3jax sft` would (evaluation does not import the trainer).
+    config = ProcessingConfig(**runpy.run_path(spec)["get_config"]().processing)
   else:
     raise ValueError(
       f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "

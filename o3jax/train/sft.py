@@ -19,7 +19,8 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import MetricsLog, check_finite, restore, setup_run
+from o3jax.train.run import check_finite, restore, setup_run
+from o3jax.workdir import MetricsLog
 
 
 def processing_config(cfg: TrainConfig) -> ProcessingConfig:
@@ -107,9 +108,7 @@ def train_sft(
   )
   restore(run, data)
   target = cfg.total_steps if steps is None else steps
-  train_step = step_lib.make_train_step(
-    run.graphdef, sft_loss, run.tx, run.schedule, run.frozen_mask
-  )
+  train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
   log = MetricsLog(workdir, target, run.start_step)
   jitted, row, pending = None, {}, None
   state = run.state

@@ -32,6 +32,7 @@ from o3jax.processing import chat, media
 from o3jax.processing.config import TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
+from o3jax.sample_inputs import prompt_batch
 
 PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
 
@@ -172,36 +173,6 @@ def image_query(
   return Query(text, present_image(image, processing), system)
 
 
-# ------------------------------------------------------------------------ shapes
-
-
-def bucket(x: int, least: int) -> int:
-  """x rounded up to a multiple of max(least, 2^ceil(log2 x) / 16): multiples of `least`
-  for small x, else less than x/8 of padding and 8 sizes per doubling, so a benchmark
-  compiles the sampler a handful of times."""
-  x = max(int(x), least)
-  step = max(least, (1 << (x - 1).bit_length()) // 16)
-  return -(-x // step) * step
-
-
-def vision_padding(config, grids: np.ndarray, num_patches: int) -> dict:
-  """Padded layout sizes (see `vision_layout`) for the concatenated grids of a batch."""
-  v = config.vision
-  m, wm = v.spatial_merge_size, v.window_merge_units
-  windows = frames = 0
-  frame_length = 1
-  for t, h, w in np.asarray(grids).reshape(-1, 3).tolist():
-    windows += t * -(-(h // m) // wm) * -(-(w // m) // wm)
-    frames += t
-    frame_length = max(frame_length, h * w)
-  return dict(
-    num_patches=bucket(num_patches, 64),
-    num_windows=bucket(windows, 8),
-    num_frames=bucket(frames, 8),
-    frame_length=bucket(frame_length, 16),
-  )
-
-
 @dataclasses.dataclass(frozen=True)
 class Encoded:
   """A tokenized query with its vision arrays."""
@@ -242,23 +213,21 @@ def batch_inputs(
       continue
     pixels = np.concatenate([pixels_of(v) for v in visuals])
     grids = np.concatenate([grid_of(v) for v in visuals]).astype(np.int64)
-    padding = vision_padding(loaded.config, grids, len(pixels))
     if prefix == "image":
-      kw.update(pixel_values=pixels, image_grid_thw=grids, image_padding=padding)
+      kw.update(pixel_values=pixels, image_grid_thw=grids)
     else:
       kw.update(
         pixel_values_videos=pixels,
         video_grid_thw=grids,
-        video_padding=padding,
         second_per_grid_ts=np.concatenate([v.second_per_grid_ts for v in visuals]),
       )
-  return sample.prepare_prompts(
+  return prompt_batch(
     loaded.config,
     ids,
     mask,
-    rope_rule=rope_rule,
-    prompt_length=bucket(longest, prompt_bucket),
+    prompt_bucket=prompt_bucket,
     pad_id=loaded.pad_id,
+    rope_rule=rope_rule,
     **kw,
   )
 

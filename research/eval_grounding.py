@@ -63,7 +63,7 @@ from flax import nnx
 from PIL import Image
 
 from o3jax import grammar
-from o3jax.data import synth
+from o3jax.data import scenes
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
@@ -180,7 +180,7 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
 
 def colour_centre(frame: np.ndarray, name: str) -> np.ndarray | None:
   """(x, y) in px: the centre of the extent of the named colour's pixels; None where absent."""
-  mask = synth.colour_mask(frame, name)
+  mask = scenes.colour_mask(frame, name)
   if mask is None or not mask.any():
     return None
   ys, xs = np.nonzero(mask)
@@ -225,10 +225,12 @@ def key_frames_boxed(record: dict, times: list) -> tuple[int, int, int]:
 
 
 def on_another_object(frame: np.ndarray, name: str, box) -> bool:
-  """Whether a box sits (as in `synth.box_on_shape`) on an object of another colour than the
+  """Whether a box sits (as in `scenes.box_on_shape`) on an object of another colour than the
   named one's: the model looked at the right place for the wrong object."""
   named = name.split()[0] if name.split() else None
-  return any(synth.box_on_shape(frame, colour, box) for colour in synth.COLOURS if colour != named)
+  return any(
+    scenes.box_on_shape(frame, colour, box) for colour in scenes.COLOURS if colour != named
+  )
 
 
 def centre_error_summary(errors: list[dict]) -> dict:
@@ -273,7 +275,7 @@ def evidence_on_shapes(
     for e in result.evidence:
       if is_number(e.time):
         i = nearest_frame(video.frame_times, e.time)
-        hits.append(synth.box_on_shape(video.frames[i], e.name, e.box))
+        hits.append(scenes.box_on_shape(video.frames[i], e.name, e.box))
         elsewhere += not hits[-1] and on_another_object(video.frames[i], e.name, e.box)
         if e.name not in paths:
           paths[e.name] = object_centres(video.frames, e.name)
@@ -467,7 +469,7 @@ def cells_holding(
 ) -> np.ndarray:
   """[rows * cols] bool, raster order: the merged-token cells of a frame with at least
   `least` pixels of the named object's colour."""
-  mask = synth.colour_mask(frame, name)
+  mask = scenes.colour_mask(frame, name)
   rows, cols = grid
   if mask is None:
     return np.zeros(rows * cols, bool)
@@ -627,8 +629,8 @@ def place_in_vision_tokens(probes) -> dict:
     rows, cols = probe.grid
     for frame, tokens in zip(probe.video.frames, probe.image_tokens):
       h, w = frame.shape[:2]
-      for name in synth.COLOURS:
-        ys, xs = np.nonzero(synth.colour_mask(frame, name))
+      for name in scenes.COLOURS:
+        ys, xs = np.nonzero(scenes.colour_mask(frame, name))
         if len(xs) < 12:
           continue
         cell = int(ys.mean() * rows // h) * cols + int(xs.mean() * cols // w)

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from o3jax import grammar
-from o3jax.data import synth
+from o3jax.data import scenes, synth
 from o3jax.data.records import load_records
 from o3jax.processing import frames
 from o3jax.processing.config import TINY, ProcessingConfig
@@ -47,7 +47,7 @@ def kind_of(record: dict) -> str | None:
   return kind if kind in KINDS else None
 
 
-def halves_item(scene: synth.Scene, track: synth.Track, frame: int) -> str:
+def halves_item(scene: scenes.Scene, track: scenes.Track, frame: int) -> str:
   """'the red circle is left and up' (by its box centre) or 'the red circle is not visible'."""
   if not track.visible(frame):
     return f"the {track.name} is not visible"
@@ -57,7 +57,7 @@ def halves_item(scene: synth.Scene, track: synth.Track, frame: int) -> str:
   return f"the {track.name} is {across} and {down}"
 
 
-def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float) -> str:
+def claim_item(scene: scenes.Scene, track: scenes.Track, frame: int, label: float) -> str:
   """The track's claim on a shown frame at its label time, or 'the X is not visible'."""
   if not track.visible(frame):
     return f"the {track.name} is not visible"
@@ -65,7 +65,7 @@ def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float)
 
 
 def listing_record(
-  scene: synth.Scene,
+  scene: scenes.Scene,
   rng: np.random.Generator,
   kind: str,
   index: int,
@@ -145,7 +145,7 @@ def write_listings(
       raise FileNotFoundError(
         f"{synth_dir}: videos/{vid}.mp4 does not exist (fewer than {videos} videos?)"
       )
-    scene = synth.make_scene(vid, synth.scene_rng(seed, "v", i), width, height, fps)
+    scene = scenes.make_scene(vid, scenes.scene_rng(seed, "v", i), width, height, fps)
     for j, kind in enumerate(KINDS):
       rng = np.random.default_rng(
         [seed, 20 + j, i]

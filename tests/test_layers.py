@@ -116,3 +116,27 @@ def test_the_checker_sees_lazy_relative_and_from_imports():
   models = level_of("o3jax.models.text")
   assert level_of("o3jax.train.run") > models and level_of("o3jax.eval.iou") > models
   assert level_of("o3jax.data.records") > models and level_of("o3jax.models.config") == models
+
+
+def test_readme_layout_names_every_part_of_the_tree():
+  """The README's layout block names every top-level module and package of o3jax and every
+  top-level folder, and everything it names exists."""
+  readme = (ROOT / "README.md").read_text()
+  block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+  named = set()
+  for line in block.splitlines():
+    for word in line.replace(",", " ").replace("(", " ").replace(")", " ").split():
+      if word.startswith(("o3jax/", "configs/", "launch/", "scripts/", "tests/", "research/")):
+        named.add(word.strip("()").rstrip("/"))
+      elif word.endswith(".py") and "/" not in word:  # "demo.py" after "o3jax/infer.py,"
+        named.add("o3jax/" + word)
+  for name in named:
+    assert (ROOT / name).exists(), f"README layout names {name}, which does not exist"
+  tree = {
+    f"o3jax/{p.name}"
+    for p in PACKAGE.iterdir()
+    if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").exists()
+  }
+  tree |= {"configs", "launch", "scripts", "tests", "research"}
+  missing = sorted(tree - named)
+  assert not missing, f"README layout does not name {missing}"

@@ -122,7 +122,7 @@ class Scene:
 def scene_rng(seed: int, prefix: str, i: int) -> np.random.Generator:
   """The generator of video `{prefix}{i:04d}` of a dataset written with `seed` (training
   videos "v", V-STaR videos "h"): it draws the scene, then that video's records. Anything that
-  rebuilds a dataset's scenes (`o3jax data listings`) draws them from here."""
+  rebuilds a dataset's scenes (e.g. research/listings.py) draws them from here."""
   return np.random.default_rng([seed, 0 if prefix == "v" else 1, i])
 
 

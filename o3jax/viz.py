@@ -2,8 +2,7 @@
 
 A piece of evidence is one box of one claim (`<obj>NAME</obj><box>[x1,y1,x2,y2]</box>at
 <t>T</t>s`, SPEC.md section 1): pixel xyxy in the frame the model saw, and a time. It is
-drawn on the shown frame nearest to its time (the frame an evidence crop is taken from in
-test-time scaling). Frames are enlarged by a whole factor (nearest neighbour, so a box
+drawn on the shown frame nearest to its time. Frames are enlarged by a whole factor (nearest neighbour, so a box
 edge lands on exact pixels) until they are at least `min_width` wide.
 """
 
@@ -16,7 +15,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from o3jax.eval.tts import nearest_frame
 
 PALETTE = (
   (255, 64, 64),
@@ -37,6 +35,13 @@ class Evidence:
   name: str
   box: tuple[float, float, float, float]  # pixels of the frame the model saw
   time: float  # seconds
+
+
+def nearest_frame(frame_times, t: float) -> int:
+  """Index of the frame whose time is nearest to t (the earlier one on a tie)."""
+  if not len(frame_times):
+    raise ValueError("nearest_frame: no frames")
+  return min(range(len(frame_times)), key=lambda i: (abs(frame_times[i] - t), i))
 
 
 def colours(evidence: Sequence[Evidence]) -> dict[str, tuple[int, int, int]]:

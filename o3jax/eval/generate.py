@@ -32,7 +32,16 @@ from o3jax.processing.config import TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
 
-PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
+# The reference's evaluation of the general video benchmarks (bench_run.py): native video,
+# at most 16 frames of at most 2,097,152 pixels, images within vLLM's default budget.
+REFERENCE_EVAL = ProcessingConfig(
+  presentation="video", max_frames=16, video_max_pixels=2097152, image_max_pixels=12845056
+)
+PROCESSING_PRESETS = {
+  "reference": ProcessingConfig(),
+  "reference_eval": REFERENCE_EVAL,
+  "tiny": TINY,
+}
 
 
 # ------------------------------------------------------------------------ the model
@@ -149,6 +158,7 @@ class Video:
   frame_times: tuple[float, ...]  # seconds of each frame shown
   duration: float  # seconds
   source_size: tuple[int, int]  # (W, H) of the file
+  sample_fps: float = 1.0  # frames per second of the frames shown (the reference's fps)
 
   @property
   def frame_size(self) -> tuple[int, int]:
@@ -164,20 +174,29 @@ def load_video(path: str, processing: ProcessingConfig) -> Video:
     round(i / clip.sample_fps, 2) for i in range(len(clip.frames))
   )
   return Video(
-    path, visual, clip.frames, tuple(times), clip.total_frames / clip.video_fps, clip.source_size
+    path,
+    visual,
+    clip.frames,
+    tuple(times),
+    clip.total_frames / clip.video_fps,
+    clip.source_size,
+    clip.sample_fps,
   )
 
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-  """One single-turn question: [system] + user (visual input, then text)."""
+  """One single-turn question: [system] + user (visual input, then text; text first when
+  text_first)."""
 
   text: str
   visual: VisualInput | None = None
   system: str | None = None
+  text_first: bool = False
 
   def messages(self) -> list[chat.Message]:
-    content = (list(self.visual.content) if self.visual else []) + [self.text]
+    visual = list(self.visual.content) if self.visual else []
+    content = [self.text] + visual if self.text_first else visual + [self.text]
     system = [chat.Message("system", [self.system])] if self.system else []
     return system + [chat.Message("user", content)]
 
@@ -186,6 +205,22 @@ def image_query(
   image: np.ndarray, text: str, processing: ProcessingConfig, system: str | None = None
 ) -> Query:
   return Query(text, present_image(image, processing), system)
+
+
+def joined(visuals: Sequence[VisualInput]) -> VisualInput:
+  """Several visual inputs shown one after the other in one user turn (e.g. a video, then
+  an image; or several images), their arrays concatenated in placeholder order."""
+  first = visuals[0]
+  return VisualInput(
+    [part for v in visuals for part in v.content],
+    np.concatenate([v.pixel_values for v in visuals]),
+    np.concatenate([v.image_grid_thw for v in visuals]),
+    np.concatenate([v.pixel_values_videos for v in visuals]),
+    np.concatenate([v.video_grid_thw for v in visuals]),
+    np.concatenate([v.second_per_grid_ts for v in visuals]),
+    first.frame_size,
+    tuple(t for v in visuals for t in v.frame_times),
+  )
 
 
 # ------------------------------------------------------------------------ shapes

@@ -48,11 +48,16 @@ def _normalize(text: str) -> str:
   return " ".join(text.split())
 
 
+def letters_of(options=None) -> str:
+  """The valid letters: the first len(options) of A..Z, or DEFAULT_LETTERS."""
+  return string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
+
+
 def extract_letter(text, options=None) -> str | None:
   """The option letter a response picks (rules in the module docstring), or None."""
   if not isinstance(text, str):
     return None
-  letters = string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
+  letters = letters_of(options)
   found = _ANSWER.search(text)
   text = found.group(1) if found else text
   if "Correct Option:" in text:

@@ -412,6 +412,29 @@ def test_scale_rates_each_response_once_and_votes_by_hand():
   assert out["confidence"] == "A"  # A 0.6 > B 0.4
 
 
+def test_joint_rating_prompt_and_model_rater(loaded):
+  from o3jax.processing import chat
+
+  crops = [np.full((56, 84, 3), v, np.uint8) for v in (10, 200)]
+  query = mcq_run.rating_query(crops, "Q?\nA. x", PROCESSING)
+  text = chat.render(query.messages(), add_generation_prompt=True)
+  system = (
+    "<|im_start|>system\nYou are a helpful assistant. Only reply with a single digit: 0, 1, or 2."
+  )
+  assert text.startswith(
+    system + "<|im_end|>\n<|im_start|>user\nYou will be given a video question"
+  )
+  user = text.split("<|im_start|>user\n")[1]
+  assert user.index("Question: Q?\nA. x") < user.index("<|vision_start|>")
+  assert (
+    user.count("<|vision_start|>") == 2 and query.visual.image_grid_thw.tolist() == [[1, 4, 6]] * 2
+  )  # the crops keep the frame size (56 x 84)
+  decoding = G.Decoding(max_new_tokens=4, greedy=False, temperature=1.0)
+  rate = mcq_run.joint_rater(loaded, PROCESSING, jax.random.key(0), decoding, 2)
+  replies = rate([crops, crops[:1], crops], ["Q1", "Q2", "Q3"])
+  assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+
+
 def test_tts_accuracy_table():
   rows = [
     {"answer": "A", "answers": ["A", "B", "A"], "majority": "A", "confidence": "A"},

@@ -61,6 +61,7 @@ def test_reading_a_response():
   assert tts.read_response("<think>x</think><answer>B.</answer>", letters, True) == (None, "x")
   assert tts.read_response("<think>x</think><answer>E</answer>", letters, True) == (None, "x")
   assert tts.read_response("<answer>C</answer>", letters, True) == ("C", None)
+  assert tts.read_response("<think></think><answer></answer>", letters, True) == (None, "")
   assert tts.read_response("C", letters, False, lambda t: t.strip()) == ("C", None)
 
 

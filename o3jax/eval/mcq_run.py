@@ -103,6 +103,20 @@ def crop_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Array
   return rate
 
 
+def rating_query(crops: Sequence[np.ndarray], question: str, processing: ProcessingConfig) -> Query:
+  """The reference's rating prompt: its system turn, then the text, then every crop."""
+  height, width = crops[0].shape[:2]
+  sized = dataclasses.replace(
+    processing, image_max_pixels=max(processing.image_max_pixels, height * width)
+  )
+  return Query(
+    bench_prompts.RATING_USER.format(question=question),
+    joined([present_image(crop, sized) for crop in crops]),
+    bench_prompts.RATING_SYSTEM,
+    text_first=True,
+  )
+
+
 def joint_rater(
   loaded: LoadedModel,
   processing: ProcessingConfig,
@@ -118,20 +132,7 @@ def joint_rater(
   decoding = dataclasses.replace(decoding, max_new_tokens=RATING_TOKENS)
 
   def rate(crop_lists: Sequence[list], questions: Sequence[str]) -> list[str]:
-    queries = []
-    for crops, question in zip(crop_lists, questions):
-      height, width = crops[0].shape[:2]
-      sized = dataclasses.replace(
-        processing, image_max_pixels=max(processing.image_max_pixels, height * width)
-      )
-      queries.append(
-        Query(
-          bench_prompts.RATING_USER.format(question=question),
-          joined([present_image(crop, sized) for crop in crops]),
-          bench_prompts.RATING_SYSTEM,
-          text_first=True,
-        )
-      )
+    queries = [rating_query(c, q, processing) for c, q in zip(crop_lists, questions)]
     if not queries:
       return []
     return [t[0] for t in generate(loaded, queries, key, decoding, batch_size=batch_size)]

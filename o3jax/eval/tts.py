@@ -135,13 +135,14 @@ def rating_weight(reply) -> float:
 
 def read_response(text: str, letters: Sequence[str], think_mode: bool, read_plain=None):
   """(letter or None, think text or None). Plain mode reads the letter with read_plain."""
+  valid = list(letters)
   if not think_mode:
     letter = read_plain(text) if read_plain else None
-    return (letter if letter in letters else None), None
+    return (letter if letter in valid else None), None
   answer = ANSWER.search(text)
   letter = answer.group(1).strip() if answer else None
   think = THINK.search(text)
-  return (letter if letter in letters else None), (think.group(1).strip() if think else None)
+  return (letter if letter in valid else None), (think.group(1).strip() if think else None)
 
 
 def needs_rating(letter, think, think_mode: bool, vote: str) -> bool:

@@ -14,9 +14,10 @@ TASKS = (
   "General video QA Free-form",
 )
 SPATIO_TEMPORAL = "temporal-spatial free-form QA"
-# Not an STGR task: SFT records that teach a model to answer the relevance-rating prompt
-# of confidence-aware test-time scaling (SPEC.md section 7). No system prompt, no think
-# block: the user turn is an evidence crop and RATING_PROMPT, the target one digit.
+# Not an STGR task: SFT records that teach a model to answer the one-crop relevance-rating
+# prompt of our per-crop test-time scaling (`rating="per_crop"`; the reference's joint
+# prompt is eval/bench_prompts.RATING_*). No system prompt, no think block: the user turn
+# is an evidence crop and RATING_PROMPT, the target one digit.
 RELEVANCE_RATING = "relevance rating"
 SFT_ONLY_TASKS = (RELEVANCE_RATING,)
 TEMPORAL_TASKS = ("temporal QA", "temporal QA (MCQ)")

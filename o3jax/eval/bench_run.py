@@ -10,7 +10,7 @@ question is answered once. The results records (bench_score.py reads them) hold 
 question's published row, its categories, every completion, the letters, weights,
 ratings and both votes.
 
-generate.REFERENCE_EVAL (`--processing reference_eval`) is the reference's evaluation setup: frames at 2 fps (qwen-vl-utils), at
+config.REFERENCE_EVAL (`--processing reference_eval`) is the reference's evaluation setup: frames at 2 fps (qwen-vl-utils), at
 most 16, each frame at most 2,097,152 pixels, 2,048 new tokens, greedy (eval/config/
 vstar.yaml: the only evaluation config the reference publishes; eval_all.sh names
 video_mme.yaml, world_sense.yaml and video_mmmu.yaml, which are not in the repository);
@@ -23,9 +23,9 @@ import jax
 
 from o3jax.eval import bench_prompts, bench_score, mcq_run, tts
 from o3jax.eval.benchmarks import Item
-from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records, joined
+from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records
 from o3jax.processing.config import ProcessingConfig
-from o3jax.processing.presentation import present_image
+from o3jax.processing.presentation import joined, present_image
 
 
 def item_query(item: Item, video, processing: ProcessingConfig) -> Query:

@@ -28,20 +28,11 @@ from tokenizers import Tokenizer
 from o3jax import sample, sharding
 from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
-from o3jax.processing.config import TINY, ProcessingConfig
+from o3jax.processing.config import REFERENCE_EVAL, TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
 
-# The reference's evaluation of the general video benchmarks (bench_run.py): native video,
-# at most 16 frames of at most 2,097,152 pixels, images within vLLM's default budget.
-REFERENCE_EVAL = ProcessingConfig(
-  presentation="video", max_frames=16, video_max_pixels=2097152, image_max_pixels=12845056
-)
-PROCESSING_PRESETS = {
-  "reference": ProcessingConfig(),
-  "reference_eval": REFERENCE_EVAL,
-  "tiny": TINY,
-}
+PRESETS = {"reference": ProcessingConfig(), "reference_eval": REFERENCE_EVAL, "tiny": TINY}
 
 
 # ------------------------------------------------------------------------ the model
@@ -131,16 +122,15 @@ def loaded_model(model: Qwen2_5_VL, tokenizer: Tokenizer, kind: str = "o3jax") -
 def processing_config(spec: str = "reference", presentation: str | None = None) -> ProcessingConfig:
   """A preset ("reference": SPEC.md section 2; "tiny": the tiny model's small frames), or a
   training config file (configs/*.py) whose `processing` overrides are used."""
-  if spec in PROCESSING_PRESETS:
-    config = PROCESSING_PRESETS[spec]
+  if spec in PRESETS:
+    config = PRESETS[spec]
   elif spec.endswith(".py"):
     from o3jax.train.config import load_config
 
     config = ProcessingConfig(**load_config(spec).processing)
   else:
     raise ValueError(
-      f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
-      f"file (configs/*.py), got {spec!r}"
+      f"processing must be one of {sorted(PRESETS)} or a config file (configs/*.py), got {spec!r}"
     )
   return dataclasses.replace(config, presentation=presentation) if presentation else config
 
@@ -173,21 +163,13 @@ def load_video(path: str, processing: ProcessingConfig) -> Video:
   times = visual.frame_times or tuple(
     round(i / clip.sample_fps, 2) for i in range(len(clip.frames))
   )
-  return Video(
-    path,
-    visual,
-    clip.frames,
-    tuple(times),
-    clip.total_frames / clip.video_fps,
-    clip.source_size,
-    clip.sample_fps,
-  )
+  duration = clip.total_frames / clip.video_fps
+  return Video(path, visual, clip.frames, times, duration, clip.source_size, clip.sample_fps)
 
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-  """One single-turn question: [system] + user (visual input, then text; text first when
-  text_first)."""
+  """One single-turn question: [system] + user (visual input then text, or text first)."""
 
   text: str
   visual: VisualInput | None = None
@@ -205,22 +187,6 @@ def image_query(
   image: np.ndarray, text: str, processing: ProcessingConfig, system: str | None = None
 ) -> Query:
   return Query(text, present_image(image, processing), system)
-
-
-def joined(visuals: Sequence[VisualInput]) -> VisualInput:
-  """Several visual inputs shown one after the other in one user turn (e.g. a video, then
-  an image; or several images), their arrays concatenated in placeholder order."""
-  first = visuals[0]
-  return VisualInput(
-    [part for v in visuals for part in v.content],
-    np.concatenate([v.pixel_values for v in visuals]),
-    np.concatenate([v.image_grid_thw for v in visuals]),
-    np.concatenate([v.pixel_values_videos for v in visuals]),
-    np.concatenate([v.video_grid_thw for v in visuals]),
-    np.concatenate([v.second_per_grid_ts for v in visuals]),
-    first.frame_size,
-    tuple(t for v in visuals for t in v.frame_times),
-  )
 
 
 # ------------------------------------------------------------------------ shapes

@@ -34,11 +34,10 @@ from o3jax.eval.generate import (
   answer_records,
   generate,
   image_query,
-  joined,
 )
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
-from o3jax.processing.presentation import present_image
+from o3jax.processing.presentation import joined, present_image
 
 STGR_TASKS = ("General video QA MCQ", "temporal QA (MCQ)")  # the MCQ records of STGR files
 DEFAULT_TASK = "General video QA MCQ"

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer, models
 
 from hf_reference import hf_logits, perturbed_hf_model
 from o3jax import sample, sample_inputs
-from o3jax.eval import cli, generate as G, mcq_run, tvg_run, vstar, vstar_run
+from o3jax.eval import cli, generate as G, mcq, mcq_run, tts, tvg_run, vstar, vstar_run
 from o3jax.models import config as config_lib
 from o3jax.processing.tokenizer import SPECIAL_TOKENS, build_demo_tokenizer, special_token_ids
 
@@ -356,35 +356,83 @@ def test_mcq_and_tvg_record_helpers():
   assert G.select_tasks(plain, mcq_run.STGR_TASKS) == plain
 
 
-def test_scale_weights_and_votes_by_hand():
-  """Four completions for one question; the rater says 2 for a bright crop, 0 for a dark one."""
+def test_scale_rates_each_response_once_and_votes_by_hand():
+  """Four completions for one question; the joint rater says 2 when any crop is bright."""
   frames = np.zeros((2, 20, 30, 3), np.uint8)
-  frames[1, 0:10, 0:10] = (220, 40, 40)  # a red square in the second frame (t = 1 s)
-  video = G.Video("v.mp4", None, frames, (0.0, 1.0), 2.0, (30, 20))
+  frames[1, 0:10, 0:10] = (220, 40, 40)  # a red square in the second frame (t = 1 s at 1 fps)
+  video = G.Video("v.mp4", None, frames, (0.0, 1.0), 2.0, (30, 20), 1.0)
   claim = "<obj>red square</obj><box>[{}]</box>at<t>{}</t>s"
   completions = [
     [
-      "<think>The " + claim.format("0,0,10,10", "0.9") + " is red.</think><answer>A</answer>",
+      "<think>The "
+      + claim.format("0,0,10,10", "0.9")
+      + " and "
+      + claim.format("15,10,30,20", "1")
+      + "</think><answer>A</answer>",
       "<think>No claim.</think><answer>B</answer>",
-      "<think>The " + claim.format("15,10,30,20", "1.0") + "</think><answer>(B)</answer>",
+      "<think>The " + claim.format("15,10,30,20", "1.0") + "</think><answer>B</answer>",
       "<answer>B</answer>",
     ]
   ]
   calls = []
 
-  def rate(crops, questions):
-    calls.append((len(crops), list(questions)))
-    return ["2" if crop.mean() > 20 else "Rating: 0" for crop in crops]
+  def rate_joint(crop_lists, questions):
+    calls.append(([len(c) for c in crop_lists], list(questions)))
+    return ["2" if max(c.mean() for c in crops) > 20 else "0" for crops in crop_lists]
 
-  record = {"question": "Which colour?", "options": ["red", "blue"], "answer": "A"}
-  [out] = mcq_run.scale([record], [video], completions, rate, "confidence")
-  assert calls == [(2, ["Which colour?\nOptions:\nA. red\nB. blue"] * 2)]
+  read = [lambda t: tts.read_response(t, "AB", True)]
+  [out] = mcq_run.scale(
+    [video], completions, read, ["AB"], ["Q?"], mcq_run.Scaling("confidence"), rate_joint
+  )
+  assert calls == [([2, 1], ["Q?", "Q?"])]  # one prompt per response with crops
   assert out["answers"] == ["A", "B", "B", "B"]
-  assert out["weights"] == [1.0, 0.2, 0.2, 0.0]
-  assert out["crops"] == [1, 0, 1, 0] and out["ratings"] == [["2"], [], ["Rating: 0"], []]
+  assert out["weights"] == [1.0, 0.2, 0.2, 0.0]  # rated 2; no crop; rated 0; no think
+  assert out["crops"] == [2, 0, 1, 0] and out["ratings"] == ["2", None, "0", None]
+  # majority: A 1, B 2 (the response without think weighs 0); confidence: A 1.0 > B 0.4
   assert (out["majority"], out["confidence"], out["response"]) == ("B", "A", "A")
-  [out] = mcq_run.scale([record], [video], completions, rate, "majority")
-  assert out["response"] == "B"
+  [out] = mcq_run.scale(
+    [video], completions, read, ["AB"], ["Q?"], mcq_run.Scaling("majority"), rate_joint
+  )
+  assert (out["majority"], out["confidence"], out["response"]) == ("B", "A", "B")
+
+  def rate_crop(crops, questions):
+    return ["2" if c.mean() > 20 else "0" for c in crops]
+
+  [out] = mcq_run.scale(
+    [video],
+    completions,
+    read,
+    ["AB"],
+    ["Q?"],
+    mcq_run.Scaling("confidence", "per_crop"),
+    None,
+    rate_crop,
+  )
+  assert out["weights"] == [0.6, 0.2, 0.2, 0.0] and out["ratings"][0] == ["2", "0"]
+  assert out["confidence"] == "A"  # A 0.6 > B 0.4
+
+
+def test_joint_rating_prompt_and_model_rater(loaded):
+  from o3jax.processing import chat
+
+  crops = [np.full((56, 84, 3), v, np.uint8) for v in (10, 200)]
+  query = mcq_run.rating_query(crops, "Q?\nA. x", PROCESSING)
+  text = chat.render(query.messages(), add_generation_prompt=True)
+  system = (
+    "<|im_start|>system\nYou are a helpful assistant. Only reply with a single digit: 0, 1, or 2."
+  )
+  assert text.startswith(
+    system + "<|im_end|>\n<|im_start|>user\nYou will be given a video question"
+  )
+  user = text.split("<|im_start|>user\n")[1]
+  assert user.index("Question: Q?\nA. x") < user.index("<|vision_start|>")
+  assert (
+    user.count("<|vision_start|>") == 2 and query.visual.image_grid_thw.tolist() == [[1, 4, 6]] * 2
+  )  # the crops keep the frame size (56 x 84)
+  decoding = G.Decoding(max_new_tokens=4, greedy=False, temperature=1.0)
+  rate = mcq_run.joint_rater(loaded, PROCESSING, jax.random.key(0), decoding, 2)
+  replies = rate([crops, crops[:1], crops], ["Q1", "Q2", "Q3"])
+  assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
 
 
 def test_tts_accuracy_table():
@@ -441,8 +489,11 @@ def test_mcq_test_time_scaling_and_tvg_end_to_end(model_dirs, synthetic_data, tm
   for r in results:
     assert len(r["responses"]) == 3 and len(r["answers"]) == 3 and len(r["weights"]) == 3
     assert all(0.0 <= w <= 1.0 for w in r["weights"])
-    assert r["majority"] == mcq_run.tts.majority_vote(r["answers"])
-    assert r["response"] == (r["majority"] or "")
+    letters = mcq.letters_of(r.get("options") or None)
+    thinks = ["</think>" in t for t in r["responses"]]
+    weights = [float(a is not None and k) for a, k in zip(r["answers"], thinks)]
+    assert r["majority"] == tts.vote(r["answers"], weights, letters)
+    assert r["response"] == r["majority"]
   m = json.loads(out.read_text())
   gold = [mcq_run.gold_letter(r) for r in results]
   assert m["tts"]["majority"] == pytest.approx(

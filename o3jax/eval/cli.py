@@ -1,4 +1,4 @@
-"""`o3jax eval {vstar,tvg,mcq}`: answer a benchmark with a model and/or score results.
+"""`o3jax eval {vstar,tvg,mcq,videomme,worldsense,videommmu}`: answer a benchmark with a model and/or score results.
 
 Score an existing results file:
     o3jax eval vstar --results results.json --out metrics.json [--judge offline|none]
@@ -17,7 +17,8 @@ list of records or JSONL (one record per line); the fields are described in
 o3jax/eval/{vstar,tvg,mcq}.py and {vstar,tvg,mcq}_run.py. Metrics are written as
 fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per
 question and votes (SPEC.md section 7); the summary adds N=1 / majority@N /
-confidence@N accuracies. Hook into a top-level parser with `add_parser(subparsers)`;
+confidence@N accuracies. VideoMME, WorldSense and VideoMMMU read their published files
+(`o3jax eval videomme --data DIR --model DIR`, bench_cli.py). Hook into a top-level parser with `add_parser(subparsers)`;
 it sets `func=run`.
 """
 
@@ -28,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from o3jax.eval import mcq, tvg, vstar
+from o3jax.eval import bench_cli, mcq, tvg, vstar
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
 
@@ -63,7 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     description=__doc__,
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  benchmarks = parser.add_subparsers(dest="benchmark", metavar="{vstar,tvg,mcq}", required=True)
+  benchmarks = parser.add_subparsers(
+    dest="benchmark", metavar="{vstar,tvg,mcq,videomme,worldsense,videommmu}", required=True
+  )
   helps = {
     "vstar": "V-STaR what/when/where, mAM and mLGM",
     "tvg": "TVGBench temporal grounding: mIoU, R1@{0.3,0.5,0.7}",
@@ -138,7 +141,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="confidence",
         help="how the N answers are combined into `response` (both are kept)",
       )
+      gen.add_argument(
+        "--rating",
+        choices=("joint", "per_crop"),
+        default="joint",
+        help="joint: all of a response's crops rated in one prompt (reference); per_crop",
+      )
   parser.set_defaults(func=run)
+  bench_cli.add_parsers(benchmarks, add_model_arguments)
   return parser
 
 
@@ -275,7 +285,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
       from o3jax.eval.mcq_run import mcq_results
 
       results, errors = mcq_results(
-        loaded, records, videos, processing, n=n, vote=args.vote, **common
+        loaded, records, videos, processing, n=n, vote=args.vote, rating=args.rating, **common
       )
   except (ValueError, MediaError) as e:
     raise SystemExit(f"{name}: {args.annotations}: {e}")
@@ -301,7 +311,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "errors": errors,
   }
   if args.benchmark == "mcq":
-    settings.update(n=n, vote=args.vote)
+    settings.update(n=n, vote=args.vote, rating=args.rating)
   return path, settings
 
 

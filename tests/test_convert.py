@@ -145,3 +145,42 @@ def test_hf_to_o3jax_checkpoint_and_back_bit_for_bit(model, tmp_path, dtype):
   for k in a:
     assert a[k].dtype == b[k].dtype
     assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_streamed_checkpoint_is_orbax_and_orbax_checkpoints_stream_back(model, tmp_path):
+  """What `convert --to o3jax` writes array by array, orbax restores (the `--init` and
+  `--model` path of an o3jax directory); what orbax writes (a training run) converts back."""
+  import orbax.checkpoint as ocp
+
+  from o3jax import sharding
+  from o3jax.convert.cli import hf_to_o3jax, o3jax_to_hf
+  from o3jax.convert.hf import abstract_model
+  from o3jax.train.run import load_params_from_workdir, write_workdir_model_config
+
+  hf = str(tmp_path / "hf")
+  save_pretrained(model, hf, dtype=ml_dtypes.bfloat16)
+  hf_to_o3jax(hf, str(tmp_path / "ck"), "bfloat16")
+  assert not [n for n in os.listdir(tmp_path / "ck" / "checkpoints") if n != "0"]
+  _, abstract = nnx.split(abstract_model(model.config, jnp.bfloat16, jnp.bfloat16))
+  restored = load_params_from_workdir(str(tmp_path / "ck"), abstract, sharding.make_mesh())
+  want = _params(load_pretrained(hf, dtype=jnp.bfloat16))
+  got = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(restored)}
+  assert got.keys() == want.keys()
+  for k in want:
+    assert got[k].dtype == want[k].dtype and got[k].tobytes() == want[k].tobytes(), k
+
+  run = str(tmp_path / "run")  # a workdir as training writes it: orbax, params beside a step
+  params = nnx.state(model, nnx.Param)
+  with ocp.CheckpointManager(
+    os.path.join(run, "checkpoints"), item_handlers={"state": ocp.StandardCheckpointHandler()}
+  ) as mgr:
+    mgr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params, "step": 7})))
+    mgr.wait_until_finished()
+  write_workdir_model_config(run, model.config)
+  o3jax_to_hf(run, str(tmp_path / "back"))
+  save_pretrained(model, str(tmp_path / "direct"))
+  a = dict(safetensors_io.iter_tensors(str(tmp_path / "direct" / "model.safetensors")))
+  b = dict(safetensors_io.iter_tensors(str(tmp_path / "back" / "model.safetensors")))
+  assert a.keys() == b.keys()
+  for k in a:
+    assert a[k].dtype == b[k].dtype == np.float32 and a[k].tobytes() == b[k].tobytes(), k

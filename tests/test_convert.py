@@ -184,3 +184,43 @@ def test_streamed_checkpoint_is_orbax_and_orbax_checkpoints_stream_back(model, t
   assert a.keys() == b.keys()
   for k in a:
     assert a[k].dtype == b[k].dtype == np.float32 and a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_conversion_memory_stays_below_half_the_model(tmp_path):
+  """Both directions, each in its own process (scripts/bench_convert.py), on a 370 MB model
+  of 345 tensors of at most 4 MB: the peak resident memory over the process's own after its
+  imports must stay under half the model's bytes, which holding the model (as the landed
+  code did) cannot; and the round trip must be bit-exact."""
+  import subprocess
+  import sys
+
+  base = config_lib.tiny()
+  cfg = base.replace(
+    text=config_lib.TextConfig(
+      **{
+        **vars(base.text),
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 8,
+        "mrope_section": (8, 12, 12),
+      }
+    ),
+    vision=config_lib.VisionConfig(**{**vars(base.vision), "out_hidden_size": 512}),
+  )
+  (tmp_path / "config.json").write_text(json.dumps(config_lib.to_hf_dict(cfg)))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "bench.json"
+  cmd = [sys.executable, os.path.join(root, "scripts", "bench_convert.py")]
+  cmd += ["--config", str(tmp_path / "config.json"), "--dtype", "float32"]
+  cmd += ["--work", str(tmp_path / "work"), "--json", str(out)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  model_bytes = result["src"]["bytes"]
+  assert model_bytes > 350e6 and result["src"]["largest_tensor_bytes"] <= 4 << 20
+  for direction in ("to_o3jax", "to_hf"):
+    r = result["after"][direction]
+    assert r["peak_rss"] - r["base_rss"] < model_bytes / 2, (direction, r)
+  assert result["after"]["check"]["bit_exact"], result["after"]["check"]["problems"]
+  assert result["after"]["check"]["tensors"] == result["src"]["tensors"] == 345

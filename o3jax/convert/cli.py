@@ -52,7 +52,7 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
     src,
     hf.locate,
     targets,
-    lambda path, index, value: writer.write(path, value.astype(out_dtype, copy=False), index),
+    writer.write,  # casts to out_dtype a chunk at a time
     hf.ignored(config),
     desc="to o3jax",
   )

@@ -8,9 +8,11 @@ per leaf, named by its dotted tree path (`params.text.embed.value`), with the tr
 params) is read here; what is written here is restored by orbax (`Checkpointer.restore`,
 `read_params`), as tests/test_convert.py checks.
 
-A write may cover a slice of an array along its first axis (`write(path, value, index)`),
+A write may cover a slice of an array along its first axis (`write(path, index, value)`),
 so that a layout which stacks layers into one array is still written tensor by tensor;
-such arrays are created with one chunk per slice.
+such arrays are created with one chunk per slice. Arrays are chunked along their first
+axis (`CHUNK_BYTES`), and written and read chunk-row by chunk-row, so that tensorstore
+never buffers a second copy of a large array.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import tensorstore as ts
 
 STATE = "state"
 # How orbax names the handler of the "state" item in the step's _CHECKPOINT_METADATA.
+CHUNK_BYTES = 64 << 20
 _HANDLER = "orbax.checkpoint._src.handlers.standard_checkpoint_handler.StandardCheckpointHandler"
 
 
 def _context() -> ts.Context:
   # No cache: a written or read array is dropped as soon as the call returns.
-  return ts.Context({"cache_pool": {"total_bytes_limit": 0}, "cache_pool#ocdbt": {}})
+  return ts.Context(
+    {"cache_pool": {"total_bytes_limit": 0}, "cache_pool#ocdbt": {}, "file_io_sync": False}
+  )
 
 
 def _spec(state_dir: str, name: str) -> dict:
@@ -43,6 +48,21 @@ def _spec(state_dir: str, name: str) -> dict:
       "cache_pool": "cache_pool#ocdbt",
     },
   }
+
+
+def _rows(shape: tuple[int, ...], itemsize: int) -> int:
+  """Rows of the first axis per chunk: about CHUNK_BYTES."""
+  row = itemsize * int(np.prod(shape[1:], dtype=np.int64))
+  return max(1, min(shape[0], CHUNK_BYTES // max(row, 1)))
+
+
+def _slabs(shape: tuple[int, ...], itemsize: int):
+  if not shape:
+    yield slice(None)
+    return
+  rows = _rows(shape, itemsize)
+  for start in range(0, shape[0], rows):
+    yield slice(start, min(start + rows, shape[0]))
 
 
 def _leaf_name(path: str) -> str:
@@ -70,7 +90,11 @@ class Writer:
   def create(self, path: str, shape: tuple[int, ...], dtype, stacked: bool = False) -> None:
     """Declare array `path`; `stacked` arrays are chunked (and written) slice by slice."""
     shape = tuple(int(s) for s in shape)
-    chunks = (1, *shape[1:]) if stacked and shape else shape
+    itemsize = np.dtype(dtype).itemsize
+    if stacked and shape:
+      chunks = (1, *shape[1:])
+    else:
+      chunks = (_rows(shape, itemsize), *shape[1:]) if shape else shape
     self.arrays[path] = ts.open(
       _spec(self.state_dir, _leaf_name(path)),
       create=True,
@@ -82,11 +106,13 @@ class Writer:
     ).result()
     self.shapes[path] = shape
 
-  def write(self, path: str, value: np.ndarray, index: int | None = None) -> None:
+  def write(self, path: str, index: int | None, value: np.ndarray) -> None:
     target = self.arrays[path] if index is None else self.arrays[path][index]
     if tuple(value.shape) != tuple(target.shape):
       raise ValueError(f"{path}: writing shape {value.shape} into {tuple(target.shape)}")
-    target.write(value).result()
+    dtype = np.dtype(target.dtype.numpy_dtype)
+    for rows in _slabs(tuple(target.shape), dtype.itemsize):
+      target[rows].write(np.asarray(value[rows]).astype(dtype, copy=False)).result()
 
   def finish(self) -> None:
     """Orbax's metadata files, then the rename that publishes the step."""
@@ -169,4 +195,8 @@ class Reader:
 
   def read(self, path: str, index: int | None = None) -> np.ndarray:
     array = self.open(path)
-    return (array if index is None else array[index]).read().result()
+    source = array if index is None else array[index]
+    out = np.empty(tuple(source.shape), np.dtype(source.dtype.numpy_dtype))
+    for rows in _slabs(out.shape, out.itemsize):
+      out[rows] = source[rows].read().result()
+    return out

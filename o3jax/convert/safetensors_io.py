@@ -132,12 +132,27 @@ def write_file(
     f.write(struct.pack("<Q", len(blob)))
     f.write(blob)
     for name, shape, dtype in specs:
-      arr = np.ascontiguousarray(produce(name), dtype=dtype)  # a copy only if transposed
+      arr = produce(name)
       if arr.shape != tuple(shape):
         raise ValueError(f"tensor {name}: produced shape {arr.shape}, declared {tuple(shape)}")
-      f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+      _write_array(f, arr, np.dtype(dtype))
       del arr
   os.replace(tmp, path)
+
+
+def _write_array(f, arr: np.ndarray, dtype: np.dtype, piece_bytes: int = 64 << 20) -> None:
+  """`arr` as contiguous `dtype` bytes; a transposed view or another dtype is converted
+  a piece of rows at a time, never as a whole second copy."""
+  if arr.dtype == dtype and arr.flags.c_contiguous:
+    f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+    return
+  if arr.ndim == 0:
+    arr = arr.reshape(1)
+  row = dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+  rows = max(1, piece_bytes // max(row, 1))
+  for start in range(0, arr.shape[0], rows):
+    piece = np.ascontiguousarray(arr[start : start + rows], dtype=dtype)
+    f.write(memoryview(piece.reshape(-1).view(np.uint8)))
 
 
 def plan_shards(

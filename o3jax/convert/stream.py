@@ -51,9 +51,10 @@ class Progress:
   def close(self) -> str:
     self.bar.close()
     seconds = time.perf_counter() - self.start
+    rate = self.bytes / 2**20 / max(seconds, 1e-9)
     line = (
       f"{self.desc}: {self.tensors} tensors, {self.parameters:,} parameters, "
-      f"{self.bytes / 2**30:.2f} GiB in {seconds:.1f} s ({self.bytes / 2**20 / max(seconds, 1e-9):.0f} MiB/s)"
+      f"{self.bytes / 2**30:.2f} GiB in {seconds:.1f} s ({rate:.0f} MiB/s)"
     )
     print(line, file=sys.stderr)
     return line

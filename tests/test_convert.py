@@ -55,6 +55,31 @@ def test_sharded_files_and_transformers5_keys(model, tmp_path):
   for k, v in _params(model).items():
     np.testing.assert_array_equal(_params(loaded)[k], v)
 
+  # Shards and index as transformers' save_pretrained makes them (huggingface_hub's split).
+  from huggingface_hub import split_state_dict_into_shards_factory
+
+  index_text = (tmp_path / "a" / "model.safetensors.index.json").read_text()
+  index = json.loads(index_text)
+  assert index_text == json.dumps(index, indent=2, sort_keys=True) + "\n"
+  infos = [
+    i
+    for f in sorted(set(index["weight_map"].values()))
+    for i in safetensors_io.tensor_infos(str(tmp_path / "a" / f))
+  ]
+  order = [o3jax_to_hf_key(path)[0] for path in _params(model)]  # the order tensors are written
+  sizes = {i.name: i.nbytes for i in infos}
+  split = split_state_dict_into_shards_factory(
+    {k: sizes[k] for k in order},
+    get_storage_size=lambda n: n,
+    filename_pattern="model{suffix}.safetensors",
+    max_shard_size=200_000,
+  )
+  assert index["weight_map"] == split.tensor_to_filename
+  assert index["metadata"] == {
+    "total_size": split.metadata["total_size"],
+    "total_parameters": sum(v.size for v in _params(model).values()),
+  }
+
   # Rewrite with the transformers 5.x names (model.visual.*, model.language_model.*).
   out = tmp_path / "b"
   out.mkdir()

@@ -70,7 +70,6 @@ _TOKENS = (
   "input_ids",
   "attention_mask",
   "loss_mask",
-  "mm_token_type_ids",
   "prompt_ids",
   "prompt_mask",
 )  # [b, T]

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from o3jax import grammar
 from o3jax.eval.cli import add_model_arguments
 from o3jax.processing import prompts
 from o3jax.viz import Evidence, assign_frames, evidence_gif, evidence_sheet
@@ -42,8 +43,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
   add_model_arguments(p)
   p.add_argument(
     "--task",
-    default=prompts.SPATIO_TEMPORAL,
-    choices=[t for t in prompts.TASKS if t not in prompts.IMAGE_TASKS],
+    default=grammar.SPATIO_TEMPORAL,
+    choices=[t for t in grammar.TASKS if t not in grammar.IMAGE_TASKS],
     help="whose system prompt to use (default: spatio-temporal free-form QA)",
   )
   p.add_argument("--max-new-tokens", type=int, default=512)
@@ -75,7 +76,8 @@ def read_evidence(text: str) -> list[Evidence]:
 
 
 def read_inference(question: str, text: str) -> Inference:
-  from o3jax.rewards.parse import THINK, answer_text, block
+  from o3jax.grammar import THINK
+  from o3jax.rewards.parse import answer_text, block
 
   return Inference(question, text, answer_text(text), block(text, THINK), read_evidence(text))
 
@@ -85,12 +87,13 @@ def answer_video(
   video,
   question: str,
   *,
-  task: str = prompts.SPATIO_TEMPORAL,
+  task: str = grammar.SPATIO_TEMPORAL,
   stage: str = "rl",
   decoding=None,
   key=None,
 ) -> Inference:
   import jax
+
   from o3jax.eval.generate import Decoding, Query, generate
 
   query = Query(
@@ -174,6 +177,7 @@ def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> 
 
 def run(args: argparse.Namespace) -> int:
   import jax
+
   from o3jax.eval.generate import (
     Decoding,
     inference_mesh,

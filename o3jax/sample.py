@@ -21,9 +21,8 @@ of the three rotary rows (transformers 5.x `generate`), or at max(prompt ids) + 
 rows under Qwen's rule (Qwen, transformers 4.x, vLLM). For a prompt ending in text (every
 chat prompt) both give the same ids; `prepare_prompts` computes them on the host.
 
-`prepare_prompts` turns transformers-style keyword arguments into the host dict `sample`
-takes (left padding to a bucket, positions, vision layouts); `generate` does both and
-returns numpy arrays.
+`o3jax.sample_inputs` builds the host dict `sample` takes (left padding to a bucket,
+positions, vision layouts); `generate` does both and returns numpy arrays.
 """
 
 from __future__ import annotations
@@ -35,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from o3jax.models import Qwen2_5_VL, prepare_inputs
+from o3jax.models import Qwen2_5_VL
 from o3jax.models.text import KVCache
+from o3jax.sample_inputs import prepare_prompts
 
 TEXT_KEYS = ("input_ids", "attention_mask", "position_ids", "next_position")
 MAX_EOS_IDS = 8  # eos ids are padded to this many so that their number does not recompile
@@ -284,12 +284,12 @@ def sample(
   eos_ids = np.pad(eos_ids, (0, MAX_EOS_IDS - eos_ids.size), mode="edge")
   missing = [k for k in TEXT_KEYS if k not in inputs]
   if missing:
-    raise ValueError(f"inputs lack {missing}: build them with o3jax.sample.prepare_prompts")
+    raise ValueError(f"inputs lack {missing}: build them with o3jax.sample_inputs")
   mask = inputs["attention_mask"]
   if isinstance(mask, np.ndarray) and (mask.any(1) & (mask[:, -1] == 0)).any():
     raise ValueError(
       "inputs['attention_mask'] has padding in the last column: prompts must be "
-      "left-padded (o3jax.sample.prepare_prompts does it)"
+      "left-padded (o3jax.sample_inputs does it)"
     )
   return _sample_jit(
     graphdef,
@@ -305,102 +305,6 @@ def sample(
     top_k=int(top_k),
     greedy=bool(greedy),
   )
-
-
-# ------------------------------------------------------------------------- host side
-
-
-def left_pad(input_ids, attention_mask, length: int, pad_id: int = 0):
-  """Moves each row's real tokens (attention_mask 1, in order) to the right end of a row of
-  `length`, as decoding from one cache slot for every row needs.
-
-  A row without tokens (filler of a partial batch) stays empty; its rollouts are noise
-  that the caller ignores."""
-  input_ids = np.asarray(input_ids)
-  mask = (
-    np.ones_like(input_ids, bool)
-    if attention_mask is None
-    else np.asarray(attention_mask).astype(bool)
-  )
-  counts = mask.sum(1)
-  if counts.max(initial=0) > length:
-    raise ValueError(f"a prompt of {counts.max()} tokens does not fit prompt length {length}")
-  ids = np.full((input_ids.shape[0], length), pad_id, input_ids.dtype)
-  new_mask = np.zeros((input_ids.shape[0], length), np.int32)
-  for row in range(input_ids.shape[0]):
-    ids[row, length - counts[row] :] = input_ids[row][mask[row]]
-    new_mask[row, length - counts[row] :] = 1
-  return ids, new_mask
-
-
-def next_positions(
-  position_ids: np.ndarray, attention_mask: np.ndarray, rope_rule: str
-) -> np.ndarray:
-  """[3, B] rotary ids of the first new token of each (left-padded) prompt."""
-  if rope_rule == "transformers5":
-    return position_ids[:, :, -1] + 1
-  real = attention_mask.astype(bool)[None]
-  top = np.where(real, position_ids, -1).max(axis=(0, 2)) + 1  # 0 on rows without tokens
-  return np.broadcast_to(top, position_ids.shape[:2]).copy()
-
-
-def _pad_patches(pixels, padding: dict | None):
-  """Zero rows up to padding['num_patches'] (their features are never read)."""
-  if pixels is None or not padding or "num_patches" not in padding:
-    return pixels
-  pixels = np.asarray(pixels)
-  extra = padding["num_patches"] - pixels.shape[0]
-  if extra < 0:
-    raise ValueError(f"{pixels.shape[0]} patches exceed num_patches={padding['num_patches']}")
-  return np.pad(pixels, ((0, extra), (0, 0)))
-
-
-def prepare_prompts(
-  config,
-  input_ids,
-  attention_mask=None,
-  pixel_values=None,
-  image_grid_thw=None,
-  pixel_values_videos=None,
-  video_grid_thw=None,
-  second_per_grid_ts=None,
-  *,
-  rope_rule: str = "qwen",
-  bucket: int = 64,
-  prompt_length: int | None = None,
-  pad_id: int = 0,
-  image_padding: dict | None = None,
-  video_padding: dict | None = None,
-) -> dict:
-  """Host (numpy) inputs for `sample` from transformers-style arguments.
-
-  Prompts are re-padded on the left to `prompt_length`, or to the next multiple of
-  `bucket`; `image_padding` / `video_padding` (see `prepare_inputs`) fix the vision shapes
-  too, so that batches of one bucket share a compiled sampler.
-  """
-  ids = np.asarray(input_ids)
-  mask = None if attention_mask is None else np.asarray(attention_mask)
-  longest = int(ids.shape[1] if mask is None else mask.astype(bool).sum(1).max())
-  length = prompt_length or -(-longest // bucket) * bucket
-  ids, mask = left_pad(ids, mask, length, pad_id)
-  pixel_values = _pad_patches(pixel_values, image_padding)
-  pixel_values_videos = _pad_patches(pixel_values_videos, video_padding)
-  out = prepare_inputs(
-    config,
-    ids,
-    mask,
-    pixel_values,
-    image_grid_thw,
-    pixel_values_videos,
-    video_grid_thw,
-    second_per_grid_ts,
-    rope_rule=rope_rule,
-    image_padding=image_padding,
-    video_padding=video_padding,
-  )
-  out["position_ids"] = np.asarray(out["position_ids"], np.int32)
-  out["next_position"] = next_positions(out["position_ids"], mask, rope_rule).astype(np.int32)
-  return out
 
 
 def generate(

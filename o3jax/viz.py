@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from o3jax.eval.tts import nearest_frame
+from o3jax.processing.evidence import nearest_frame
 
 PALETTE = (
   (255, 64, 64),

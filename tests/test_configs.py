@@ -18,13 +18,13 @@ def test_config_loads(path):
   assert isinstance(load_config(path), TrainConfig)
 
 
-@pytest.mark.parametrize("name", ["tiny_synthetic.py", "tiny_synthetic_grounding.py"])
-def test_tiny_buckets_hold_every_synthetic_example(name, synthetic_dir, demo_tokenizer):
-  cfg = load_config(os.path.join(CONFIGS, name)).replace(batch_size=4, strict_data=True)
+def test_tiny_buckets_hold_every_synthetic_example(synthetic_dir, demo_tokenizer):
+  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic.py")).replace(
+    batch_size=4, strict_data=True
+  )
   data = data_iterator(
     cfg, synthetic_dir, demo_tokenizer, "sft", "STGR-SFT.json", shuffle=False, num_epochs=1
   )
   rows = sum(int(batch["example_mask"].sum()) for batch in data)
-  tasks = cfg.tasks or None
-  # 4 videos: 6 STGR records + 3 relevance ratings each; the grounding stage: visual QA only.
-  assert rows == (4 if tasks == ("visual QA",) else 36) and data.skipped == 0
+  # 4 videos: 6 STGR records + 3 relevance ratings each.
+  assert rows == 36 and data.skipped == 0

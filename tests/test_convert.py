@@ -175,12 +175,11 @@ def test_hf_to_o3jax_checkpoint_and_back_bit_for_bit(model, tmp_path, dtype):
 def test_streamed_checkpoint_is_orbax_and_orbax_checkpoints_stream_back(model, tmp_path):
   """What `convert --to o3jax` writes array by array, orbax restores (the `--init` and
   `--model` path of an o3jax directory); what orbax writes (a training run) converts back."""
-  import orbax.checkpoint as ocp
-
   from o3jax import sharding
   from o3jax.convert.cli import hf_to_o3jax, o3jax_to_hf
   from o3jax.convert.hf import abstract_model
-  from o3jax.train.run import load_params_from_workdir, write_workdir_model_config
+  from o3jax.checkpoint import Checkpointer
+  from o3jax.workdir import load_params_from_workdir, write_model_config
 
   hf = str(tmp_path / "hf")
   save_pretrained(model, hf, dtype=ml_dtypes.bfloat16)
@@ -196,12 +195,10 @@ def test_streamed_checkpoint_is_orbax_and_orbax_checkpoints_stream_back(model, t
 
   run = str(tmp_path / "run")  # a workdir as training writes it: orbax, params beside a step
   params = nnx.state(model, nnx.Param)
-  with ocp.CheckpointManager(
-    os.path.join(run, "checkpoints"), item_handlers={"state": ocp.StandardCheckpointHandler()}
-  ) as mgr:
-    mgr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params, "step": 7})))
-    mgr.wait_until_finished()
-  write_workdir_model_config(run, model.config)
+  ckpt = Checkpointer(run, asynchronous=False)
+  ckpt.save(7, {"params": params, "step": 7})
+  ckpt.close()
+  write_model_config(run, model.config)
   o3jax_to_hf(run, str(tmp_path / "back"))
   save_pretrained(model, str(tmp_path / "direct"))
   a = dict(safetensors_io.iter_tensors(str(tmp_path / "direct" / "model.safetensors")))

@@ -8,15 +8,16 @@ import shutil
 
 import numpy as np
 import pytest
+from data_fixtures import demo_tokenizer, synthetic_dir, truncate, write_test_video  # noqa: F401
 from PIL import Image
 
+from o3jax import grammar
 from o3jax.data.encode import EncodeRecord, Skipped, encode_record
 from o3jax.data.pipeline import BatchShape, PipelineConfig, make_iterator
 from o3jax.data.records import RecordError, check_record, load_records, sft_target
 from o3jax.eval.generate import image_query
 from o3jax.processing import chat, prompts
 from o3jax.processing.config import TINY
-from data_fixtures import demo_tokenizer, synthetic_dir, truncate, write_test_video  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +107,12 @@ def bad_cases(good, bad_files):
     (_edit(tg, id="no-reasoning", reasoning_process=None), "reasoning_process", "missing"),
     (_edit(bad_key_frame, id="truncated-key-frame"), "key_frames[0].path", "truncated"),
     (
-      _edit(good[prompts.RELEVANCE_RATING], id="rating-3", answer="3"),
+      _edit(good[grammar.RELEVANCE_RATING], id="rating-3", answer="3"),
       "answer",
       "one of ['0', '1', '2']",
     ),
     (
-      _edit(good[prompts.RELEVANCE_RATING], id="rating-no-image", image_path=path("nope.png")),
+      _edit(good[grammar.RELEVANCE_RATING], id="rating-no-image", image_path=path("nope.png")),
       "image_path",
       "does not exist",
     ),
@@ -148,7 +149,7 @@ def test_record_without_id_is_named_by_index(demo_tokenizer):
 def test_relevance_rating_is_sft_only_and_encodes_as_the_rater_asks(good, demo_tokenizer):
   """The SFT prompt of a rating record is, token for token and pixel for pixel, the query
   test-time scaling sends (mcq_run.model_rater): no system prompt, crop, RATING_PROMPT."""
-  record = good[prompts.RELEVANCE_RATING]
+  record = good[grammar.RELEVANCE_RATING]
   with pytest.raises(RecordError, match="for SFT only"):
     check_record(record, stage="rl")
   example = encode_record(record, tokenizer=demo_tokenizer, config=TINY, stage="sft")

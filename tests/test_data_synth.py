@@ -7,15 +7,15 @@ import re
 
 import decord
 import numpy as np
+from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 from PIL import Image
 
-from o3jax import cli
-from o3jax.data import synth
+from o3jax import cli, grammar
+from o3jax.data import scenes, synth
 from o3jax.data.records import check_record, load_records, parse_segment, temporal_segment_text
-from o3jax.processing import media, prompts
+from o3jax.grammar import TASKS
+from o3jax.processing import media
 from o3jax.processing.presentation import present_video
-from o3jax.processing.prompts import TASKS
-from data_fixtures import SHOWN_FRAME_CLAIM_TASKS, files_under, synthetic_dir, tiny_processing  # noqa: F401
 
 CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
 VSTAR_FIELDS = {
@@ -59,7 +59,7 @@ def test_records_cover_all_tasks_and_are_valid(synthetic_dir):
   for name, stage in (("STGR-SFT.json", "sft"), ("STGR-RL.json", "rl")):
     records = load_records(os.path.join(synthetic_dir, name))
     # SFT adds three rated evidence crops for one of a video's two MCQ questions.
-    tasks = TASKS + (prompts.RELEVANCE_RATING,) * (stage == "sft")
+    tasks = TASKS + (grammar.RELEVANCE_RATING,) * (stage == "sft")
     assert len(records) == 4 * (6 + 3 * (stage == "sft")) and sorted(
       {r["task"] for r in records}
     ) == sorted(tasks)
@@ -93,7 +93,7 @@ def test_key_frame_boxes_are_exact(synthetic_dir):
       height, width = image.shape[:2]
       for name, boxes in record["key_items"][str(kf["idx"])].items():
         box = [round(v * s) for v, s in zip(boxes[0], (width, height, width, height))]
-        extent, _ = _colour_extent(image, synth.COLOURS[name.split()[0]])
+        extent, _ = _colour_extent(image, scenes.COLOURS[name.split()[0]])
         assert extent is not None
         assert (
           box[0] <= extent[0]
@@ -102,7 +102,7 @@ def test_key_frame_boxes_are_exact(synthetic_dir):
           and extent[3] <= box[3]
         )
         inside = image[box[1] : box[3], box[0] : box[2]].reshape(-1, 3)
-        others = {tuple(c) for c in inside} - {synth.BACKGROUND, synth.COLOURS[name.split()[0]]}
+        others = {tuple(c) for c in inside} - {scenes.BACKGROUND, scenes.COLOURS[name.split()[0]]}
         checked += 1
         if not others:
           assert extent == box
@@ -118,7 +118,7 @@ def test_visual_qa_answer_box_is_exact(synthetic_dir):
     assert list(image.shape[1::-1]) == record["image_size"]
     box = json.loads(re.search(r"<box>(\[.*?\])</box>", record["answer"]).group(1))
     colour = re.search(r"Where is the (\w+) ", record["question"]).group(1)
-    extent, _ = _colour_extent(image, synth.COLOURS[colour])
+    extent, _ = _colour_extent(image, scenes.COLOURS[colour])
     assert (
       box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
     )
@@ -138,7 +138,7 @@ def test_temporal_answers_match_the_video(synthetic_dir):
     first, last = round(start * fps), round(end * fps)
 
     def pixels(frame):
-      return _colour_extent(reader[frame].asnumpy(), synth.COLOURS[colour], tolerance=40)[1]
+      return _colour_extent(reader[frame].asnumpy(), scenes.COLOURS[colour], tolerance=40)[1]
 
     size = 84 // 5  # the smallest object side in a 112x84 video
     assert pixels(first) > 0.3 * size * size and pixels(last) > 0.3 * size * size
@@ -163,7 +163,7 @@ def test_video_claims_sit_on_shown_frames(synthetic_dir):
     for name, boxes, seconds in CLAIM.findall(record["reasoning_process"]):
       assert float(seconds) in times, (record["id"], seconds, times)
       frame = clip.frames[times.index(float(seconds))]
-      extent, count = _colour_extent(frame, synth.COLOURS[name.split()[0]], tolerance=40)
+      extent, count = _colour_extent(frame, scenes.COLOURS[name.split()[0]], tolerance=40)
       box = np.array(json.loads(boxes[5:-6]))
       h, w = frame.shape[:2]
       if count < 0.3 * (box[2] - box[0]) * w * (box[3] - box[1]) * h:
@@ -175,18 +175,18 @@ def test_video_claims_sit_on_shown_frames(synthetic_dir):
 
 def test_box_on_shape_hand_cases():
   frame = np.zeros((20, 30, 3), np.uint8)
-  frame[5:9, 10:16] = synth.COLOURS["red"]  # 24 red pixels, 6 wide and 4 high
+  frame[5:9, 10:16] = scenes.COLOURS["red"]  # 24 red pixels, 6 wide and 4 high
   frame[5, 10] = (200, 60, 60)  # within 40 of red: counted
-  assert synth.box_on_shape(frame, "red square", [10, 5, 16, 9])
-  assert synth.box_on_shape(frame, "red square", [10, 5, 13, 9])  # half the red, all of it red
-  assert not synth.box_on_shape(frame, "red square", [10, 5, 12, 9])  # 8 of 24 red pixels
-  assert not synth.box_on_shape(frame, "red square", [0, 0, 30, 20])  # 24 of 600 filled
-  assert synth.box_on_shape(frame, "red square", [10, 5, 100, 9])  # clipped to x2 = 30: 24 of 80
-  assert not synth.box_on_shape(frame, "blue square", [10, 5, 16, 9])  # no blue anywhere
-  assert not synth.box_on_shape(frame, "mauve thing", [10, 5, 16, 9])
-  assert not synth.box_on_shape(frame, "", [10, 5, 16, 9])
-  assert not synth.box_on_shape(frame, "red square", [10, 5, 16])
-  assert not synth.box_on_shape(frame, "red square", [16, 9, 10, 5])  # corners swapped: empty
+  assert scenes.box_on_shape(frame, "red square", [10, 5, 16, 9])
+  assert scenes.box_on_shape(frame, "red square", [10, 5, 13, 9])  # half the red, all of it red
+  assert not scenes.box_on_shape(frame, "red square", [10, 5, 12, 9])  # 8 of 24 red pixels
+  assert not scenes.box_on_shape(frame, "red square", [0, 0, 30, 20])  # 24 of 600 filled
+  assert scenes.box_on_shape(frame, "red square", [10, 5, 100, 9])  # clipped to x2 = 30: 24 of 80
+  assert not scenes.box_on_shape(frame, "blue square", [10, 5, 16, 9])  # no blue anywhere
+  assert not scenes.box_on_shape(frame, "mauve thing", [10, 5, 16, 9])
+  assert not scenes.box_on_shape(frame, "", [10, 5, 16, 9])
+  assert not scenes.box_on_shape(frame, "red square", [10, 5, 16])
+  assert not scenes.box_on_shape(frame, "red square", [16, 9, 10, 5])  # corners swapped: empty
 
 
 def test_relevance_ratings_follow_the_crop(tmp_path):
@@ -197,15 +197,15 @@ def test_relevance_ratings_follow_the_crop(tmp_path):
   synth.synthesize(synthetic_dir, videos=16, seed=5, vstar_videos=1, progress=False)
   shares = {0: [], 1: [], 2: []}
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    if record["task"] != prompts.RELEVANCE_RATING:
+    if record["task"] != grammar.RELEVANCE_RATING:
       continue
     image = np.asarray(Image.open(os.path.join(synthetic_dir, record["image_path"])).convert("RGB"))
     assert list(image.shape[1::-1]) == record["image_size"]
     named = re.search(r"When is the (\w+) \w+ visible", record["question"])
     if named:
-      colours = [synth.COLOURS[named.group(1)]]
+      colours = [scenes.COLOURS[named.group(1)]]
     elif record["question"].startswith("How many objects"):
-      colours = list(synth.COLOURS.values())
+      colours = list(scenes.COLOURS.values())
     else:  # "Which colour is the circle?": the colour is the question
       continue
     share = max((np.abs(image.astype(int) - np.array(c)) <= 40).all(-1).mean() for c in colours)
@@ -228,7 +228,7 @@ def test_relevance_rule_on_hand_boxes():
 
 def test_reasoning_is_grounded(synthetic_dir):
   for record in load_records(os.path.join(synthetic_dir, "STGR-SFT.json")):
-    if record["task"] == prompts.RELEVANCE_RATING:
+    if record["task"] == grammar.RELEVANCE_RATING:
       continue
     think = record["reasoning_process"]
     if record["task"] == "visual QA":
@@ -265,7 +265,7 @@ def test_vstar_benchmark_format(synthetic_dir):
       assert (
         0 <= b["xmin"] < b["xmax"] <= item["width"] and 0 <= b["ymin"] < b["ymax"] <= item["height"]
       )
-    assert item["answer"].split()[-1].rstrip(".") in synth.COLOURS
+    assert item["answer"].split()[-1].rstrip(".") in scenes.COLOURS
 
 
 def test_decoded_frames_match_the_rendered_scene(tmp_path):
@@ -274,9 +274,9 @@ def test_decoded_frames_match_the_rendered_scene(tmp_path):
   import numpy as np
 
   rng = np.random.default_rng([3, 0, 0])
-  scene = synth.make_scene("v0000", rng, 112, 84, 8)
+  scene = scenes.make_scene("v0000", rng, 112, 84, 8)
   path = str(tmp_path / "v.mp4")
-  synth.write_video(scene, path)
+  scenes.write_video(scene, path)
   frames = decord.VideoReader(path).get_batch(list(range(scene.num_frames))).asnumpy()
   errors = [
     np.abs(frames[i].astype(float) - scene.render(i)[0]).mean() for i in range(scene.num_frames)

@@ -12,7 +12,7 @@ from flax import nnx
 from tokenizers import Tokenizer, models
 
 from hf_reference import hf_logits, perturbed_hf_model
-from o3jax import sample
+from o3jax import sample, sample_inputs
 from o3jax.eval import cli, generate as G, mcq_run, tvg_run, vstar, vstar_run
 from o3jax.models import config as config_lib
 from o3jax.processing.tokenizer import SPECIAL_TOKENS, build_demo_tokenizer, special_token_ids
@@ -98,7 +98,7 @@ def test_hf_and_o3jax_directories_load_the_same_model(model_dirs, loaded, synthe
   ],
 )
 def test_bucket(x, least, expected):
-  assert G.bucket(x, least) == expected
+  assert sample_inputs.bucket(x, least) == expected
   assert expected >= x and (expected - x) < max(least, x / 8)
 
 

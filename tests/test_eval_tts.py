@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from o3jax.eval import tts
+from o3jax.processing import evidence
 
 
 @pytest.mark.parametrize(
@@ -86,13 +87,13 @@ def test_crop_box_geometry():
   frame = _frame((0, 0, 0))
   frame[10:20, 30:50] = (255, 0, 0)  # rows 10-19, cols 30-49
   frame[30:40, 50:60] = (0, 255, 0)  # bottom-right corner
-  crop = tts.crop_box(frame, [30, 10, 50, 20])
+  crop = evidence.crop_box(frame, [30, 10, 50, 20])
   assert crop.shape == frame.shape and crop.dtype == np.uint8
   assert (crop == (255, 0, 0)).all()
   # partly outside the frame: clamped to cols 50-59, rows 30-39
-  assert (tts.crop_box(frame, [50, 30, 100, 100]) == (0, 255, 0)).all()
+  assert (evidence.crop_box(frame, [50, 30, 100, 100]) == (0, 255, 0)).all()
   # fractional edges widen to whole pixels: cols 30-49 -> still only red
-  assert (tts.crop_box(frame, [30.4, 10.2, 49.6, 19.5]) == (255, 0, 0)).all()
+  assert (evidence.crop_box(frame, [30.4, 10.2, 49.6, 19.5]) == (255, 0, 0)).all()
   for bad in (
     [70, 0, 90, 10],
     [10, 10, 5, 20],
@@ -102,27 +103,27 @@ def test_crop_box_geometry():
     [0, 0, float("nan"), 4],
     [-20, -20, -1, -1],
   ):
-    assert tts.crop_box(frame, bad) is None
+    assert evidence.crop_box(frame, bad) is None
   gray = np.arange(40 * 60, dtype=np.uint8).reshape(40, 60)
-  assert tts.crop_box(gray, [0, 0, 60, 40]).shape == (40, 60)
+  assert evidence.crop_box(gray, [0, 0, 60, 40]).shape == (40, 60)
   # a full-frame box is the identity
-  np.testing.assert_array_equal(tts.crop_box(gray, [0, 0, 60, 40]), gray)
+  np.testing.assert_array_equal(evidence.crop_box(gray, [0, 0, 60, 40]), gray)
   with pytest.raises(ValueError, match="uint8"):
-    tts.crop_box(frame.astype(np.float32), [0, 0, 4, 4])
+    evidence.crop_box(frame.astype(np.float32), [0, 0, 4, 4])
 
 
 def test_evidence_crops_use_the_nearest_frame():
   frames = [_frame((10, 10, 10)), _frame((20, 20, 20)), _frame((30, 30, 30))]
   times = [0.0, 1.0, 2.0]
-  assert tts.nearest_frame(times, 1.4) == 1 and tts.nearest_frame(times, 1.5) == 1
-  assert tts.nearest_frame(times, 9) == 2
+  assert evidence.nearest_frame(times, 1.4) == 1 and evidence.nearest_frame(times, 1.5) == 1
+  assert evidence.nearest_frame(times, 9) == 2
   claims = [
     (1.6, [0, 0, 10, 10]),
     ("x", [0, 0, 10, 10]),
     (0.2, [100, 100, 120, 120]),
     (0.1, [5, 5, 8, 8]),
   ]
-  crops = tts.evidence_crops(frames, times, claims)
+  crops = evidence.evidence_crops(frames, times, claims)
   assert [int(c[0, 0, 0]) for c in crops] == [30, 10]
 
 
@@ -142,7 +143,7 @@ def test_confidence_weighted_answer_end_to_end():
     return "2" if crop.mean() > 128 else "0"
 
   weights = [
-    tts.response_weight(a, think, tts.evidence_crops(frames, times, claims), rate)
+    tts.response_weight(a, think, evidence.evidence_crops(frames, times, claims), rate)
     for a, think, claims in responses
   ]
   assert weights == pytest.approx([1.0, 0.2, 0.6, 0.0])

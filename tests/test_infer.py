@@ -128,10 +128,10 @@ def test_read_evidence_table_and_outputs(tmp_path):
 def test_a_model_that_writes_its_training_targets_draws_boxes_on_the_shapes(synthetic_data):
   """The coordinate chain of the evidence picture: the SFT targets of synthetic video
   questions (boxes on shown frames), read back as completions, put the boxes on the
-  frames they are drawn on around the named shapes (`synth.box_on_shape`, the check of
-  scripts/eval_grounding.py), unless another shape is drawn over the named one."""
+  frames they are drawn on around the named shapes (`scenes.box_on_shape`, the check of
+  research/eval_grounding.py), unless another shape is drawn over the named one."""
   from o3jax.data.records import load_records, sft_target
-  from o3jax.data.synth import box_on_shape, make_scene
+  from o3jax.data.scenes import box_on_shape, make_scene
   from o3jax.processing.frames import shown_frames
 
   processing = tiny_processing()

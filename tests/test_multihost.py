@@ -57,7 +57,7 @@ def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
 
 def save_tokenizer(workdir: str) -> None:
   # Written before the processes start, so that none of them reads it while process 0
-  # writes it (`run.tokenizer_for` has process 0 write it when it is missing).
+  # writes it (`workdir.tokenizer_for` has process 0 write it when it is missing).
   from o3jax.processing.tokenizer import build_demo_tokenizer
 
   os.makedirs(workdir, exist_ok=True)
@@ -148,7 +148,7 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
     assert abs(ra["loss"] - rb["loss"]) < 1e-5, (ra["step"], ra["loss"], rb["loss"])
 
   # The two-process checkpoint is readable by one process, and equals the reference's.
-  from o3jax.train.checkpoint import Checkpointer
+  from o3jax.checkpoint import Checkpointer
 
   params = {}
   for workdir in (single, multi):

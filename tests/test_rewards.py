@@ -17,7 +17,8 @@ from test_rewards_reference import (
   reference_terms,
 )
 
-from o3jax.rewards import TASKS, group_advantages, score
+from o3jax.grammar import TASKS
+from o3jax.rewards import group_advantages, score
 
 WORDS = (
   "the a person dog walks red vest shirt cup table runs holding left right "

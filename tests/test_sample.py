@@ -12,7 +12,7 @@ from transformers.generation.logits_process import (
 )
 
 from hf_reference import mm_token_type_ids, perturbed_hf_model, text_tokens, vision_block
-from o3jax import sample as sampling
+from o3jax import sample as sampling, sample_inputs
 from o3jax.convert import load_pretrained
 from o3jax.models import config as config_lib
 
@@ -164,7 +164,7 @@ def test_greedy_qwen_rule_equals_generate_given_qwen_positions(models, prompts):
   """Qwen's rotary rule: transformers generate fed our prompt positions continues them the
   same way as our sampler."""
   hf, ours = models
-  host = sampling.prepare_prompts(
+  host = sample_inputs.prepare_prompts(
     CFG, rope_rule="qwen", prompt_length=prompts["input_ids"].shape[1], **prompts
   )
   ref, _ = hf_generate(hf, prompts, CFG.eos_token_id, position_ids=host["position_ids"])
@@ -297,18 +297,20 @@ def test_choose_tokens_frequencies_follow_filtered_softmax():
 def test_left_pad_and_next_positions():
   ids = np.array([[5, 6, 7, 0], [0, 8, 9, 0]])
   mask = np.array([[1, 1, 1, 0], [0, 1, 1, 0]])
-  got, got_mask = sampling.left_pad(ids, mask, 5, pad_id=3)
+  got, got_mask = sample_inputs.left_pad(ids, mask, 5, pad_id=3)
   np.testing.assert_array_equal(got, [[3, 3, 5, 6, 7], [3, 3, 3, 8, 9]])
   np.testing.assert_array_equal(got_mask, [[0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
   # A prompt ending in a vision token whose ids are (9, 4, 6): transformers 5 continues each
   # row; Qwen's rule starts every row at max + 1.
   pos = np.array([[[1, 2, 9]], [[1, 2, 4]], [[1, 2, 6]]])
   m = np.array([[1, 1, 1]])
-  np.testing.assert_array_equal(sampling.next_positions(pos, m, "transformers5"), [[10], [5], [7]])
-  np.testing.assert_array_equal(sampling.next_positions(pos, m, "qwen"), [[10], [10], [10]])
-  np.testing.assert_array_equal(sampling.next_positions(pos, 0 * m, "qwen"), [[0], [0], [0]])
+  np.testing.assert_array_equal(
+    sample_inputs.next_positions(pos, m, "transformers5"), [[10], [5], [7]]
+  )
+  np.testing.assert_array_equal(sample_inputs.next_positions(pos, m, "qwen"), [[10], [10], [10]])
+  np.testing.assert_array_equal(sample_inputs.next_positions(pos, 0 * m, "qwen"), [[0], [0], [0]])
   with pytest.raises(ValueError, match="does not fit"):
-    sampling.left_pad(ids, mask, 2)
+    sample_inputs.left_pad(ids, mask, 2)
 
 
 def test_missing_inputs_are_named():

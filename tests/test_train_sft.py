@@ -13,7 +13,7 @@ import pytest
 
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
-from o3jax.train.checkpoint import Checkpointer
+from o3jax.checkpoint import Checkpointer
 from o3jax.train.run import NonFiniteLoss
 from o3jax.train.loss import sft_loss
 from o3jax.train.config import load_config

@@ -37,9 +37,9 @@ def add_parser(sub) -> None:
 
 def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
   """Returns the summary line."""
+  from o3jax import workdir
   from o3jax.convert import hf, orbax_arrays, stream
   from o3jax.models.config import load_hf_config
-  from o3jax.train.run import write_workdir_model_config
 
   config = load_hf_config(src)
   out_dtype = np.dtype(dtype or "float32")
@@ -57,7 +57,7 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
     desc="to o3jax",
   )
   writer.finish()
-  write_workdir_model_config(dst, config)
+  workdir.write_model_config(dst, config)
   for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
     if os.path.exists(os.path.join(src, name)):
       shutil.copy(os.path.join(src, name), os.path.join(dst, name))
@@ -66,10 +66,10 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
 
 def o3jax_to_hf(src: str, dst: str, dtype=None, max_shard_bytes: int = 4 << 30) -> str:
   """Returns the summary line."""
+  from o3jax import workdir
   from o3jax.convert import hf, orbax_arrays
-  from o3jax.train.run import workdir_model_config
 
-  config = workdir_model_config(src)
+  config = workdir.read_model_config(src)
   reader = orbax_arrays.Reader(src)
   expected = hf.param_shapes(hf.abstract_model(config))
   extra = sorted(set(reader.names) - set(expected))

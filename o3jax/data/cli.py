@@ -1,20 +1,15 @@
 """`o3jax data synth`: write a synthetic grounded-video dataset.
 
     o3jax data synth --out DIR --videos N --seed S [--vstar-videos M] [--width 112 --height 84 --fps 8]
-    o3jax data listings --synth DIR --seed S --videos N --out DIR2 [--halves 4 --objects 2 --named 4]
-                        [--with-records]
 
 `synth` writes DIR/STGR-SFT.json, DIR/STGR-RL.json, DIR/vstar.json and the videos and images
-they point to (paths relative to DIR). The same seed gives the same files. `listings` writes
-frame-listing records (o3jax.data.listings) for the first N training videos of such a
-directory, made with the same seed, into DIR2 (after DIR's own records with --with-records),
-and links DIR's media into DIR2.
+they point to (paths relative to DIR). The same seed gives the same files.
 """
 
 import argparse
 import json
 
-from o3jax.data import listings, synth
+from o3jax.data import synth
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     description=__doc__,
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  actions = parser.add_subparsers(dest="data_command", metavar="{synth,listings}", required=True)
+  actions = parser.add_subparsers(dest="data_command", metavar="{synth}", required=True)
   p = actions.add_parser(
     "synth", help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark"
   )
@@ -46,24 +41,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument("--height", type=int, default=84)
   p.add_argument("--fps", type=int, default=8)
   p.set_defaults(func=run)
-  p = actions.add_parser(
-    "listings", help="frame-listing records for the videos of a synth directory"
-  )
-  p.add_argument("--synth", required=True, help="directory written by `o3jax data synth`")
-  p.add_argument("--seed", type=int, required=True, help="the seed that directory was written with")
-  p.add_argument("--videos", type=int, required=True, help="training videos to list (v0000 on)")
-  p.add_argument("--out", required=True, help="output directory")
-  for kind, default in (("halves", 4), ("objects", 2), ("named", 4)):
-    p.add_argument(
-      f"--{kind}", type=int, default=default, help=f"{kind} listings per video (default {default})"
-    )
-  p.add_argument(
-    "--with-records", action="store_true", help="put the synth directory's own records first"
-  )
-  p.add_argument("--width", type=int, default=112)
-  p.add_argument("--height", type=int, default=84)
-  p.add_argument("--fps", type=int, default=8)
-  p.set_defaults(func=run_listings)
   return parser
 
 
@@ -80,23 +57,4 @@ def run(args: argparse.Namespace) -> int:
     fps=args.fps,
   )
   print(json.dumps({"out": args.out, **counts}))
-  return 0
-
-
-def run_listings(args: argparse.Namespace) -> int:
-  if args.videos < 1:
-    raise SystemExit("o3jax data listings: --videos must be at least 1")
-  counts = {kind: getattr(args, kind) for kind in listings.KINDS}
-  written = listings.write_listings(
-    args.synth,
-    args.out,
-    args.seed,
-    args.videos,
-    counts,
-    with_records=args.with_records,
-    width=args.width,
-    height=args.height,
-    fps=args.fps,
-  )
-  print(json.dumps({"out": args.out, **written}))
   return 0

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from tokenizers import Tokenizer
 
+from o3jax import grammar
 from o3jax.data.records import Record, RecordError, check_record, record_id, reward_meta, sft_target
 from o3jax.processing import chat, media, prompts
 from o3jax.processing.config import ProcessingConfig
@@ -45,7 +46,7 @@ class Skipped:
 def _visual_input(
   record: Record, rid: str, root: str, config: ProcessingConfig, decode_threads: int
 ) -> tuple[VisualInput, dict[str, Any]]:
-  if record["task"] in prompts.IMAGE_TASKS:
+  if record["task"] in grammar.IMAGE_TASKS:
     try:
       image = media.read_image(os.path.join(root, record["image_path"]))
     except media.MediaError as e:
@@ -57,7 +58,7 @@ def _visual_input(
   except media.MediaError as e:
     raise RecordError(rid, "video_path", str(e)) from None
   key_frames = []
-  if record["task"] == prompts.SPATIO_TEMPORAL and config.presentation == "frames":
+  if record["task"] == grammar.SPATIO_TEMPORAL and config.presentation == "frames":
     width, height = clip.frame_size
     for i, kf in enumerate(record["key_frames"]):
       if "path" not in kf:  # reward gold only

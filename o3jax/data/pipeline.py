@@ -36,7 +36,6 @@ monotonically in every field).
                        normalised; visual QA boxes are pixels of image_size), and for
                        videos sample_fps, duration, frame_times
   Both
-    mm_token_type_ids  int32 [B, T]    0 text, 1 <|image_pad|>, 2 <|video_pad|>
     pixel_values       float32 [B*Pi, 1176]  the patches of every image of the batch, in the
                                        order their pads appear in the token rows (row by
                                        row); zero rows after the real ones
@@ -46,13 +45,12 @@ monotonically in every field).
     pixel_values_videos, pixel_values_videos_mask, video_grid_thw: the same for videos
     second_per_grid_ts float32 [B*Nv]  seconds per temporal patch, 0 on padding rows
     example_mask       int32 [B]       0 on filler rows of a last partial batch
-    position_ids       int32 [3, B, T] only when `position_ids_fn` is given
 """
 
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -101,7 +99,6 @@ class PipelineConfig:
   strict: bool = False
   drop_remainder: bool = True
   # Optional host-side mRoPE positions: batch dict -> int [3, B, T].
-  position_ids_fn: Callable[[dict[str, Any]], np.ndarray] | None = None
 
   def __post_init__(self):
     if self.stage not in STAGES:
@@ -186,9 +183,6 @@ def make_batch(
       prompt_mask=mask,
       meta=[ex.meta for ex in examples] + [None] * (b - len(examples)),
     )
-  batch["mm_token_type_ids"] = (
-    (tokens == ids["image_token_id"]) * 1 + (tokens == ids["video_token_id"]) * 2
-  ).astype(np.int32)
   batch["pixel_values"], batch["pixel_values_mask"] = _patches(
     [ex.pixel_values for ex in examples], b * shape.image_patches, patch_dim
   )
@@ -325,8 +319,6 @@ class DataIterator(grain.DatasetIterator):
     batch = make_batch(
       examples, bucket, config.batch_size, config.stage, self._ids, self._patch_dim
     )
-    if config.position_ids_fn is not None:
-      batch["position_ids"] = np.asarray(config.position_ids_fn(batch), np.int32)
     return batch
 
   def get_state(self) -> dict[str, Any]:

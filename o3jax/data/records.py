@@ -14,25 +14,22 @@ import ast
 import json
 import math
 import os
-import re
 from typing import Any
 
-from o3jax.processing import grounding
-from o3jax.processing.prompts import (
+from o3jax import grammar
+from o3jax.grammar import (
   IMAGE_TASKS,
   RELEVANCE_RATING,
   SFT_ONLY_TASKS,
   SPATIO_TEMPORAL,
-  STAGES,
   TASKS,
   TEMPORAL_TASKS,
 )
+from o3jax.processing.prompts import STAGES
 
 RATINGS = ("0", "1", "2")
 
 Record = dict[str, Any]
-
-_FROM_TO = re.compile(r"<t>(\d+\.?\d*)</t>s to <t>(\d+\.?\d*)</t>s")
 
 
 class RecordError(ValueError):
@@ -91,9 +88,9 @@ def _check_box(rid: str, field: str, box: Any, width: float = 1.0, height: float
 def _check_text_boxes(
   rid: str, field: str, text: str, width: float = 1.0, height: float = 1.0
 ) -> None:
-  for inside in grounding.find_boxes(text):
+  for inside in grammar.find_boxes(text):
     try:
-      box = grounding.parse_box(inside)
+      box = grammar.parse_box(inside)
     except ValueError as e:
       raise RecordError(rid, field, str(e)) from None
     _check_box(rid, field, box, width, height)
@@ -101,7 +98,7 @@ def _check_text_boxes(
 
 def parse_segment(answer: str) -> tuple[float, float]:
   """(start, end) of a temporal answer: `[s, e]` or `From <t>S</t>s to <t>E</t>s`."""
-  match = _FROM_TO.search(answer)
+  match = grammar.SPAN_RE.search(answer)
   if match:
     return float(match.group(1)), float(match.group(2))
   value = ast.literal_eval(answer.strip())
@@ -170,7 +167,7 @@ def check_record(
     else:
       for field in ("answer",) + reasoning:
         _check_text_boxes(rid, field, record[field], width, height)
-      if not grounding.find_boxes(record["answer"]):
+      if not grammar.find_boxes(record["answer"]):
         raise RecordError(rid, "answer", "a visual QA answer needs <obj>..</obj><box>[..]</box>")
     if check_files:
       _check_path(rid, "image_path", root, record["image_path"])
@@ -246,8 +243,8 @@ def sft_target(record: Record, frame_size: tuple[int, int]) -> str:
     "<think>" + record["reasoning_process"] + "</think>\n<answer>" + record["answer"] + "</answer>"
   )
   if record["task"] in IMAGE_TASKS:
-    return grounding.rescale_pixels(text, tuple(record["image_size"]), frame_size)
-  return grounding.normalized_to_pixels(text, frame_size)
+    return grammar.rescale_pixels(text, tuple(record["image_size"]), frame_size)
+  return grammar.normalized_to_pixels(text, frame_size)
 
 
 def reward_meta(record: Record, frame_size: tuple[int, int], **extra: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import sys
 from typing import Any, Sequence
 
@@ -25,12 +26,13 @@ import numpy as np
 from flax import nnx
 from tokenizers import Tokenizer
 
-from o3jax import sample, sharding
+from o3jax import sample, sharding, workdir
 from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
 from o3jax.processing.config import TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
+from o3jax.sample_inputs import prompt_batch
 
 PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
 
@@ -53,20 +55,6 @@ class LoadedModel:
     return self.model.config
 
 
-def model_kind(path: str) -> str:
-  """ "hf" for a Hugging Face directory, "o3jax" for an o3jax checkpoint directory."""
-  if os.path.isfile(os.path.join(path, "config.json")):
-    return "hf"
-  from o3jax.train.run import MODEL_CONFIG
-
-  if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-    return "o3jax"
-  raise FileNotFoundError(
-    f"{path}: not a model directory (no config.json of a Hugging Face "
-    "model, no model_config.json of an o3jax checkpoint)"
-  )
-
-
 def inference_mesh(spec: str = "1,1,1"):
   """A (data, fsdp, tensor) mesh over the first data*fsdp*tensor devices, from "D,F,T"."""
   try:
@@ -79,21 +67,17 @@ def inference_mesh(spec: str = "1,1,1"):
 def load_model(path: str, dtype: str = "float32", mesh=None) -> LoadedModel:
   """The model and tokenizer of a Hugging Face or o3jax directory (see the module doc),
   parameters placed on `mesh` (default: one device) by the logical sharding rules."""
-  from o3jax.convert.hf import abstract_model, load_pretrained
-  from o3jax.train.run import load_params_from_workdir, workdir_model_config
+  from o3jax.convert.hf import abstract_model
 
-  kind = model_kind(path)
-  tokenizer_path = os.path.join(path, "tokenizer.json")
+  kind = workdir.model_kind(path)
+  tokenizer_path = os.path.join(path, workdir.TOKENIZER)
   if not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(f"{path}: no tokenizer.json next to the model")
   tokenizer = load_tokenizer(tokenizer_path)
   mesh = mesh or inference_mesh()
   dt = jnp.dtype(dtype)
-  if kind == "hf":
-    model = load_pretrained(path, dtype=dt, mesh=mesh)
-  else:
-    graphdef, abstract = nnx.split(abstract_model(workdir_model_config(path), dt, dt))
-    model = nnx.merge(graphdef, load_params_from_workdir(path, abstract, mesh))
+  graphdef, abstract = nnx.split(abstract_model(workdir.model_config_of(path), dt, dt))
+  model = nnx.merge(graphdef, workdir.load_params(path, abstract, mesh))
   ids = special_token_ids(tokenizer)
   for name in ("image_token_id", "video_token_id", "vision_start_token_id"):
     if ids[name] != getattr(model.config, name):
@@ -125,9 +109,10 @@ def processing_config(spec: str = "reference", presentation: str | None = None) 
   if spec in PROCESSING_PRESETS:
     config = PROCESSING_PRESETS[spec]
   elif spec.endswith(".py"):
-    from o3jax.train.config import load_config
-
-    config = ProcessingConfig(**load_config(spec).processing)
+    if not os.path.isfile(spec):
+      raise FileNotFoundError(f"config file {spec} not found")
+    # Run the file as `o3jax sft` would (evaluation does not import the trainer).
+    config = ProcessingConfig(**runpy.run_path(spec)["get_config"]().processing)
   else:
     raise ValueError(
       f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
@@ -188,36 +173,6 @@ def image_query(
   return Query(text, present_image(image, processing), system)
 
 
-# ------------------------------------------------------------------------ shapes
-
-
-def bucket(x: int, least: int) -> int:
-  """x rounded up to a multiple of max(least, 2^ceil(log2 x) / 16): multiples of `least`
-  for small x, else less than x/8 of padding and 8 sizes per doubling, so a benchmark
-  compiles the sampler a handful of times."""
-  x = max(int(x), least)
-  step = max(least, (1 << (x - 1).bit_length()) // 16)
-  return -(-x // step) * step
-
-
-def vision_padding(config, grids: np.ndarray, num_patches: int) -> dict:
-  """Padded layout sizes (see `vision_layout`) for the concatenated grids of a batch."""
-  v = config.vision
-  m, wm = v.spatial_merge_size, v.window_merge_units
-  windows = frames = 0
-  frame_length = 1
-  for t, h, w in np.asarray(grids).reshape(-1, 3).tolist():
-    windows += t * -(-(h // m) // wm) * -(-(w // m) // wm)
-    frames += t
-    frame_length = max(frame_length, h * w)
-  return dict(
-    num_patches=bucket(num_patches, 64),
-    num_windows=bucket(windows, 8),
-    num_frames=bucket(frames, 8),
-    frame_length=bucket(frame_length, 16),
-  )
-
-
 @dataclasses.dataclass(frozen=True)
 class Encoded:
   """A tokenized query with its vision arrays."""
@@ -258,23 +213,21 @@ def batch_inputs(
       continue
     pixels = np.concatenate([pixels_of(v) for v in visuals])
     grids = np.concatenate([grid_of(v) for v in visuals]).astype(np.int64)
-    padding = vision_padding(loaded.config, grids, len(pixels))
     if prefix == "image":
-      kw.update(pixel_values=pixels, image_grid_thw=grids, image_padding=padding)
+      kw.update(pixel_values=pixels, image_grid_thw=grids)
     else:
       kw.update(
         pixel_values_videos=pixels,
         video_grid_thw=grids,
-        video_padding=padding,
         second_per_grid_ts=np.concatenate([v.second_per_grid_ts for v in visuals]),
       )
-  return sample.prepare_prompts(
+  return prompt_batch(
     loaded.config,
     ids,
     mask,
-    rope_rule=rope_rule,
-    prompt_length=bucket(longest, prompt_bucket),
+    prompt_bucket=prompt_bucket,
     pad_id=loaded.pad_id,
+    rope_rule=rope_rule,
     **kw,
   )
 
@@ -357,7 +310,7 @@ def video_file(record: dict, videos_dir: str) -> str:
 def select_tasks(records: list, tasks: Sequence[str]) -> list:
   """STGR files (records with a `task` of SPEC.md section 3) hold every task: keep the
   records of `tasks`. Other files are returned as they are."""
-  from o3jax.processing.prompts import TASKS
+  from o3jax.grammar import TASKS
 
   if not any(isinstance(r, dict) and r.get("task") in TASKS for r in records):
     return records

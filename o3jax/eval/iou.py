@@ -8,12 +8,7 @@ its start gives 0.
 
 from __future__ import annotations
 
-import math
-
-
-def is_number(x) -> bool:
-  """A finite int or float (bool excluded: JSON `true` is not a coordinate)."""
-  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+from o3jax.grammar import is_number
 
 
 def temporal_iou(gold, pred) -> float:

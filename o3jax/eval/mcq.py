@@ -30,11 +30,12 @@ from __future__ import annotations
 import re
 import string
 
+from o3jax.grammar import CORRECT_OPTION, answer_block
+
 GROUP_FIELDS = ("duration", "domain", "sub_category", "task_type", "category")
 TEXT_FIELDS = ("response", "output", "output_text", "prediction", "pred")
 DEFAULT_LETTERS = "ABCDEFGH"
 
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _WHOLE = re.compile(r"[\(\[]?([A-Z])[\)\]]?[.:]?")
 _LEADING = re.compile(r"[\(\[]?([A-Z])(?:[\)\]]|[.:](?:\s|$))")
 _PHRASE = re.compile(r"(?i:answer|option|choice)\s*(?:is\s*)?:?\s*[\(\[]?([A-Z])(?![A-Za-z])")
@@ -53,10 +54,9 @@ def extract_letter(text, options=None) -> str | None:
   if not isinstance(text, str):
     return None
   letters = string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
-  found = _ANSWER.search(text)
-  text = found.group(1) if found else text
-  if "Correct Option:" in text:
-    text = text.rsplit("Correct Option:", 1)[1]
+  text = answer_block(text)
+  if CORRECT_OPTION in text:
+    text = text.rsplit(CORRECT_OPTION, 1)[1]
   text = text.strip()
 
   for pattern, match in ((_WHOLE, re.fullmatch), (_LEADING, re.match), (_PHRASE, re.search)):

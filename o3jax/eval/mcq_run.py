@@ -26,10 +26,12 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from o3jax import grammar
 from o3jax.eval import mcq, tts
 from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records, generate, image_query
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
+from o3jax.processing.evidence import evidence_crops
 
 VOTES = ("majority", "confidence")
 STGR_TASKS = ("General video QA MCQ", "temporal QA (MCQ)")  # the MCQ records of STGR files
@@ -40,7 +42,7 @@ _LABELLED = re.compile(r"^[A-Z][.:)]\s")
 
 def task_of(record: dict) -> str:
   task = record.get("task")
-  return task if task in prompts.TASKS else DEFAULT_TASK
+  return task if task in grammar.TASKS else DEFAULT_TASK
 
 
 def question_of(record: dict) -> str:
@@ -84,7 +86,8 @@ def evidence_boxes(text: str) -> list[tuple[float, tuple]]:
 
 
 def has_think(text: str) -> bool:
-  from o3jax.rewards.parse import THINK, block
+  from o3jax.grammar import THINK
+  from o3jax.rewards.parse import block
 
   return block(text, THINK) is not None
 
@@ -118,7 +121,7 @@ def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Arra
     if not crops:
       return []
     queries = [
-      image_query(crop, prompts.question_text(prompts.RELEVANCE_RATING, q, "sft"), processing)
+      image_query(crop, prompts.question_text(grammar.RELEVANCE_RATING, q, "sft"), processing)
       for crop, q in zip(crops, questions)
     ]
     texts = generate(
@@ -139,7 +142,7 @@ def scale(
     for text in texts:
       answers.append(mcq.extract_letter(text, record.get("options") or None))
       thinks.append(has_think(text))
-      crops.append(tts.evidence_crops(video.frames, video.frame_times, evidence_boxes(text)))
+      crops.append(evidence_crops(video.frames, video.frame_times, evidence_boxes(text)))
       questions.append(question_of(record))
 
   def rate_all(wanted):

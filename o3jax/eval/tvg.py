@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from o3jax.eval.iou import is_number, temporal_iou
+from o3jax.eval.iou import temporal_iou
+from o3jax.grammar import is_number
 
 R1_THRESHOLDS = (0.3, 0.5, 0.7)
 TEXT_FIELDS = ("output", "output_text", "response", "prediction")

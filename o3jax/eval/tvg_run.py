@@ -14,20 +14,18 @@ grounded answer `From <t>S</t>s to <t>E</t>s`.
 
 from __future__ import annotations
 
-import re
-
 import jax
 
 from o3jax.data.records import parse_segment
 from o3jax.eval import tvg
 from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records
+from o3jax.grammar import SECONDS_RE
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 
 TASK = "temporal QA"
 STGR_TASKS = (TASK,)  # the temporal-grounding records of STGR files
 QUESTION_FIELDS = ("question", "query", "sentence")
-_TIME = re.compile(r"<t>(\d+\.?\d*)</t>s")
 
 
 def query_text(record: dict) -> str:
@@ -63,7 +61,7 @@ def target_of(record: dict) -> list[float]:
 
 def unwrap_times(text: str) -> str:
   """`<t>S</t>s` -> `S` everywhere (TVGBench reads plain numbers)."""
-  return _TIME.sub(r"\1", text)
+  return SECONDS_RE.sub(r"\1", text)
 
 
 def tvg_results(

@@ -51,7 +51,8 @@ import math
 import re
 from typing import Callable
 
-from o3jax.eval.iou import box_iou, is_number, temporal_iou
+from o3jax.eval.iou import box_iou, temporal_iou
+from o3jax.grammar import SPAN_RE, answer_block, is_number
 
 R1_THRESHOLDS = (0.3, 0.5, 0.7)
 AP_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -175,18 +176,10 @@ def offline_judge(question: str, gold: str, candidate: str) -> int:
 
 # ---------------------------------------------------------------- answer parsing
 
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-_GROUNDED_SPAN = re.compile(r"<t>(\d+\.?\d*)</t>s to <t>(\d+\.?\d*)</t>s")
 _MMSS = re.compile(r"\b(\d+):(\d{1,2})\b")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _SECOND_KEY = re.compile(r"^\s*(\d+)(?:\.0*)?\s*s?\s*$")
-
-
-def answer_block(text: str) -> str:
-  """Content of the first <answer> block (to the end if unclosed), else the text."""
-  found = _ANSWER.search(text)
-  return found.group(1).strip() if found else text.strip()
 
 
 def parse_span(pred) -> tuple[float, float] | None:
@@ -198,7 +191,7 @@ def parse_span(pred) -> tuple[float, float] | None:
   if not isinstance(pred, str):
     return None
   text = answer_block(pred)
-  grounded = _GROUNDED_SPAN.search(text)
+  grounded = SPAN_RE.search(text)
   if grounded:
     return float(grounded.group(1)), float(grounded.group(2))
   text = _MMSS.sub(lambda m: str(int(m.group(1)) * 60 + int(m.group(2))), text)

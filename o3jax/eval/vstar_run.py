@@ -28,9 +28,10 @@ from typing import Sequence
 
 import jax
 
+from o3jax import grammar
 from o3jax.eval import vstar, vstar_prompts
 from o3jax.eval.generate import Decoding, LoadedModel, Query, Video, answer_records
-from o3jax.eval.iou import is_number
+from o3jax.grammar import is_number
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 
@@ -43,10 +44,10 @@ ANSWER_FIELDS = (
 )
 SPATIAL_FIELDS = ("answer_spatial", "answer_spatial_2")
 SYSTEM_TASK = {
-  "answer_vqa": prompts.SPATIO_TEMPORAL,
+  "answer_vqa": grammar.SPATIO_TEMPORAL,
   "answer_temporal": "temporal QA",
-  "answer_spatial": prompts.SPATIO_TEMPORAL,
-  "answer_spatial_2": prompts.SPATIO_TEMPORAL,
+  "answer_spatial": grammar.SPATIO_TEMPORAL,
+  "answer_spatial_2": grammar.SPATIO_TEMPORAL,
   "answer_temporal_2": "temporal QA",
 }
 

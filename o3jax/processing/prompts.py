@@ -1,26 +1,13 @@
-"""Task strings, system prompts and user-text conventions of the reference (Open-o3 Video).
+"""System prompts and user-text conventions of the reference (Open-o3 Video); the task
+names live in o3jax.grammar.
 
 The reference trains SFT and RL with different system prompts: the RL ones spell out the
 grounded output format, the SFT ones are shorter. Temporal and general video questions
 get a "Question: " prefix in SFT only.
 """
 
-TASKS = (
-  "temporal-spatial free-form QA",
-  "temporal QA",
-  "temporal QA (MCQ)",
-  "visual QA",
-  "General video QA MCQ",
-  "General video QA Free-form",
-)
-SPATIO_TEMPORAL = "temporal-spatial free-form QA"
-# Not an STGR task: SFT records that teach a model to answer the relevance-rating prompt
-# of confidence-aware test-time scaling (SPEC.md section 7). No system prompt, no think
-# block: the user turn is an evidence crop and RATING_PROMPT, the target one digit.
-RELEVANCE_RATING = "relevance rating"
-SFT_ONLY_TASKS = (RELEVANCE_RATING,)
-TEMPORAL_TASKS = ("temporal QA", "temporal QA (MCQ)")
-IMAGE_TASKS = ("visual QA", RELEVANCE_RATING)
+from o3jax.grammar import RELEVANCE_RATING, TEMPORAL_TASKS
+
 STAGES = ("sft", "rl")
 
 _THINK_ANSWER = (

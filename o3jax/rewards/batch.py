@@ -35,9 +35,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from o3jax.grammar import THINK
 from o3jax.rewards.claims import find_claims
 from o3jax.rewards.parse import (
-  THINK,
   BoxValues,
   Fields,
   block,

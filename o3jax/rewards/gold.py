@@ -29,16 +29,19 @@ from typing import NamedTuple
 
 import numpy as np
 
+from o3jax.grammar import (
+  BOX_RE,
+  GENERAL_FREE_FORM,
+  GENERAL_MCQ,
+  SPATIO_TEMPORAL,
+  TASKS,
+  TEMPORAL,
+  TEMPORAL_MCQ,
+  VISUAL,
+)
 from o3jax.rewards.batch import bucket
-from o3jax.rewards.parse import BOX_RE, Box, answer_text
+from o3jax.rewards.parse import Box, answer_text
 
-SPATIO_TEMPORAL = "temporal-spatial free-form QA"
-TEMPORAL = "temporal QA"
-TEMPORAL_MCQ = "temporal QA (MCQ)"
-VISUAL = "visual QA"
-GENERAL_MCQ = "General video QA MCQ"
-GENERAL_FREE_FORM = "General video QA Free-form"
-TASKS = (SPATIO_TEMPORAL, TEMPORAL, TEMPORAL_MCQ, VISUAL, GENERAL_MCQ, GENERAL_FREE_FORM)
 FREE_FORM = (SPATIO_TEMPORAL, GENERAL_FREE_FORM)  # ans_acc by ROUGE
 
 

@@ -14,17 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from o3jax.rewards.gold import (
-  GENERAL_FREE_FORM,
-  GENERAL_MCQ,
-  SPATIO_TEMPORAL,
-  TASKS,
-  TEMPORAL,
-  TEMPORAL_MCQ,
-  VISUAL,
-  GoldArrays,
-)
+from o3jax import grammar
+from o3jax.grammar import TASKS
 from o3jax.rewards.batch import ParsedArrays
+from o3jax.rewards.gold import GoldArrays
 
 GATE_SECONDS = 1.0
 TERMS = (
@@ -51,7 +44,14 @@ APPLIES = np.array(
 )
 ST, TG, TG_MCQ, VQA, G_MCQ, G_FREE = (
   TASKS.index(t)
-  for t in (SPATIO_TEMPORAL, TEMPORAL, TEMPORAL_MCQ, VISUAL, GENERAL_MCQ, GENERAL_FREE_FORM)
+  for t in (
+    grammar.SPATIO_TEMPORAL,
+    grammar.TEMPORAL,
+    grammar.TEMPORAL_MCQ,
+    grammar.VISUAL,
+    grammar.GENERAL_MCQ,
+    grammar.GENERAL_FREE_FORM,
+  )
 )
 
 

@@ -1,6 +1,6 @@
 """Completion text -> the values the rewards read (host side; never raises).
 
-Reading of SPEC.md section 4, first match everywhere:
+Reading of SPEC.md section 4, first match everywhere (the patterns live in o3jax.grammar):
 - think = group 1 of `<think>(.*?)</think>` (DOTALL); the answer block is
   `<answer>.*?</answer>`; answer text = `<answer>\\s*(.*?)\\s*</answer>` stripped, "" when
   absent. Both are found with str.find, which gives the same first match as the regex
@@ -28,19 +28,19 @@ the kernels' arrays with the same functions and a fast path for integer boxes.
 import dataclasses
 import json
 import math
-import re
 from typing import NamedTuple
 
+from o3jax.grammar import (
+  ANSWER,
+  BOX_RE,
+  CLAIM_BOX_RE,
+  CORRECT_OPTION,
+  SPAN_RE,
+  THINK,
+  TIME_RE,
+  VISUAL_GROUNDING_RE,
+)
 from o3jax.rewards.claims import find_claims
-
-THINK = ("<think>", "</think>")
-ANSWER = ("<answer>", "</answer>")
-TIME_RE = re.compile(r"<t>([\d.]+)</t>s")
-SPAN_RE = re.compile(r"<t>(\d+\.?\d*)</t>s to <t>(\d+\.?\d*)</t>s")
-BOX_RE = re.compile(r"<box>(\[.*?\])</box>")
-CLAIM_BOX_RE = re.compile(r"\[.*?\]")
-VISUAL_GROUNDING_RE = re.compile(r"<obj>(\w+)</obj><box>(\[.*?\])</box>")
-CORRECT_OPTION = "Correct Option:"
 
 Box = tuple[float, float, float, float]
 _INVALID_JSON = object()

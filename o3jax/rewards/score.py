@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
+from o3jax.grammar import VISUAL
 from o3jax.rewards.batch import parse_batch
-from o3jax.rewards.gold import FREE_FORM, VISUAL, Gold, pack_gold, record_gold
+from o3jax.rewards.gold import FREE_FORM, Gold, pack_gold, record_gold
 from o3jax.rewards.kernels import TERMS, reward_terms
 from o3jax.rewards.rouge import rouge_accuracy
 

@@ -82,7 +82,7 @@ def load_config(path: str) -> TrainConfig:
   cfg = module.get_config()
   if not isinstance(cfg, TrainConfig):
     raise ValueError(f"{path}: get_config() returned {type(cfg).__name__}, not TrainConfig")
-  from o3jax.processing.prompts import SFT_ONLY_TASKS, TASKS
+  from o3jax.grammar import SFT_ONLY_TASKS, TASKS
 
   unknown = [t for t in cfg.tasks if t not in TASKS + SFT_ONLY_TASKS]
   if unknown:

@@ -26,7 +26,8 @@ from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import batch_logits, token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax.train.run import MetricsLog, check_finite, load_params_from_workdir, restore, setup_run
+from o3jax.train.run import check_finite, restore, setup_run
+from o3jax.workdir import MetricsLog, load_params
 from o3jax.train.sft import data_iterator, device_batch
 
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
@@ -111,16 +112,15 @@ def train_gspo(
   restore(run, data)
   ref_params = None
   if g.beta > 0:
-    # The frozen reference is the initial policy, reloaded on resume.
+    # The frozen reference is the initial policy, reloaded on resume from `init` (a
+    # workdir or a Hugging Face directory).
     ref_params = (
       jax.tree.map(jnp.copy, run.state.params)
       if not run.start_step
-      else load_params_from_workdir(init, run.state.params, run.mesh)
+      else load_params(init, run.state.params, run.mesh)
     )
   target = cfg.total_steps if steps is None else steps
-  train_step = step_lib.make_train_step(
-    run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule, run.frozen_mask
-  )
+  train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule)
   ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}

@@ -1,4 +1,8 @@
-"""AdamW with warmup then linear/cosine decay, global-norm clipping, frozen groups."""
+"""AdamW with warmup then linear/cosine decay, global-norm clipping, frozen groups.
+
+Freezing lives here only: frozen parameters get a zero update (no weight decay either),
+and the global-norm clip sees the trained parameters' gradients alone.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +30,6 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
   if warm == 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), decay], [warm])
-
-
-def _paths(params) -> list[str]:
-  return [".".join(map(str, p)) for p, _ in nnx.to_flat_state(params)]
 
 
 def frozen_labels(params, patterns) -> object:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
 import numpy as np
 
 from o3jax import rewards, sample
-from o3jax.train.batch import model_batch
+from o3jax.grammar import TASKS
+from o3jax.processing.tokenizer import special_token_ids
+from o3jax.rewards.kernels import APPLIES, TERMS as KERNEL_TERMS
+from o3jax.sample_inputs import prompt_batch
+
+VISUAL_KEYS = (
+  "pixel_values",
+  "image_grid_thw",
+  "pixel_values_videos",
+  "video_grid_thw",
+  "second_per_grid_ts",
+)
 
 TERMS = (
   "format",
@@ -23,16 +33,19 @@ TERMS = (
 )
 
 
-def prompt_inputs(cfg, batch: dict[str, Any], rope_rule: str = "qwen") -> dict[str, Any]:
-  """Sampler inputs for the (left-padded) prompts of an RL batch, with fixed shapes."""
-  inputs = model_batch(
-    cfg, batch, 1, ids_key="prompt_ids", mask_key="prompt_mask", rope_rule=rope_rule
+def prompt_inputs(cfg, batch: dict[str, Any], pad_id: int, rope_rule: str = "qwen") -> dict:
+  """Sampler inputs for the prompts of an RL pipeline batch, batched as evaluation batches
+  its queries; the prompt length stays the pipeline bucket's."""
+  visual = {k: batch[k] for k in VISUAL_KEYS if k in batch}
+  return prompt_batch(
+    cfg,
+    batch["prompt_ids"],
+    batch["prompt_mask"],
+    prompt_length=batch["prompt_ids"].shape[1],
+    pad_id=pad_id,
+    rope_rule=rope_rule,
+    **visual,
   )
-  inputs = jax.tree.map(lambda x: x[0], inputs)
-  inputs["next_position"] = sample.next_positions(
-    inputs["position_ids"], inputs["attention_mask"], rope_rule
-  ).astype(np.int32)
-  return inputs
 
 
 @dataclasses.dataclass
@@ -64,7 +77,7 @@ def rollout(
   out = sample.sample(
     graphdef,
     params,
-    prompt_inputs(cfg, batch),
+    prompt_inputs(cfg, batch, ids["pad"]),
     key,
     max_new_tokens=max_new_tokens,
     num_samples=num_samples,
@@ -86,8 +99,6 @@ def rollout(
 
 
 def tokenizer_ids(tokenizer) -> dict[str, int]:
-  from o3jax.processing.tokenizer import special_token_ids
-
   ids = special_token_ids(tokenizer)
   return {"eos": ids["eos_token_id"], "pad": ids["pad_token_id"]}
 
@@ -119,9 +130,6 @@ def mean_rewards(
   terms: dict[str, np.ndarray], valid: np.ndarray, tasks: list[str] | None = None
 ) -> dict[str, float]:
   """Means over the valid rollouts; a term is averaged over the tasks it applies to."""
-  from o3jax.rewards.gold import TASKS
-  from o3jax.rewards.kernels import APPLIES, TERMS as KERNEL_TERMS
-
   out = {}
   for k, v in terms.items():
     applies = valid.copy()

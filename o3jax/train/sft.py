@@ -9,17 +9,18 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from o3jax import grammar
 from o3jax.data import pipeline
 from o3jax.data.records import load_records
 from o3jax.distributed import gather_batch
-from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import MetricsLog, check_finite, restore, setup_run
+from o3jax.train.run import check_finite, restore, setup_run
+from o3jax.workdir import MetricsLog
 
 
 def processing_config(cfg: TrainConfig) -> ProcessingConfig:
@@ -31,7 +32,7 @@ def select_tasks(records: list, tasks: tuple) -> list:
   known task is kept, so that the pipeline reports and counts it like any bad record."""
   if not tasks:
     return records
-  known = prompts.TASKS + prompts.SFT_ONLY_TASKS
+  known = grammar.TASKS + grammar.SFT_ONLY_TASKS
   return [
     r
     for r in records
@@ -107,9 +108,7 @@ def train_sft(
   )
   restore(run, data)
   target = cfg.total_steps if steps is None else steps
-  train_step = step_lib.make_train_step(
-    run.graphdef, sft_loss, run.tx, run.schedule, run.frozen_mask
-  )
+  train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
   log = MetricsLog(workdir, target, run.start_step)
   jitted, row, pending = None, {}, None
   state = run.state

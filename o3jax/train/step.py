@@ -28,7 +28,6 @@ def make_train_step(
   loss_fn: LossFn,
   tx: optax.GradientTransformation,
   schedule: optax.Schedule,
-  frozen_mask=None,
 ):
   def micro_loss(params, mb):
     (total, denom), aux = loss_fn(nnx.merge(graphdef, params), mb)
@@ -56,8 +55,6 @@ def make_train_step(
     (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, init, batch)
     scale = 1.0 / jnp.maximum(denom, 1.0)
     grads = jax.tree.map(lambda g: g * scale, grads)
-    if frozen_mask is not None:
-      grads = jax.tree.map(lambda g, f: jnp.where(f, 0.0, g), grads, frozen_mask)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {

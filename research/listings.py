@@ -18,16 +18,21 @@ answer depends on one named frame and on no other:
 listing records to out/STGR-SFT.json (and as RL prompts, without the reasoning, to
 STGR-RL.json), optionally after the directory's own records, and links its media
 directories into out.
+
+  python -m research.listings --synth DIR --seed S --videos N --out DIR2 \
+      [--halves 4 --objects 2 --named 4] [--with-records]
 """
 
+import argparse
 import json
 import os
 
 import numpy as np
 
-from o3jax.data import synth
+from o3jax import grammar
+from o3jax.data import scenes, synth
 from o3jax.data.records import load_records
-from o3jax.processing import frames, prompts
+from o3jax.processing import frames
 from o3jax.processing.config import TINY, ProcessingConfig
 
 KINDS = ("halves", "objects", "named")
@@ -42,7 +47,7 @@ def kind_of(record: dict) -> str | None:
   return kind if kind in KINDS else None
 
 
-def halves_item(scene: synth.Scene, track: synth.Track, frame: int) -> str:
+def halves_item(scene: scenes.Scene, track: scenes.Track, frame: int) -> str:
   """'the red circle is left and up' (by its box centre) or 'the red circle is not visible'."""
   if not track.visible(frame):
     return f"the {track.name} is not visible"
@@ -52,7 +57,7 @@ def halves_item(scene: synth.Scene, track: synth.Track, frame: int) -> str:
   return f"the {track.name} is {across} and {down}"
 
 
-def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float) -> str:
+def claim_item(scene: scenes.Scene, track: scenes.Track, frame: int, label: float) -> str:
   """The track's claim on a shown frame at its label time, or 'the X is not visible'."""
   if not track.visible(frame):
     return f"the {track.name} is not visible"
@@ -60,7 +65,7 @@ def claim_item(scene: synth.Scene, track: synth.Track, frame: int, label: float)
 
 
 def listing_record(
-  scene: synth.Scene,
+  scene: scenes.Scene,
   rng: np.random.Generator,
   kind: str,
   index: int,
@@ -89,7 +94,7 @@ def listing_record(
     seen = [shown[k] for k in order if track.visible(shown[k][0])]
     return dict(
       **common,
-      task=prompts.SPATIO_TEMPORAL,
+      task=grammar.SPATIO_TEMPORAL,
       question=f"Where is the {track.name} in frames {', '.join(str(k + 1) for k in order)}?",
       answer=f"The {track.name} is seen in {len(seen)} of the {len(order)} frames.",
       reasoning_process=" ".join(lines),
@@ -140,7 +145,7 @@ def write_listings(
       raise FileNotFoundError(
         f"{synth_dir}: videos/{vid}.mp4 does not exist (fewer than {videos} videos?)"
       )
-    scene = synth.make_scene(vid, synth.scene_rng(seed, "v", i), width, height, fps)
+    scene = scenes.make_scene(vid, scenes.scene_rng(seed, "v", i), width, height, fps)
     for j, kind in enumerate(KINDS):
       rng = np.random.default_rng(
         [seed, 20 + j, i]
@@ -167,3 +172,43 @@ def write_listings(
     if os.path.isdir(source) and not os.path.lexists(link):
       os.symlink(source, link)
   return {"records": len(records), **written}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(
+    description="frame-listing records for the videos of a synth directory"
+  )
+  p.add_argument("--synth", required=True, help="directory written by `o3jax data synth`")
+  p.add_argument("--seed", type=int, required=True, help="the seed that directory was written with")
+  p.add_argument("--videos", type=int, required=True, help="training videos to list (v0000 on)")
+  p.add_argument("--out", required=True, help="output directory")
+  for kind, default in (("halves", 4), ("objects", 2), ("named", 4)):
+    p.add_argument(
+      f"--{kind}", type=int, default=default, help=f"{kind} listings per video (default {default})"
+    )
+  p.add_argument(
+    "--with-records", action="store_true", help="put the synth directory's own records first"
+  )
+  p.add_argument("--width", type=int, default=112)
+  p.add_argument("--height", type=int, default=84)
+  p.add_argument("--fps", type=int, default=8)
+  args = p.parse_args(argv)
+  if args.videos < 1:
+    raise SystemExit("research.listings: --videos must be at least 1")
+  written = write_listings(
+    args.synth,
+    args.out,
+    args.seed,
+    args.videos,
+    {kind: getattr(args, kind) for kind in KINDS},
+    with_records=args.with_records,
+    width=args.width,
+    height=args.height,
+    fps=args.fps,
+  )
+  print(json.dumps({"out": args.out, **written}))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

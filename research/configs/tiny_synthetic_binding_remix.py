@@ -1,9 +1,9 @@
-"""Phase 7 of frame binding (see `configs/tiny_synthetic_binding.py`): 1,500 steps on the
-listings mixed back with the synthetic records (`o3jax data listings --with-records`), from
+"""Phase 7 of frame binding (see `research/configs/tiny_synthetic_binding.py`): 1,500 steps on the
+listings mixed back with the synthetic records (`python -m research.listings --with-records`), from
 phase 6 (`--init`). The listings alone make the model forget the other tasks' formats (on
 synthetic V-STaR it answers every query with a listing); a short pass over both is to
 bring them back, at a third of the binding phases' peak learning rate so that the binding
-stays. Measured (docs/tiny_grounding.md): the boxes stayed; 1,500 steps did not bring
+stays. Measured (research/tiny_grounding.md): the boxes stayed; 1,500 steps did not bring
 V-STaR back."""
 
 import dataclasses

@@ -1,9 +1,9 @@
-"""Frame binding, after the long tiny recipe (`configs/tiny_synthetic_long.py`, given as
-`--init`): frame listings (`o3jax data listings`) teach which image a `Frame k` label names.
+"""Frame binding, after the long tiny recipe (`research/configs/tiny_synthetic_long.py`, given as
+`--init`): frame listings (`python -m research.listings`) teach which image a `Frame k` label names.
 
 Phase 1 trains on the "halves" listings alone for the 4,000 steps; phase 2 continues on
 halves and "objects" listings mixed with the synthetic records, `--steps 2000` of the same
-schedule; phase 3 is `configs/tiny_synthetic_binding_mix.py`. The learning rate is the long
+schedule; phase 3 is `research/configs/tiny_synthetic_binding_mix.py`. The learning rate is the long
 recipe's 1e-3: the binding shows after about 2,500 steps of phase 1, not before.
 """
 

@@ -34,7 +34,7 @@
    state of the token that holds an object's centre to that centre (R^2 of x and y on the
    other 30%) and to which of the frame's tokens it is (accuracy), at the vision tower's
    output and after each decoder layer.
-8. Frame binding, with --listings DIR (`o3jax data listings` over held-out videos):
+8. Frame binding, with --listings DIR (`python -m research.listings` over held-out videos):
    teacher forced on the "halves" listings, how often the model's choice is right (of
    left / right for a visible object, of "not" / left / right for a hidden one, of
    up / down) with the video's own frames, with them in reverse order (a model that reads
@@ -43,7 +43,7 @@
    boxes checked as in 4, with how many of the named frames that show the object got a
    box and how many claims repeat a time already claimed.
 
-  python scripts/eval_grounding.py --workdir runs/long --config configs/tiny_synthetic_long.py \
+  python -m research.eval_grounding --workdir runs/long --config research/configs/tiny_synthetic_long.py \
       --heldout runs/heldout [--batches 10] [--crops 120] [--questions 40] [--readout 30] [--probe 30]
       [--listings runs/heldout-listings --listed 40]
 """
@@ -62,18 +62,19 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from o3jax.data import listings, synth
+from o3jax import grammar
+from o3jax.data import scenes
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
-from o3jax.eval.iou import is_number
 from o3jax.eval.mcq_run import model_rater
-from o3jax.eval.tts import nearest_frame, parse_rating
+from o3jax.eval.tts import parse_rating
+from o3jax.grammar import is_number
 from o3jax.infer import answer_video
 from o3jax.models.layers import apply_rotary
 from o3jax.models.qwen2_5_vl import causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
-from o3jax.processing import grounding, prompts
+from o3jax.processing.evidence import nearest_frame
 from o3jax.rewards.claims import find_claims
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
@@ -81,8 +82,9 @@ from o3jax.train.evaluate import evaluate_rewards
 from o3jax.train.loss import batch_logits, masked_cross_entropy
 from o3jax.train.run import restore, setup_run
 from o3jax.train.sft import data_iterator, processing_config
+from research import listings
 
-SPATIAL = (prompts.SPATIO_TEMPORAL, "visual QA")
+SPATIAL = (grammar.SPATIO_TEMPORAL, "visual QA")
 GENERAL = ("General video QA MCQ", "General video QA Free-form")
 
 
@@ -157,7 +159,7 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
   records = [
     r
     for r in load_records(os.path.join(heldout, "STGR-SFT.json"))
-    if r.get("task") == prompts.RELEVANCE_RATING
+    if r.get("task") == grammar.RELEVANCE_RATING
   ][:limit]
   if not records:
     return {"crops": 0}
@@ -178,7 +180,7 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
 
 def colour_centre(frame: np.ndarray, name: str) -> np.ndarray | None:
   """(x, y) in px: the centre of the extent of the named colour's pixels; None where absent."""
-  mask = synth.colour_mask(frame, name)
+  mask = scenes.colour_mask(frame, name)
   if mask is None or not mask.any():
     return None
   ys, xs = np.nonzero(mask)
@@ -223,10 +225,12 @@ def key_frames_boxed(record: dict, times: list) -> tuple[int, int, int]:
 
 
 def on_another_object(frame: np.ndarray, name: str, box) -> bool:
-  """Whether a box sits (as in `synth.box_on_shape`) on an object of another colour than the
+  """Whether a box sits (as in `scenes.box_on_shape`) on an object of another colour than the
   named one's: the model looked at the right place for the wrong object."""
   named = name.split()[0] if name.split() else None
-  return any(synth.box_on_shape(frame, colour, box) for colour in synth.COLOURS if colour != named)
+  return any(
+    scenes.box_on_shape(frame, colour, box) for colour in scenes.COLOURS if colour != named
+  )
 
 
 def centre_error_summary(errors: list[dict]) -> dict:
@@ -271,7 +275,7 @@ def evidence_on_shapes(
     for e in result.evidence:
       if is_number(e.time):
         i = nearest_frame(video.frame_times, e.time)
-        hits.append(synth.box_on_shape(video.frames[i], e.name, e.box))
+        hits.append(scenes.box_on_shape(video.frames[i], e.name, e.box))
         elsewhere += not hits[-1] and on_another_object(video.frames[i], e.name, e.box)
         if e.name not in paths:
           paths[e.name] = object_centres(video.frames, e.name)
@@ -307,7 +311,7 @@ def box_token_groups(tokenizer, input_ids: np.ndarray, start: int) -> tuple[str,
   pieces = [tokenizer.decode([int(i)]) for i in input_ids[start:]]
   ends = np.cumsum([len(p) for p in pieces])
   text = "".join(pieces)
-  spans = [m.span(1) for m in grounding.BOX_PATTERN.finditer(text)]
+  spans = [m.span(1) for m in grammar.BOX_PATTERN.finditer(text)]
   return text, [
     np.array(
       [
@@ -376,7 +380,7 @@ def box_readout(loaded, cfg, heldout: str, limit: int, shifts=(5, 20)) -> dict:
   out = {}
   for kind, tasks in (
     ("stills", ("visual QA",)),
-    ("videos", GENERAL + (prompts.SPATIO_TEMPORAL, "temporal QA")),
+    ("videos", GENERAL + (grammar.SPATIO_TEMPORAL, "temporal QA")),
   ):
     examples = [
       encode_record(r, tokenizer=tokenizer, config=processing, stage="sft", root=heldout)
@@ -465,7 +469,7 @@ def cells_holding(
 ) -> np.ndarray:
   """[rows * cols] bool, raster order: the merged-token cells of a frame with at least
   `least` pixels of the named object's colour."""
-  mask = synth.colour_mask(frame, name)
+  mask = scenes.colour_mask(frame, name)
   rows, cols = grid
   if mask is None:
     return np.zeros(rows * cols, bool)
@@ -625,8 +629,8 @@ def place_in_vision_tokens(probes) -> dict:
     rows, cols = probe.grid
     for frame, tokens in zip(probe.video.frames, probe.image_tokens):
       h, w = frame.shape[:2]
-      for name in synth.COLOURS:
-        ys, xs = np.nonzero(synth.colour_mask(frame, name))
+      for name in scenes.COLOURS:
+        ys, xs = np.nonzero(scenes.colour_mask(frame, name))
         if len(xs) < 12:
           continue
         cell = int(ys.mean() * rows // h) * cols + int(xs.mean() * cols // w)

@@ -1,8 +1,8 @@
-"""Phase 6 of frame binding (see `configs/tiny_synthetic_binding.py`): 8,000 steps on the
+"""Phase 6 of frame binding (see `research/configs/tiny_synthetic_binding.py`): 8,000 steps on the
 listings alone, one cosine schedule, from phase 5 (`--init`; commands in
-docs/tiny_grounding.md). The boxes' x is read off the named frame by phase 5; their y,
+research/tiny_grounding.md). The boxes' x is read off the named frame by phase 5; their y,
 which the listings ask for as often, lags, and a longer schedule gives it one warm-up
-instead of several (it still lags after this phase: docs/tiny_grounding.md)."""
+instead of several (it still lags after this phase: research/tiny_grounding.md)."""
 
 import os
 

@@ -1,10 +1,10 @@
 """Stage 0 of the longer tiny recipe: image grounding before SFT
-(docs/tiny_grounding.md).
+(research/tiny_grounding.md).
 
 The tiny model reads object positions off its vision tokens only after a few thousand
 steps (before that its boxes ignore the image). On still images -- visual QA boxes and the
 relevance ratings of evidence crops -- a step costs a fifth of a step on the full SFT mix,
-so those steps are taken here; `configs/tiny_synthetic_long.py` continues from this run.
+so those steps are taken here; `research/configs/tiny_synthetic_long.py` continues from this run.
 """
 
 import os
@@ -13,10 +13,11 @@ from o3jax.data.pipeline import BatchShape
 from o3jax.train.config import OptimConfig, load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PRODUCT_CONFIGS = os.path.join(HERE, "..", "..", "configs")
 
 
 def get_config():
-  base = load_config(os.path.join(HERE, "tiny_synthetic.py"))
+  base = load_config(os.path.join(PRODUCT_CONFIGS, "tiny_synthetic.py"))
   # One 84x56 image (6x4 patches) and at most ~220 tokens per example.
   return base.replace(
     tasks=("visual QA",),

@@ -1,6 +1,6 @@
-"""Phases 3 and 4 of frame binding (see `configs/tiny_synthetic_binding.py`): 3,000 steps
+"""Phases 3 and 4 of frame binding (see `research/configs/tiny_synthetic_binding.py`): 3,000 steps
 on all three listing kinds mixed with the synthetic records, from phase 2 (`--init`);
-then 3,000 steps on listings alone, from phase 3 (commands in docs/tiny_grounding.md)."""
+then 3,000 steps on listings alone, from phase 3 (commands in research/tiny_grounding.md)."""
 
 import os
 

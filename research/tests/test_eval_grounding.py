@@ -1,7 +1,5 @@
-"""scripts/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
+"""research/eval_grounding.py: the tokens its box-token loss reads, and the pieces of its attention and place measurements."""
 
-import os
-import sys
 import types
 
 import jax
@@ -9,17 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from o3jax.data import synth
+from o3jax.data import scenes
 from o3jax.models import config as config_lib
 from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
-
-sys.path.insert(
-  0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-)
-
-import eval_grounding  # noqa: E402
+from research import eval_grounding
 
 
 def test_box_token_positions_are_the_digits_inside_boxes():
@@ -72,9 +65,9 @@ def test_attention_probs_rebuild_the_layers_attention():
 
 def test_cells_holding_counts_the_named_colour_per_token_cell():
   frame = np.zeros((56, 84, 3), np.uint8)
-  frame[30:40, 60:70] = synth.COLOURS["red"]  # 100 pixels in the cell at row 1, column 2
-  frame[0:2, 0:2] = synth.COLOURS["red"]  # 4 pixels at the top left: too few
-  frame[0:5, 30:35] = synth.COLOURS["blue"]
+  frame[30:40, 60:70] = scenes.COLOURS["red"]  # 100 pixels in the cell at row 1, column 2
+  frame[0:2, 0:2] = scenes.COLOURS["red"]  # 4 pixels at the top left: too few
+  frame[0:5, 30:35] = scenes.COLOURS["blue"]
   holds = eval_grounding.cells_holding(frame, "red square", (2, 3))
   assert holds.tolist() == [False, False, False, False, False, True]
   assert eval_grounding.cells_holding(frame, "blue circle", (2, 3)).tolist() == [
@@ -141,8 +134,8 @@ def test_listing_choices_are_the_words_after_is_and_and():
 
 def test_centre_error_against_the_object_on_its_frame_and_its_mean_place():
   frames = np.zeros((3, 60, 100, 3), np.uint8)
-  frames[0, 30:40, 10:20] = synth.COLOURS["red"]  # centre (15, 35)
-  frames[1, 30:40, 50:60] = synth.COLOURS["red"]  # centre (55, 35); frame 2 lacks it
+  frames[0, 30:40, 10:20] = scenes.COLOURS["red"]  # centre (15, 35)
+  frames[1, 30:40, 50:60] = scenes.COLOURS["red"]  # centre (55, 35); frame 2 lacks it
   red = eval_grounding.object_centres(frames, "red square")
   err = eval_grounding.centre_error(red, 1, [48, 28, 64, 40])  # centre (56, 34)
   np.testing.assert_allclose(err["box"], [1, 1])
@@ -162,8 +155,8 @@ def test_centre_error_against_the_object_on_its_frame_and_its_mean_place():
 
 def test_on_another_object_is_a_box_on_a_shape_of_another_colour():
   frame = np.zeros((60, 100, 3), np.uint8)
-  frame[30:40, 10:20] = synth.COLOURS["red"]
-  frame[10:20, 60:70] = synth.COLOURS["blue"]
+  frame[30:40, 10:20] = scenes.COLOURS["red"]
+  frame[10:20, 60:70] = scenes.COLOURS["blue"]
   assert eval_grounding.on_another_object(frame, "red square", [58, 8, 72, 22])  # on the blue one
   assert not eval_grounding.on_another_object(frame, "red square", [8, 28, 22, 42])  # on its own
   assert not eval_grounding.on_another_object(frame, "blue circle", [58, 8, 72, 22])

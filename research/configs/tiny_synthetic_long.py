@@ -1,5 +1,5 @@
 """Stage 1 of the longer tiny recipe: the full SFT mix, continuing from the grounding stage
-(`configs/tiny_synthetic_grounding.py`, given as `--init`), on a larger synthetic set.
+(`research/configs/tiny_synthetic_grounding.py`, given as `--init`), on a larger synthetic set.
 
 The same model and data format as `tiny_synthetic.py` (the demo), with the gentler
 learning rate the long runs need: at 3e-3 the tiny model settles on answers that ignore
@@ -11,10 +11,11 @@ import os
 from o3jax.train.config import OptimConfig, load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PRODUCT_CONFIGS = os.path.join(HERE, "..", "..", "configs")
 
 
 def get_config():
-  base = load_config(os.path.join(HERE, "tiny_synthetic.py"))
+  base = load_config(os.path.join(PRODUCT_CONFIGS, "tiny_synthetic.py"))
   return base.replace(
     optim=OptimConfig(
       learning_rate=1e-3,

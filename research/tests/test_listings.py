@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from data_fixtures import demo_tokenizer, synthetic_dir  # noqa: F401
 
-from o3jax import cli
-from o3jax.data import listings, synth
+from o3jax.data import scenes
 from o3jax.data.encode import encode_record
 from o3jax.data.records import check_record, load_records, reward_meta, sft_target
 from o3jax.processing import frames
@@ -16,7 +16,11 @@ from o3jax.processing.config import TINY
 from o3jax.rewards.score import score
 from o3jax.train.config import load_config
 from o3jax.train.sft import data_iterator
-from data_fixtures import CONFIGS, demo_tokenizer, synthetic_dir  # noqa: F401
+from research import listings
+
+RESEARCH_CONFIGS = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
+)
 
 LINE = re.compile(r"Frame (\d+): (.*?)\.(?: |$)")
 HALVES_ITEM = re.compile(r"the (\w+ \w+) is (?:(left|right) and (up|down)|(not visible))")
@@ -25,7 +29,7 @@ CLAIM = re.compile(r"the <obj>(.*?)</obj><box>\[(.*?)\]</box>at<t>(.*?)</t>s")
 
 def _scenes(count=6, seed=3):
   return [
-    synth.make_scene(f"v{i:04d}", np.random.default_rng([seed, 0, i]), 112, 84, 8)
+    scenes.make_scene(f"v{i:04d}", np.random.default_rng([seed, 0, i]), 112, 84, 8)
     for i in range(count)
   ]
 
@@ -33,7 +37,7 @@ def _scenes(count=6, seed=3):
 def _pixels(scene, frame, name):
   """(centre x, centre y) of the name's colour in the rendered frame, None when absent."""
   image = scene.render(frame)[0]
-  match = (image == np.array(synth.COLOURS[name.split()[0]])).all(-1)
+  match = (image == np.array(scenes.COLOURS[name.split()[0]])).all(-1)
   if not match.any():
     return None
   rows, cols = np.nonzero(match)
@@ -76,7 +80,7 @@ def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_labe
         frame, label = shown[int(k) - 1]
         for name, box, time in CLAIM.findall(text):
           pixel_box = [float(v) * s for v, s in zip(box.split(","), (112, 84, 112, 84))]
-          assert float(time) == label and synth.box_on_shape(
+          assert float(time) == label and scenes.box_on_shape(
             scene.render(frame)[0], name, pixel_box
           )
         for name in re.findall(r"the (\w+ \w+) is not visible", text):
@@ -96,8 +100,6 @@ def test_named_and_objects_listings_claim_boxes_on_the_shapes_at_the_frames_labe
 def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_path):
   out = str(tmp_path / "listed")
   args = [
-    "data",
-    "listings",
     "--synth",
     synthetic_dir,
     "--seed",
@@ -112,7 +114,7 @@ def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_pa
     "1",
     "--with-records",
   ]
-  assert cli.main(args + ["--out", out]) == 0
+  assert listings.main(args + ["--out", out]) == 0
   base = load_records(os.path.join(synthetic_dir, "STGR-SFT.json"))
   records = load_records(os.path.join(out, "STGR-SFT.json"))
   listed = records[len(base) :]
@@ -128,14 +130,14 @@ def test_cli_writes_valid_listings_after_the_synth_records(synthetic_dir, tmp_pa
   for record in rl[-len(listed) :]:
     check_record(record, stage="rl", root=out)
   # The listings are of the synth directory's own videos: rebuilt from its seed, they match its records.
-  scene = synth.make_scene("v0000", np.random.default_rng([7, 0, 0]), 112, 84, 8)
+  scene = scenes.make_scene("v0000", np.random.default_rng([7, 0, 0]), 112, 84, 8)
   assert all(
     t.name in json.dumps([r for r in base if r.get("video_path") == "videos/v0000.mp4"])
     for t in scene.tracks
   )
   # Deterministic: the same call writes the same records.
   again = str(tmp_path / "again")
-  assert cli.main(args + ["--out", again]) == 0
+  assert listings.main(args + ["--out", again]) == 0
   assert load_records(os.path.join(again, "STGR-SFT.json")) == records
 
 
@@ -151,7 +153,7 @@ def test_binding_config_buckets_hold_every_listing(synthetic_dir, demo_tokenizer
   written = listings.write_listings(
     synthetic_dir, out, 7, 4, {"halves": 2, "objects": 2, "named": 2}
   )
-  cfg = load_config(os.path.join(CONFIGS, "tiny_synthetic_binding.py")).replace(
+  cfg = load_config(os.path.join(RESEARCH_CONFIGS, "tiny_synthetic_binding.py")).replace(
     batch_size=4, strict_data=True
   )
   data = data_iterator(
@@ -182,7 +184,7 @@ def test_named_listing_rl_gold_scores_its_own_boxes_and_shows_no_extra_image(
     check_record(prompt, stage="rl", root=out)
     example = encode_record(prompt, tokenizer=demo_tokenizer, config=TINY, stage="rl", root=out)
     vid = os.path.basename(record["video_path"]).removesuffix(".mp4")  # "v0003"
-    scene = synth.make_scene(vid, synth.scene_rng(7, "v", int(vid[1:])), 112, 84, 8)
+    scene = scenes.make_scene(vid, scenes.scene_rng(7, "v", int(vid[1:])), 112, 84, 8)
     shown = frames.shown_frames(scene.num_frames, scene.fps, TINY)
     assert len(example.image_grid_thw) == len(shown)
     # The gold is each claimed frame's box at the claim's time: the record's own answer scores

@@ -19,7 +19,7 @@ def get_config() -> TrainConfig:
   return TrainConfig(
     model="qwen2_5_vl_7b",
     compute_dtype="bfloat16",
-    remat=True,
+    remat="full",
     mesh=MeshConfig(data=1, fsdp=8, tensor=1),
     optim=OptimConfig(
       learning_rate=1e-6, warmup_steps=0, decay="linear", weight_decay=0.01, max_grad_norm=5.0

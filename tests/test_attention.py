@@ -12,10 +12,13 @@ from tests.attention_oracle import dense_mask, reference_attention
 TOL = 1e-5
 
 
-@pytest.fixture(params=[(512, 512), (4, 8)], ids=["one-block", "many-blocks"])
+@pytest.fixture(
+  params=[(512, 512, 64), (512, 512, 0), (4, 8, 0)], ids=["direct", "one-block", "many-blocks"]
+)
 def blocks(request, monkeypatch):
   monkeypatch.setattr(attn_lib, "BLOCK_Q", request.param[0])
   monkeypatch.setattr(attn_lib, "BLOCK_K", request.param[1])
+  monkeypatch.setattr(attn_lib, "DIRECT_MAX_QUERIES", request.param[2])
 
 
 def _qkv(b, t, s, n=4, kh=2, h=8, seed=0):
@@ -82,7 +85,7 @@ def test_kv_cache_decode(blocks, t):
   _check(q, k, v, read, causal=True, q_offset=17, kv_start=start)
 
 
-def test_query_that_sees_nothing_is_zero_and_finite():
+def test_query_that_sees_nothing_is_zero_and_finite(blocks):
   q, k, v = _qkv(1, 6, 6)
   f = lambda q, k, v: attn_lib.attention(
     q, k, v, causal=True, kv_start=jnp.array([3]), impl="blockwise"
@@ -93,7 +96,7 @@ def test_query_that_sees_nothing_is_zero_and_finite():
   assert all(bool(jnp.isfinite(g).all()) for g in grads)
 
 
-def test_bf16_blockwise_close_to_fp32_oracle():
+def test_bf16_close_to_fp32_oracle(blocks):
   q, k, v = _qkv(2, 64, 64, n=4, kh=1, h=16)
   dense = dense_mask(2, 64, 64, causal=True)
   want = reference_attention(q, k, v, dense)

@@ -10,6 +10,7 @@ checkpoints (`visual.*`, `model.*`) and transformers 5.x (`model.visual.*`,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -128,6 +129,37 @@ def _path_str(path) -> str:
   return ".".join(str(p) for p in path)
 
 
+# ---------------------------------------------------------------- stacked layers
+# TABLE names one layer's parameter ("text.layers.3.attn.q_kernel"); the model holds all
+# layers of a kind in one array with a leading layers axis ("text.layers.attn.q_kernel").
+_LAYER = re.compile(r"^(text\.layers|visual\.blocks)\.(\d+)\.(.+)$")
+_STACK = re.compile(r"^(text\.layers|visual\.blocks)\.(.+)$")
+
+
+def stacked_path(path: str) -> tuple[str, int | None]:
+  """One layer's path -> (the model's stacked path, layer index); other paths unchanged."""
+  m = _LAYER.match(path)
+  return (f"{m[1]}.{m[3]}", int(m[2])) if m else (path, None)
+
+
+def layer_views(path: str, value):
+  """(one-layer path, getter) for each layer of a stacked parameter; one pair otherwise."""
+  m = _STACK.match(path)
+  if not m:
+    return [(path, lambda: value)]
+  return [(f"{m[1]}.{i}.{m[2]}", lambda i=i: value[i]) for i in range(value.shape[0])]
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnums=3)
+def _set_layer(stack, value, layer, _sharding_key):
+  return jax.lax.dynamic_update_index_in_dim(stack, value.astype(stack.dtype), layer, 0)
+
+
+def _empty_stack(shape, dtype, sharding):
+  make = lambda: jnp.zeros(shape, dtype)
+  return jax.jit(make, out_shardings=sharding)() if sharding is not None else make()
+
+
 def _weight_files(directory: str) -> list[str]:
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.exists(index):
@@ -141,10 +173,12 @@ def _weight_files(directory: str) -> list[str]:
 
 
 def abstract_model(
-  config: Qwen2_5_VLConfig, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False
+  config: Qwen2_5_VLConfig, dtype=jnp.float32, param_dtype=jnp.float32, remat: str | None = None
 ) -> Qwen2_5_VL:
+  """`remat` (a policy name) overrides the config's."""
+  config = config if remat is None else config.replace(remat=remat)
   return nnx.eval_shape(
-    lambda: Qwen2_5_VL(config, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=nnx.Rngs(0))
+    lambda: Qwen2_5_VL(config, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0))
   )
 
 
@@ -156,7 +190,7 @@ def load_pretrained(
   compute_dtype=None,
   mesh=None,
   rules=None,
-  remat: bool = False,
+  remat: str | None = None,
 ) -> Qwen2_5_VL:
   """A model with the weights of a Hugging Face directory, read tensor by tensor.
 
@@ -176,6 +210,7 @@ def load_pretrained(
     shard_state = sharding.state_shardings(state, mesh, rules or sharding.RULES)
     shardings = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(shard_state)}
   filled: set[str] = set()
+  stacks: dict[str, jax.Array] = {}  # stacked parameters, filled on device layer by layer
   for file in _weight_files(path):
     for key, array in safetensors_io.iter_tensors(file):
       found = hf_to_o3jax_key(key)
@@ -184,14 +219,26 @@ def load_pretrained(
       target, tf = found
       if target == "text.lm_head" and config.text.tie_word_embeddings:
         continue  # tied: the head is the embedding
-      if target not in flat:
+      param_path, layer = stacked_path(target)
+      if param_path not in flat or (layer is not None and layer >= flat[param_path].shape[0]):
         raise KeyError(f"{file}: tensor {key} maps to {target}, absent from the model")
-      var = flat[target]
-      value = tf.to_o3jax(array, var.get_value().shape).astype(var.get_value().dtype)
-      value = jax.device_put(value, shardings[target]) if shardings else jnp.asarray(value)
-      flat[target] = var.replace(value)
+      abstract = flat[param_path].get_value()
+      sh = shardings[param_path] if shardings else None
+      if layer is None:
+        value = tf.to_o3jax(array, abstract.shape).astype(abstract.dtype)
+        flat[param_path] = flat[param_path].replace(
+          jax.device_put(value, sh) if sh is not None else jnp.asarray(value)
+        )
+      else:
+        value = tf.to_o3jax(array, abstract.shape[1:]).astype(abstract.dtype)
+        if param_path not in stacks:
+          stacks[param_path] = _empty_stack(abstract.shape, abstract.dtype, sh)
+        stacks[param_path] = _set_layer(stacks[param_path], value, layer, str(sh))
       filled.add(target)
-  missing = sorted(set(flat) - filled)
+  for param_path, stack in stacks.items():
+    flat[param_path] = flat[param_path].replace(stack)
+  expected = {p for k, v in flat.items() for p, _ in layer_views(k, v.get_value())}
+  missing = sorted(expected - filled)
   if missing:
     raise KeyError(f"{path}: checkpoint lacks {len(missing)} parameters, e.g. {missing[:5]}")
   state = nnx.from_flat_state(
@@ -209,21 +256,24 @@ def save_pretrained(
   config = model.config
   hf_config = to_hf_dict(config)
   _, state = nnx.split(model)
-  entries = []  # (hf key, o3jax variable, transform)
+  entries = []  # (hf key, getter of the o3jax array, its shape and dtype, transform)
   for p, var in nnx.to_flat_state(state):
     if not isinstance(var, nnx.Param):
       continue
-    key, tf = o3jax_to_hf_key(_path_str(p))
-    entries.append((key, var, tf))
+    value = var.get_value()
+    shape = value.shape[1:] if _STACK.match(_path_str(p)) else value.shape
+    for layer_path, get in layer_views(_path_str(p), value):
+      key, tf = o3jax_to_hf_key(layer_path)
+      entries.append((key, get, shape, value.dtype, tf))
 
-  def hf_array(var, tf):
-    return np.asarray(tf.to_hf(np.asarray(jax.device_get(var.get_value())), config))
+  def hf_array(get, tf):
+    return np.asarray(tf.to_hf(np.asarray(jax.device_get(get())), config))
 
   specs = []
-  for key, var, tf in entries:
+  for key, get, shape, src_dtype, tf in entries:
     # Shapes of the HF tensor without materialising it: transform a zero-strided view.
-    probe = tf.to_hf(np.broadcast_to(np.zeros((), np.float32), var.get_value().shape), config)
-    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(var.get_value().dtype)
+    probe = tf.to_hf(np.broadcast_to(np.zeros((), np.float32), shape), config)
+    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(src_dtype)
     specs.append((key, tuple(probe.shape), out_dtype))
   if dtype is not None:
     hf_config["torch_dtype"] = {
@@ -231,8 +281,8 @@ def save_pretrained(
       np.dtype(np.float16): "float16",
     }.get(np.dtype(dtype), "bfloat16")
   else:
-    hf_config["torch_dtype"] = str(np.dtype(entries[0][1].get_value().dtype))
-  by_key = {key: (var, tf) for key, var, tf in entries}
+    hf_config["torch_dtype"] = str(np.dtype(entries[0][3]))
+  by_key = {key: (get, tf) for key, get, _, _, tf in entries}
   shards, current, size = [], [], 0
   for spec in specs:
     nbytes = int(np.prod(spec[1])) * spec[2].itemsize

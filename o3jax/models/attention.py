@@ -24,6 +24,7 @@ ids on cuDNN) runs the blockwise one.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,30 @@ import jax.numpy as jnp
 IMPLS = ("auto", "blockwise", "cudnn", "splash")
 BLOCK_Q = 512
 BLOCK_K = 512
+# Up to this many queries (decoding) the scores [B,N,T,S] are small: one direct softmax
+# over all slots, no block loop (a loop of S/BLOCK_K steps per layer per token is slow).
+DIRECT_MAX_QUERIES = 16
+
+
+class Mask(NamedTuple):
+  """The mask arguments of `attention`, carried through a model as one value."""
+
+  causal: bool = False
+  q_offset: jax.Array | int = 0
+  kv_start: jax.Array | None = None
+  kv_end: jax.Array | None = None
+  segment_ids: tuple[jax.Array, jax.Array] | None = None
+
+
+def padding_range(attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """attention_mask [B, S] (1 = real token, one contiguous run per row, padding on either
+  side) -> (kv_start, kv_end) [B]. A row without tokens gets the whole range."""
+  real = attention_mask.astype(bool)
+  s = real.shape[1]
+  start = jnp.argmax(real, axis=1)
+  end = s - jnp.argmax(real[:, ::-1], axis=1)
+  empty = ~real.any(1)
+  return jnp.where(empty, 0, start).astype(jnp.int32), jnp.where(empty, s, end).astype(jnp.int32)
 
 
 def attention(
@@ -64,7 +89,26 @@ def attention(
     return _cudnn(q, k, v, kv_start, kv_end, causal, scale)
   if impl == "splash" and static_start and t % 128 == 0 and s % 128 == 0:
     return _splash(q, k, v, kv_start, kv_end, segment_ids, causal, scale)
+  if t <= DIRECT_MAX_QUERIES:
+    return _direct(q, k, v, causal, q_offset, kv_start, kv_end, segment_ids, scale)
   return blockwise(q, k, v, causal, q_offset, kv_start, kv_end, segment_ids, scale)
+
+
+def _direct(q, k, v, causal, q_offset, kv_start, kv_end, segment_ids, scale):
+  """Few queries (decoding): softmax over all S slots at once; the [B,T,S] mask is small."""
+  b, t, n, h = q.shape
+  s, kh = k.shape[1], k.shape[2]
+  qs, ks = (None, None) if segment_ids is None else segment_ids
+  q_pos = jnp.asarray(q_offset, jnp.int32) + jnp.arange(t)
+  vis = _visible((kv_start, kv_end), q_pos, jnp.arange(s), qs, ks, causal)  # [B,1,1,T,S]
+  qg = q.reshape(b, t, kh, n // kh, h)
+  sc = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32) * scale
+  sc = jnp.where(vis, sc, -jnp.inf)
+  m = jnp.max(sc, -1, keepdims=True)
+  p = jnp.exp(sc - jnp.where(jnp.isfinite(m), m, 0.0))
+  l = p.sum(-1, keepdims=True)
+  p = (p / jnp.where(l > 0, l, 1.0)).astype(v.dtype)
+  return jnp.einsum("BKGTS,BSKH->BTKGH", p, v).reshape(b, t, n, h).astype(q.dtype)
 
 
 # ---------------------------------------------------------------------- portable backend

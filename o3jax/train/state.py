@@ -34,13 +34,14 @@ def dtype_of(name: str):
     raise ValueError(f"unknown dtype {name!r}: float32, bfloat16 or float16") from None
 
 
-def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=False):
-  return Qwen2_5_VL(
-    config, dtype=compute_dtype, param_dtype=jnp.float32, remat=remat, rngs=nnx.Rngs(key)
-  )
+def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=None):
+  """`remat` (a policy name, see models.layers) overrides the config's."""
+  if remat is not None:
+    config = config.replace(remat=remat)
+  return Qwen2_5_VL(config, dtype=compute_dtype, param_dtype=jnp.float32, rngs=nnx.Rngs(key))
 
 
-def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=False):
+def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=None):
   """(graphdef, abstract params) without allocating any weights."""
   model = nnx.eval_shape(lambda: build_model(config, jax.random.key(0), compute_dtype, remat))
   return nnx.split(model)
@@ -55,7 +56,7 @@ def _shard_and_jit(init, args, mesh):
 
 
 def init_random(
-  config, tx: optax.GradientTransformation, mesh, seed: int, compute_dtype=jnp.float32, remat=False
+  config, tx: optax.GradientTransformation, mesh, seed: int, compute_dtype=jnp.float32, remat=None
 ):
   """Fresh weights, created directly in their shards. Returns (graphdef, state, shardings)."""
   graphdef, _ = abstract_split(config, compute_dtype, remat)

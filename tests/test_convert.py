@@ -12,7 +12,14 @@ from flax import nnx
 
 from o3jax.convert import load_pretrained, save_pretrained
 from o3jax.convert import safetensors_io
-from o3jax.convert.hf import TABLE, canonical_key, hf_to_o3jax_key, o3jax_to_hf_key
+from o3jax.convert.hf import (
+  TABLE,
+  canonical_key,
+  hf_to_o3jax_key,
+  layer_views,
+  o3jax_to_hf_key,
+  stacked_path,
+)
 from o3jax.models import Qwen2_5_VL, config as config_lib
 
 
@@ -31,7 +38,11 @@ def model():
 
 
 def test_table_maps_every_parameter_both_ways(model):
-  for path in _params(model):
+  # Stacked layers: TABLE names one layer's parameter, e.g. text.layers.1.attn.q_kernel.
+  one_layer = [p for k, v in _params(model).items() for p, _ in layer_views(k, v)]
+  assert "text.layers.1.attn.q_kernel" in one_layer and "visual.blocks.3.norm1.scale" in one_layer
+  assert stacked_path("text.layers.1.attn.q_kernel") == ("text.layers.attn.q_kernel", 1)
+  for path in one_layer:
     key, _ = o3jax_to_hf_key(path)
     back, _ = hf_to_o3jax_key(key)
     assert back == path

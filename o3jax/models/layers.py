@@ -91,6 +91,13 @@ def stacked(make, count: int, rngs: nnx.Rngs):
   return create(rngs)
 
 
+def unstacked_rank(var: nnx.Variable) -> int:
+  """Rank of one layer's parameter: a stacked parameter's "layers" axis not counted (so a
+  stacked norm scale is a vector, a stacked kernel a matrix)."""
+  axes = var.get_metadata().get("logical_axes") or ()
+  return len(var.get_value().shape) - int("layers" in axes)
+
+
 def layer_at(layers: nnx.Module, i: int) -> nnx.Module:
   """Layer i of a `stacked` module, as a module of its own (analysis, tests)."""
   graphdef, state = nnx.split(layers)

@@ -149,12 +149,11 @@ class TextDecoder(nnx.Module):
     return self.embed[...].astype(self.dtype)[input_ids]
 
   def head_weight(self) -> jax.Array:
-    """[D, V] in the compute dtype."""
-    w = self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...]
-    return w.astype(self.dtype)
+    """The LM head [D, V] in the parameter dtype."""
+    return self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...]
 
   def logits(self, x: jax.Array) -> jax.Array:
-    return x @ self.head_weight()
+    return x @ self.head_weight().astype(self.dtype)
 
   def __call__(self, x, positions, mask: Mask, cache: KVCache | None = None):
     """x [B,T,D] embeddings, positions [3,B,T] -> (hidden [B,T,D] after the final norm,

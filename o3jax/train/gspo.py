@@ -24,7 +24,7 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
-from o3jax.train.loss import batch_logits, token_logprobs
+from o3jax.train.loss import next_token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
 from o3jax.train.run import MetricsLog, check_finite, load_params_from_workdir, restore, setup_run
 from o3jax.train.sft import data_iterator, device_batch
@@ -32,18 +32,17 @@ from o3jax.train.sft import data_iterator, device_batch
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
 
 
-def _forward_logprobs(model, mb, temperature: float):
-  logits = batch_logits(model, mb)
-  # Position t predicts token t+1; prepend a column so arrays align with input_ids.
-  lp = token_logprobs(logits[:, :-1] / temperature, mb["input_ids"][:, 1:])
-  return jnp.pad(lp, ((0, 0), (1, 0)))
+def _forward_logprobs(model, mb, g):
+  """[N, T] log-probs of the completion tokens (the last max_new_tokens columns of each
+  prompt ++ completion row); the LM head never runs over the prompt."""
+  return next_token_logprobs(model, mb, g.temperature, last=g.max_new_tokens)
 
 
 def make_gspo_loss(cfg: TrainConfig):
   g = cfg.gspo
 
   def loss(model, mb):
-    lp = _forward_logprobs(model, mb, g.temperature)
+    lp = _forward_logprobs(model, mb, g)
     (total, count), m = gspo_objective(
       lp,
       mb["old_logprobs"],
@@ -121,7 +120,7 @@ def train_gspo(
   train_step = step_lib.make_train_step(
     run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule, run.frozen_mask
   )
-  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
+  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g))
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)

@@ -65,9 +65,12 @@ def main():
     f"max_abs_err={err:.3e} max_abs={np.max(np.abs(single)):.3e} "
     f"sharded_params={n_sharded} specs={sorted(specs)}"
   )
-  q = state["text"]["layers"][0]["attn"]["q_kernel"].get_value()
-  assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None), q.sharding.spec
-  assert q.addressable_shards[0].data.shape == (32, 2, 16)
+  # Stacked layers: the leading "layers" axis is not sharded.
+  q = state["text"]["layers"]["attn"]["q_kernel"].get_value()
+  assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None), (
+    q.sharding.spec
+  )
+  assert q.addressable_shards[0].data.shape == (2, 32, 2, 16)
   assert err < 1e-5, err
   assert sharded.sharding.spec == batch.spec
   return 0

@@ -46,7 +46,8 @@ def test_remat_gives_the_same_loss_and_gradients():
   for l1, g1 in out[1:]:
     np.testing.assert_allclose(float(l0), float(l1), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+      # Recomputation may reassociate fp32 sums: a few ulp (rtol 1e-6), never more.
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-6)
 
 
 def test_chunked_logprobs_hand_computed():

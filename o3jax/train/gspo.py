@@ -20,7 +20,8 @@ from flax import nnx
 from o3jax.distributed import gather_batch
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
-from o3jax.train import step as step_lib
+from o3jax.sample import cast_params
+from o3jax.train import state as state_lib, step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
@@ -36,6 +37,13 @@ def _forward_logprobs(model, mb, g):
   """[N, T] log-probs of the completion tokens (the last max_new_tokens columns of each
   prompt ++ completion row); the LM head never runs over the prompt."""
   return next_token_logprobs(model, mb, g.temperature, last=g.max_new_tokens)
+
+
+def policy_weights(params, compute_dtype: str):
+  """The policy as the sampler reads it: cast once per rollout phase to the compute dtype
+  (bf16 for the 7B), not per matmul of every decode step."""
+  dtype = state_lib.dtype_of(compute_dtype)
+  return params if dtype == jnp.float32 else cast_params(params, dtype)
 
 
 def make_gspo_loss(cfg: TrainConfig):
@@ -131,7 +139,7 @@ def train_gspo(
     prompt_len = batch["prompt_ids"].shape[1]
     r = rollout(
       run.graphdef,
-      state.params,
+      policy_weights(state.params, cfg.compute_dtype),
       run.model_config,
       run.tokenizer,
       batch,

@@ -81,5 +81,5 @@ def sft_loss(model, mb):
   """Next-token cross-entropy where `loss_mask` marks the *target* token: (sum of -log p,
   token count)."""
   lp = next_token_logprobs(model, mb)
-  mask = mb["loss_mask"].astype(jnp.float32).at[:, 0].set(0.0)
+  mask = jnp.asarray(mb["loss_mask"], jnp.float32).at[:, 0].set(0.0)
   return (-(lp * mask).sum(), mask.sum()), {}

@@ -27,6 +27,7 @@ positions, vision layouts); `generate` does both and returns numpy arrays.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -304,6 +305,15 @@ def sample(
     top_p=float(top_p),
     top_k=int(top_k),
     greedy=bool(greedy),
+  )
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def cast_params(state, dtype):
+  """The floating-point weights in `dtype`, once per rollout phase: the decode loop then
+  reads bf16 weights instead of casting fp32 master weights at every matmul of every step."""
+  return jax.tree.map(
+    lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state
   )
 
 

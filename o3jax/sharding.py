@@ -26,6 +26,7 @@ MESH_AXES = ("data", "fsdp", "tensor")
 RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
   ("batch", ("data", "fsdp")),
   ("length", None),
+  ("layers", None),  # the stacked-layer axis: each device holds its shard of every layer
   ("vocab", "tensor"),
   ("embed", "fsdp"),
   ("mlp", "tensor"),

@@ -71,15 +71,16 @@ from o3jax.eval.mcq_run import crop_rater
 from o3jax.eval.tts import parse_rating
 from o3jax.grammar import is_number
 from o3jax.infer import answer_video
-from o3jax.models.layers import apply_rotary
-from o3jax.models.qwen2_5_vl import causal_mask, prepare_inputs
+from o3jax.models.attention import Mask
+from o3jax.models.layers import apply_rotary, layer_at
+from o3jax.models.qwen2_5_vl import prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.evidence import nearest_frame
 from o3jax.rewards.claims import find_claims
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
 from o3jax.train.evaluate import evaluate_rewards
-from o3jax.train.loss import batch_logits, masked_cross_entropy
+from o3jax.train.loss import sft_loss
 from o3jax.train.run import restore, setup_run
 from o3jax.train.sft import data_iterator, processing_config
 from research import listings
@@ -136,7 +137,7 @@ def image_sensitivity(cfg, loaded, heldout: str, batches: int) -> dict:
 
   @jax.jit
   def loss(mb):
-    return masked_cross_entropy(batch_logits(model, mb), mb["input_ids"], mb["loss_mask"])
+    return sft_loss(model, mb)[0]
 
   for _, batch in zip(range(batches), data):
     mb = {
@@ -441,10 +442,10 @@ def decoder_states(
     prepared["image_layout"],
   )
   cos, sin = mrope_cos_sin(jnp.asarray(prepared["position_ids"]), model.config.text, x.dtype)
-  mask = causal_mask(None, 1, x.shape[1])
+  mask = jnp.tril(jnp.ones((x.shape[1], x.shape[1]), bool))[None]
   states = [x]
-  for i, layer in enumerate(model.text.layers):
-    x, _ = layer(x, cos, sin, mask, None, i, None)
+  for i in range(model.config.text.num_hidden_layers):
+    x, _ = layer_at(model.text.layers, i)(x, cos, sin, Mask(causal=True))
     states.append(x)
   return states, cos, sin, mask
 
@@ -563,8 +564,8 @@ def evidence_attention(loaded, probes) -> dict:
     if len(claims) != len(groups):  # a claim with several boxes: skip the record
       continue
     probs = [
-      attention_probs(layer, x, probe.cos, probe.sin, probe.mask)
-      for layer, x in zip(model.text.layers, probe.states)
+      attention_probs(layer_at(model.text.layers, i), x, probe.cos, probe.sin, probe.mask)
+      for i, x in enumerate(probe.states[:-1])
     ]
     vision = example.input_ids == loaded.config.image_token_id
     holds_any = {}  # name -> its token cells over all frames
@@ -597,7 +598,7 @@ def evidence_attention(loaded, probes) -> dict:
       k: round(float(np.mean(v)), 3) for k, v in even.items()
     },
   }
-  for layer in range(len(model.text.layers)):
+  for layer in range(model.config.text.num_hidden_layers):
     per_head = {label: np.mean(mass[layer, label], axis=0) for label in even}
     head = int(np.argmax(per_head["the object on the claimed frame"]))
     out[f"layer {layer}, head {head}"] = {

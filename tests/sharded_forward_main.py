@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
@@ -10,6 +11,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from o3jax import sharding  # noqa: E402
+from o3jax.convert import load_pretrained, save_pretrained  # noqa: E402
 from o3jax.models import Qwen2_5_VL, config as config_lib, prepare_inputs  # noqa: E402
 
 
@@ -65,11 +67,24 @@ def main():
     f"max_abs_err={err:.3e} max_abs={np.max(np.abs(single)):.3e} "
     f"sharded_params={n_sharded} specs={sorted(specs)}"
   )
-  q = state["text"]["layers"][0]["attn"]["q_kernel"].get_value()
-  assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None), q.sharding.spec
-  assert q.addressable_shards[0].data.shape == (32, 2, 16)
+  # Stacked layers: the leading "layers" axis is not sharded.
+  q = state["text"]["layers"]["attn"]["q_kernel"].get_value()
+  assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None), (
+    q.sharding.spec
+  )
+  assert q.addressable_shards[0].data.shape == (2, 32, 2, 16)
   assert err < 1e-5, err
   assert sharded.sharding.spec == batch.spec
+
+  # A Hugging Face directory loads straight into these shards, stacked arrays layer by layer.
+  with tempfile.TemporaryDirectory() as hf:
+    save_pretrained(nnx.merge(graphdef, state), hf)
+    loaded = nnx.state(load_pretrained(hf, mesh=mesh), nnx.Param)
+  want = dict(nnx.to_flat_state(state))
+  for path, var in nnx.to_flat_state(loaded):
+    got, ref = var.get_value(), want[path].get_value()
+    assert got.sharding.is_equivalent_to(ref.sharding, got.ndim), (path, got.sharding)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref), err_msg=str(path))
   return 0
 
 

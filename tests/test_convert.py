@@ -12,7 +12,16 @@ from flax import nnx
 
 from o3jax.convert import load_pretrained, save_pretrained
 from o3jax.convert import safetensors_io
-from o3jax.convert.hf import TABLE, canonical_key, hf_to_o3jax_key, o3jax_to_hf_key
+from o3jax.convert.hf import (
+  TABLE,
+  canonical_key,
+  hf_names,
+  hf_to_o3jax_key,
+  layer_paths,
+  locate,
+  o3jax_to_hf_key,
+  stacked_path,
+)
 from o3jax.models import Qwen2_5_VL, config as config_lib
 
 
@@ -31,7 +40,18 @@ def model():
 
 
 def test_table_maps_every_parameter_both_ways(model):
-  for path in _params(model):
+  # Stacked layers: TABLE names one layer's parameter, e.g. text.layers.1.attn.q_kernel.
+  one_layer = [p for k, v in _params(model).items() for p, _ in layer_paths(k, v.shape)]
+  assert "text.layers.1.attn.q_kernel" in one_layer and "visual.blocks.3.norm1.scale" in one_layer
+  assert stacked_path("text.layers.1.attn.q_kernel") == ("text.layers.attn.q_kernel", 1)
+  assert stacked_path("text.norm.scale") == ("text.norm.scale", None)
+  # Each Hugging Face tensor of a layer is one slice of the stacked array, both ways.
+  assert locate("model.layers.1.self_attn.q_proj.weight")[:2] == ("text.layers.attn.q_kernel", 1)
+  assert locate("visual.blocks.3.norm1.weight")[:2] == ("visual.blocks.norm1.scale", 3)
+  q = _params(model)["text.layers.attn.q_kernel"]
+  names = [(key, index) for key, index, _ in hf_names("text.layers.attn.q_kernel", q.shape)]
+  assert names == [(f"model.layers.{i}.self_attn.q_proj.weight", i) for i in range(q.shape[0])]
+  for path in one_layer:
     key, _ = o3jax_to_hf_key(path)
     back, _ = hf_to_o3jax_key(key)
     assert back == path
@@ -66,7 +86,8 @@ def test_sharded_files_and_transformers5_keys(model, tmp_path):
     for f in sorted(set(index["weight_map"].values()))
     for i in safetensors_io.tensor_infos(str(tmp_path / "a" / f))
   ]
-  order = [o3jax_to_hf_key(path)[0] for path in _params(model)]  # the order tensors are written
+  # The order tensors are written: each stacked array's layers in turn.
+  order = [key for path, v in _params(model).items() for key, _, _ in hf_names(path, v.shape)]
   sizes = {i.name: i.nbytes for i in infos}
   split = split_state_dict_into_shards_factory(
     {k: sizes[k] for k in order},
@@ -138,6 +159,20 @@ def test_missing_and_unknown_tensors_are_named(model, tmp_path):
     path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__
   )
   with pytest.raises(KeyError, match="model.extra.weight"):
+    load_pretrained(str(tmp_path / "m"))
+  # Stacked layers: one layer's tensor missing, or a layer the model does not have.
+  del tensors["model.extra.weight"]
+  tensors["model.layers.9.mlp.up_proj.weight"] = tensors.pop("model.layers.1.mlp.up_proj.weight")
+  safetensors_io.write_file(
+    path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__
+  )
+  with pytest.raises(KeyError, match=r"model.layers.9.mlp.up_proj.weight.*up_kernel\[9\]"):
+    load_pretrained(str(tmp_path / "m"))
+  tensors.pop("model.layers.9.mlp.up_proj.weight")
+  safetensors_io.write_file(
+    path, [(k, v.shape, v.dtype) for k, v in tensors.items()], tensors.__getitem__
+  )
+  with pytest.raises(KeyError, match=r"text.layers.mlp.up_kernel\[1\]"):
     load_pretrained(str(tmp_path / "m"))
 
 

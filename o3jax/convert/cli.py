@@ -47,7 +47,7 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
   targets = {path: (shape, out_dtype) for path, (shape, _) in shapes.items()}
   writer = orbax_arrays.Writer(dst)
   for path, (shape, dt) in targets.items():
-    writer.create(path, shape, dt)
+    writer.create(path, shape, dt, stacked=hf.is_stacked(path))
   summary = stream.read_hf(
     src,
     hf.locate,

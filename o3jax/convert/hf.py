@@ -12,6 +12,7 @@ tensor at a time (host memory: a few tensors, never the model).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -126,16 +127,49 @@ def o3jax_to_hf_key(path: str) -> tuple[str, Transform]:
   raise KeyError(f"o3jax parameter {path} has no Hugging Face name in TABLE")
 
 
+# Stacked layers: TABLE names one layer's parameter ("text.layers.3.attn.q_kernel"); the
+# model holds all layers of a kind in one array with a leading layers axis
+# ("text.layers.attn.q_kernel"), so one Hugging Face tensor is one slice of that array.
+_STACKS = sorted({path.split(".{0}.")[0] for _, path, _ in TABLE if ".{0}." in path})
+_PREFIX = "|".join(re.escape(s) for s in _STACKS)
+_LAYER = re.compile(rf"^({_PREFIX})\.(\d+)\.(.+)$")
+_STACK = re.compile(rf"^({_PREFIX})\.([^\d].*)$")
+
+
+def is_stacked(path: str) -> bool:
+  """Whether o3jax array `path` stacks one slice per layer along its first axis."""
+  return _STACK.match(path) is not None
+
+
+def stacked_path(path: str) -> tuple[str, int | None]:
+  """One layer's path -> (the model's stacked path, layer index); other paths unchanged."""
+  m = _LAYER.match(path)
+  return (f"{m[1]}.{m[3]}", int(m[2])) if m else (path, None)
+
+
+def layer_paths(path: str, shape: tuple[int, ...]) -> list[tuple[str, int | None]]:
+  """(one layer's path, index) for each slice of a stacked array; [(path, None)] otherwise."""
+  m = _STACK.match(path)
+  if not m:
+    return [(path, None)]
+  return [(f"{m[1]}.{i}.{m[2]}", i) for i in range(shape[0])]
+
+
 def locate(key: str) -> tuple[str, int | None, Transform] | None:
-  """The o3jax slot of a Hugging Face tensor: (path, None, transform); None if unknown."""
+  """The o3jax slot of a Hugging Face tensor: (array path, layer index or None, transform);
+  None if unknown."""
   found = hf_to_o3jax_key(key)
-  return None if found is None else (found[0], None, found[1])
+  return None if found is None else (*stacked_path(found[0]), found[1])
 
 
 def hf_names(path: str, shape: tuple[int, ...]) -> list[tuple[str, int | None, Transform]]:
-  """The Hugging Face tensors of o3jax array `path`: one, covering all of it."""
-  key, tf = o3jax_to_hf_key(path)
-  return [(key, None, tf)]
+  """The Hugging Face tensors of o3jax array `path`: one per layer of a stacked array, else
+  one covering all of it."""
+  out = []
+  for one, index in layer_paths(path, shape):
+    key, tf = o3jax_to_hf_key(one)
+    out.append((key, index, tf))
+  return out
 
 
 def ignored(config: Qwen2_5_VLConfig) -> Callable[[str], bool]:
@@ -148,10 +182,12 @@ def _path_str(path) -> str:
 
 
 def abstract_model(
-  config: Qwen2_5_VLConfig, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False
+  config: Qwen2_5_VLConfig, dtype=jnp.float32, param_dtype=jnp.float32, remat: str | None = None
 ) -> Qwen2_5_VL:
+  """`remat` (a policy name) overrides the config's."""
+  config = config if remat is None else config.replace(remat=remat)
   return nnx.eval_shape(
-    lambda: Qwen2_5_VL(config, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=nnx.Rngs(0))
+    lambda: Qwen2_5_VL(config, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0))
   )
 
 
@@ -163,6 +199,38 @@ def param_shapes(model: Qwen2_5_VL) -> stream.Shapes:
   }
 
 
+@functools.lru_cache(maxsize=None)
+def _slice_setter(sharding):
+  """A jitted in-place write of one layer into a stacked device array (donated, so the
+  devices hold the stack once), compiled once per sharding and shape."""
+
+  def set_layer(stack, value, layer):
+    return jax.lax.dynamic_update_index_in_dim(stack, value.astype(stack.dtype), layer, 0)
+
+  placed = {} if sharding is None else {"out_shardings": sharding}
+  return jax.jit(set_layer, donate_argnums=0, **placed)
+
+
+def _zeros(shape, dtype, sharding):
+  """An array of zeros created on its devices (in its shards), never on the host."""
+  make = lambda: jnp.zeros(shape, dtype)
+  return make() if sharding is None else jax.jit(make, out_shardings=sharding)()
+
+
+def _put(value: np.ndarray, sharding) -> jax.Array:
+  """Host array -> device array: each device receives only its shard."""
+  if sharding is None:
+    return jax.device_put(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
+
+
+def _without_layers_axis(sharding):
+  if sharding is None:
+    return None
+  spec = jax.sharding.PartitionSpec(*sharding.spec[1:])
+  return jax.sharding.NamedSharding(sharding.mesh, spec)
+
+
 def load_pretrained(
   path: str,
   dtype=jnp.float32,
@@ -171,40 +239,45 @@ def load_pretrained(
   compute_dtype=None,
   mesh=None,
   rules=None,
-  remat: bool = False,
+  remat: str | None = None,
 ) -> Qwen2_5_VL:
   """A model with the weights of a Hugging Face directory, read tensor by tensor.
 
   `dtype` is the parameter dtype (`param_dtype` overrides it); `compute_dtype` the
   activation dtype (default: the parameter dtype). Each tensor goes straight from the file
   to its devices (with `mesh`, to its shards by the logical axis rules of
-  `o3jax.sharding`), so that the host holds one tensor at a time, never the model.
+  `o3jax.sharding`), so that the host holds one tensor at a time, never the model: a
+  stacked array is created (zeros) on its devices and each layer's tensor is written into
+  its slice there as it is read.
   """
   param_dtype = param_dtype or dtype
   config = load_hf_config(path)
   model = abstract_model(config, compute_dtype or param_dtype, param_dtype, remat)
   graphdef, state = nnx.split(model)
   flat = dict((_path_str(p), v) for p, v in nnx.to_flat_state(state))
-  shardings = None
+  shardings = dict.fromkeys(flat)  # None: the default device
   if mesh is not None:
     from o3jax import sharding
 
     shard_state = sharding.state_shardings(state, mesh, rules or sharding.RULES)
     shardings = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(shard_state)}
+  stacks: dict[str, jax.Array] = {}
 
   def put(target: str, index: int | None, value: np.ndarray) -> None:
-    if index is not None:
-      raise NotImplementedError(f"{target}: placing one slice of a stacked array")
-    aval = flat[target].get_value()
+    aval, where = flat[target].get_value(), shardings[target]
     value = value.astype(aval.dtype, copy=False)
-    if shardings:
-      array = jax.make_array_from_callback(aval.shape, shardings[target], lambda i: value[i])
-    else:
-      array = jax.device_put(value)
-    flat[target] = flat[target].replace(array)
+    if index is None:
+      flat[target] = flat[target].replace(_put(value, where))
+      return
+    if target not in stacks:
+      stacks[target] = _zeros(aval.shape, aval.dtype, where)
+    layer = _put(value, _without_layers_axis(where))
+    stacks[target] = _slice_setter(where)(stacks[target], layer, np.int32(index))
 
   targets = {k: (tuple(v.get_value().shape), v.get_value().dtype) for k, v in flat.items()}
   stream.read_hf(path, locate, targets, put, ignored(config), desc=f"loading {path}")
+  for target, stack in stacks.items():
+    flat[target] = flat[target].replace(stack)
   state = nnx.from_flat_state(
     [(tuple(int(p) if p.isdigit() else p for p in k.split(".")), v) for k, v in flat.items()]
   )
@@ -222,7 +295,8 @@ def write_hf_dir(
 ) -> str:
   """config.json and safetensors shards (with an index beyond `max_shard_bytes`) that
   `transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained` loads, asking
-  `fetch(path, index)` for one o3jax array at a time. Returns the summary line."""
+  `fetch(path, index)` for one o3jax array (or one layer's slice of a stacked one) at a
+  time. Returns the summary line."""
   tensors = stream.hf_tensors(params, hf_names, config, dtype)
   summary = stream.write_hf(
     directory, tensors, fetch, config, max_shard_bytes, desc=desc or f"writing {directory}"
@@ -238,8 +312,8 @@ def write_hf_dir(
 def save_pretrained(
   model: Qwen2_5_VL, path: str, dtype=None, max_shard_bytes: int = 4 << 30
 ) -> None:
-  """Write a Hugging Face directory of `model` (see `write_hf_dir`), one array at a time
-  brought to the host."""
+  """Write a Hugging Face directory of `model` (see `write_hf_dir`), one array (one layer of
+  a stacked array) at a time brought to the host."""
   flat = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
   def fetch(path: str, index: int | None) -> np.ndarray:

@@ -10,7 +10,7 @@ params) is read here; what is written here is restored by orbax (`Checkpointer.r
 
 A write may cover a slice of an array along its first axis (`write(path, index, value)`),
 so that a layout which stacks layers into one array is still written tensor by tensor;
-such arrays are created with one chunk per slice. Arrays are chunked along their first
+such arrays are chunked slice by slice (and within a slice as any array). Arrays are chunked along their first
 axis (`CHUNK_BYTES`), and written and read chunk-row by chunk-row, so that tensorstore
 never buffers a second copy of a large array.
 """
@@ -91,8 +91,10 @@ class Writer:
     """Declare array `path`; `stacked` arrays are chunked (and written) slice by slice."""
     shape = tuple(int(s) for s in shape)
     itemsize = np.dtype(dtype).itemsize
-    if stacked and shape:
-      chunks = (1, *shape[1:])
+    if stacked and len(shape) > 1:  # a slice is written (and read) alone: its own chunks
+      chunks = (1, _rows(shape[1:], itemsize), *shape[2:])
+    elif stacked and shape:
+      chunks = (1,)
     else:
       chunks = (_rows(shape, itemsize), *shape[1:]) if shape else shape
     self.arrays[path] = ts.open(

@@ -83,14 +83,18 @@ def read_hf(
     path, index, tf = found
     if ignore(path):
       continue
-    if path not in targets:
-      raise KeyError(f"{info.file}: tensor {info.name} maps to {path}, absent from the model")
+    if path not in targets or (index is not None and not 0 <= index < targets[path][0][0]):
+      where = path if index is None else f"{path}[{index}]"
+      raise KeyError(f"{info.file}: tensor {info.name} maps to {where}, absent from the model")
     plan.append((info, path, index, tf))
   slots = [(p, i) for _, p, i, _ in plan]
   if len(set(slots)) != len(slots):
     raise KeyError(f"{directory}: a parameter is given by two tensors")
-  filled = {p for p, _ in slots}
-  missing = sorted(set(targets) - filled)
+  # A stacked array is filled when every one of its slices is.
+  stacked = {p for p, i in slots if i is not None}
+  wanted = {(p, None) for p in targets if p not in stacked}
+  wanted |= {(p, i) for p in stacked for i in range(targets[p][0][0])}
+  missing = sorted((p if i is None else f"{p}[{i}]" for p, i in wanted - set(slots)), key=str)
   if missing:
     raise KeyError(f"{directory}: checkpoint lacks {len(missing)} parameters, e.g. {missing[:5]}")
   progress = Progress(desc, len(plan), sum(info.nbytes for info, *_ in plan))

@@ -1,6 +1,7 @@
 """Qwen2.5-VL architecture config: dataclasses, presets, Hugging Face config.json I/O.
 
-Only architecture lives here; training settings live in `configs/*.py`.
+Only the model lives here (its architecture, and how its attention and remat run);
+training settings live in `configs/*.py`.
 `from_hf_dict` reads the three layouts found in the wild: the flat transformers 4.x
 layout (text fields at the top level, as in the released Qwen checkpoints), the nested
 `text_config` layout written by transformers 5.x, and either `rope_scaling` or
@@ -79,6 +80,9 @@ class Qwen2_5_VLConfig:
   vision_end_token_id: int = 151653
   bos_token_id: int = 151643
   eos_token_id: int = 151645
+  # How to run, not what to compute (not written to config.json):
+  attention_impl: str = "auto"  # models.attention.IMPLS
+  remat: str = "none"  # decoder layers and vision blocks: models.layers.REMAT_POLICIES
 
   def replace(self, **kw) -> "Qwen2_5_VLConfig":
     return dataclasses.replace(self, **kw)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o3jax.models.attention import Mask, padding_range
 from o3jax.models.config import Qwen2_5_VLConfig
 from o3jax.models.rope_index import rope_index_for
 from o3jax.models.text import KVCache, TextDecoder
@@ -107,12 +108,13 @@ def _scatter_features(x, input_ids, token_id, feats):
   return jnp.where(is_tok[..., None], feats[idx].astype(x.dtype), x)
 
 
-def causal_mask(attention_mask: jax.Array | None, batch: int, length: int) -> jax.Array:
-  """[B, T, T] bool: key s visible from query t when s <= t and s is not padding."""
-  mask = jnp.tril(jnp.ones((length, length), bool))[None]
-  if attention_mask is not None:
-    mask = mask & attention_mask.astype(bool)[:, None, :]
-  return jnp.broadcast_to(mask, (batch, length, length))
+def causal_mask(attention_mask: jax.Array | None) -> Mask:
+  """Key s visible from query t when s <= t and s is not padding (padding on either side
+  of each row's one run of real tokens)."""
+  if attention_mask is None:
+    return Mask(causal=True)
+  start, end = padding_range(attention_mask)
+  return Mask(causal=True, kv_start=start, kv_end=end)
 
 
 class Qwen2_5_VL(nnx.Module):
@@ -122,14 +124,18 @@ class Qwen2_5_VL(nnx.Module):
     *,
     dtype=jnp.float32,
     param_dtype=jnp.float32,
-    remat: bool = False,
     rngs: nnx.Rngs,
   ):
     self.config = config
-    self.visual = VisionTower(config.vision, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.text = TextDecoder(
-      config.text, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=rngs
+    kw = dict(
+      dtype=dtype,
+      param_dtype=param_dtype,
+      attention_impl=config.attention_impl,
+      remat=config.remat,
+      rngs=rngs,
     )
+    self.visual = VisionTower(config.vision, **kw)
+    self.text = TextDecoder(config.text, **kw)
 
   def embed(
     self,
@@ -193,14 +199,14 @@ class Qwen2_5_VL(nnx.Module):
     if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
       position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
     x = self.embed(input_ids, pixel_values, image_layout, pixel_values_videos, video_layout)
-    h, _ = self.text(x, position_ids, causal_mask(attention_mask, b, t))
+    h, _ = self.text(x, position_ids, causal_mask(attention_mask))
     return h if return_hidden else self.text.logits(h)
 
   # ---------------------------------------------------------------- decoding with a cache
 
   def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
     c = self.config.text
-    shape = (c.num_hidden_layers, batch, c.num_key_value_heads, max_length, c.head_dim)
+    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
     dtype = dtype or self.text.dtype
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
@@ -213,9 +219,7 @@ class Qwen2_5_VL(nnx.Module):
     at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache), or
     the logits of the last column only ([B,1,V]) with `last_only` (a prefill).
     """
-    b, t, _ = x.shape
-    s = cache.k.shape[3]
-    q_slot = index + jnp.arange(t)
-    mask = (jnp.arange(s)[None, :] <= q_slot[:, None])[None] & cache_mask.astype(bool)[:, None]
-    h, cache = self.text(x, position_ids, mask, cache, index)
+    start, end = padding_range(cache_mask)
+    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
+    h, cache = self.text(x, position_ids, mask, cache)
     return self.text.logits(h[:, -1:] if last_only else h), cache

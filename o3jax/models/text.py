@@ -15,20 +15,22 @@ from flax import nnx
 
 from o3jax import sharding
 from o3jax.models.config import TextConfig
+from o3jax.models.attention import Mask, attention
 from o3jax.models.layers import (
   RMSNorm,
   apply_rotary,
   inverse_frequencies,
-  masked_softmax_attention,
   param,
+  scan_layers,
+  stacked,
 )
 
 
 class KVCache(NamedTuple):
-  """Keys and values of every layer [layers, B, K, S, H]; slot s holds token position s.
+  """Keys and values of every layer [layers, B, S, K, H]; slot s holds token position s.
 
-  One stacked array per side, updated in place at (layer, slot): no per-layer slicing and
-  re-stacking, and the slot axis next to H so attention reads it without a transpose."""
+  One stacked array per side, carried through the layer scan and updated in place at
+  (layer, slot); a layer's slice is in the [B, S, K, H] layout attention reads."""
 
   k: jax.Array
   v: jax.Array
@@ -50,7 +52,7 @@ def mrope_cos_sin(positions: jax.Array, cfg: TextConfig, dtype) -> tuple[jax.Arr
 
 
 class Attention(nnx.Module):
-  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, impl: str, rngs: nnx.Rngs):
     d, n, k, h = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     p = lambda shape, axes, init="normal": param(rngs, shape, axes, param_dtype, init)
     self.q_kernel = p((d, n, h), ("embed", "heads", "head_dim"))
@@ -62,30 +64,26 @@ class Attention(nnx.Module):
     self.o_kernel = p((n, h, d), ("heads", "head_dim", "embed"))
     self.groups = n // k
     self.dtype = dtype
+    self.impl = impl
 
-  def __call__(self, x, cos, sin, mask, cache: KVCache | None = None, layer=None, index=None):
-    """x [B,T,D]; mask [B,T,S] bool. With `cache`, the new keys and values are written at
-    (layer, slots index..index+T-1) and attention runs over all S slots of that layer."""
+  def __call__(self, x, cos, sin, mask: Mask, cache: KVCache | None = None, layer=None):
+    """x [B,T,D]. With `cache`, the new keys and values are written at (layer, slots
+    mask.q_offset ..+T-1) and attention runs over all S slots of that layer."""
     dt = self.dtype
     proj = lambda kern, bias: (
       jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt)) + bias[...].astype(dt)
     )
     q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
-    k = jnp.einsum("BTKH->BKTH", apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin))
-    v = jnp.einsum("BTKH->BKTH", proj(self.v_kernel, self.v_bias))
+    k = apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin)
+    v = proj(self.v_kernel, self.v_bias)
     if cache is not None:
-      at = (layer, 0, 0, index, 0)
+      at = (layer, 0, mask.q_offset, 0, 0)
       cache = KVCache(
         jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype)[None], at),
         jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype)[None], at),
       )
       k, v = cache.k[layer].astype(dt), cache.v[layer].astype(dt)
-    b, t, n, h = q.shape
-    q = jnp.einsum("BTKGH->BKGTH", q.reshape(b, t, -1, self.groups, h))
-    out = masked_softmax_attention(
-      q, k[:, :, None], v[:, :, None], mask[:, None, None], h**-0.5, dt
-    )
-    out = jnp.einsum("BKGTH->BTKGH", out).reshape(b, t, n, h)
+    out = attention(q, k, v, **mask._asdict(), impl=self.impl)
     return jnp.einsum("BTnH,nHD->BTD", out, self.o_kernel[...].astype(dt)), cache
 
 
@@ -105,15 +103,15 @@ class MLP(nnx.Module):
 
 
 class DecoderLayer(nnx.Module):
-  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: TextConfig, *, dtype, param_dtype, impl: str, rngs: nnx.Rngs):
     kw = dict(param_dtype=param_dtype, rngs=rngs)
     self.input_norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, **kw)
-    self.attn = Attention(cfg, dtype=dtype, **kw)
+    self.attn = Attention(cfg, dtype=dtype, impl=impl, **kw)
     self.post_attn_norm = RMSNorm(cfg.hidden_size, "embed", cfg.rms_norm_eps, **kw)
     self.mlp = MLP(cfg, dtype=dtype, **kw)
 
-  def __call__(self, x, cos, sin, mask, cache=None, layer=None, index=None):
-    h, cache = self.attn(self.input_norm(x), cos, sin, mask, cache, layer, index)
+  def __call__(self, x, cos, sin, mask: Mask, cache=None, layer=None):
+    h, cache = self.attn(self.input_norm(x), cos, sin, mask, cache, layer)
     x = x + h
     x = x + self.mlp(self.post_attn_norm(x))
     return sharding.constrain(x, ("batch", "length", "embed")), cache
@@ -126,17 +124,19 @@ class TextDecoder(nnx.Module):
     *,
     dtype=jnp.float32,
     param_dtype=jnp.float32,
-    remat: bool = False,
+    attention_impl: str = "auto",
+    remat: str = "none",
     rngs: nnx.Rngs,
   ):
     self.cfg = cfg
     self.dtype = dtype
     self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), param_dtype)
-    self.layers = nnx.List(
-      [
-        DecoderLayer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        for _ in range(cfg.num_hidden_layers)
-      ]
+    self.layers = stacked(
+      lambda r: DecoderLayer(
+        cfg, dtype=dtype, param_dtype=param_dtype, impl=attention_impl, rngs=r
+      ),
+      cfg.num_hidden_layers,
+      rngs,
     )
     self.norm = RMSNorm(
       cfg.hidden_size, "embed", cfg.rms_norm_eps, param_dtype=param_dtype, rngs=rngs
@@ -148,22 +148,28 @@ class TextDecoder(nnx.Module):
   def embed_tokens(self, input_ids: jax.Array) -> jax.Array:
     return self.embed[...].astype(self.dtype)[input_ids]
 
-  def logits(self, x: jax.Array) -> jax.Array:
-    w = self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...]
-    return x @ w.astype(self.dtype)
+  def head_weight(self) -> jax.Array:
+    """The LM head [D, V] in the parameter dtype."""
+    return self.embed[...].T if self.cfg.tie_word_embeddings else self.lm_head[...]
 
-  def __call__(self, x, positions, mask, cache: KVCache | None = None, index=None):
-    """x [B,T,D] embeddings, positions [3,B,T], mask [B,T,S] -> (hidden [B,T,D], cache)."""
+  def logits(self, x: jax.Array) -> jax.Array:
+    return x @ self.head_weight().astype(self.dtype)
+
+  def __call__(self, x, positions, mask: Mask, cache: KVCache | None = None):
+    """x [B,T,D] embeddings, positions [3,B,T] -> (hidden [B,T,D] after the final norm,
+    cache). The layers run under a scan; with `cache` (decoding) without remat."""
     cos, sin = mrope_cos_sin(positions, self.cfg, self.dtype)
     x = sharding.constrain(x, ("batch", "length", "embed"))
-    for i, layer in enumerate(self.layers):
-      if self.remat and cache is None:
-        # Functional split/merge around jax.checkpoint: only the layer input is kept for
-        # the backward pass; everything inside the layer is recomputed.
-        layer_def, layer_state = nnx.split(layer)
-        x = jax.checkpoint(lambda st, *a: nnx.merge(layer_def, st)(*a)[0])(
-          layer_state, x, cos, sin, mask
-        )
-      else:
-        x, cache = layer(x, cos, sin, mask, cache, i, index)
+
+    def step(layer, carry, i):
+      x, cache = carry
+      return layer(x, cos, sin, mask, cache, i)
+
+    x, cache = scan_layers(
+      self.layers,
+      step,
+      (x, cache),
+      jnp.arange(self.cfg.num_hidden_layers),
+      self.remat if cache is None else "none",
+    )
     return self.norm(x), cache

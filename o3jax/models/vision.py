@@ -12,32 +12,35 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from o3jax.models.attention import attention
 from o3jax.models.config import VisionConfig
 from o3jax.models.layers import (
   RMSNorm,
   apply_rotary,
   inverse_frequencies,
-  masked_softmax_attention,
   param,
+  scan_layers,
+  stacked,
 )
 from o3jax.models.vision_layout import Segments, VisionLayout
 
 
-def segment_attention(q, k, v, seg: Segments, dtype) -> jax.Array:
-  """Attention restricted to segments. q, k, v [N, n, H] -> [N, n, H]; cost S*L^2."""
+def segment_attention(q, k, v, seg: Segments, impl: str) -> jax.Array:
+  """Attention restricted to segments. q, k, v [N, n, H] -> [N, n, H]; cost S*L^2.
+
+  Each segment is gathered into a row of L tokens, valid up to its length (cu_seqlens
+  style), so the mask is one length per row."""
   s, length = seg.tokens.shape
-  gather = lambda x: jnp.moveaxis(x[seg.tokens], 2, 1)  # [S, n, L, H]
-  out = masked_softmax_attention(
-    gather(q), gather(k), gather(v), seg.valid[:, None, None, :], q.shape[-1] ** -0.5, dtype
-  )
-  out = jnp.moveaxis(out, 1, 2).reshape(s * length, *q.shape[1:])
-  return out[seg.slot]
+  lengths = seg.valid.sum(-1).astype(jnp.int32)
+  out = attention(q[seg.tokens], k[seg.tokens], v[seg.tokens], kv_end=lengths, impl=impl)
+  return out.reshape(s * length, *q.shape[1:])[seg.slot]
 
 
 class VisionAttention(nnx.Module):
-  def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, impl: str, rngs: nnx.Rngs):
     d, n, h = cfg.hidden_size, cfg.num_heads, cfg.head_dim
     self.qkv_kernel = param(
       rngs, (d, 3, n, h), ("vision_embed", None, "vision_heads", "head_dim"), param_dtype
@@ -48,6 +51,7 @@ class VisionAttention(nnx.Module):
     )
     self.out_bias = param(rngs, (d,), ("vision_embed",), param_dtype, "zeros")
     self.dtype = dtype
+    self.impl = impl
 
   def __call__(self, x, cos, sin, seg: Segments):
     dt = self.dtype
@@ -57,7 +61,7 @@ class VisionAttention(nnx.Module):
     # The reference rotates in fp32 and casts back.
     q = apply_rotary(q.astype(jnp.float32), cos, sin).astype(dt)
     k = apply_rotary(k.astype(jnp.float32), cos, sin).astype(dt)
-    out = segment_attention(q, k, v, seg, dt)
+    out = segment_attention(q, k, v, seg, self.impl)
     return jnp.einsum("NnH,nHD->ND", out, self.out_kernel[...].astype(dt)) + self.out_bias[
       ...
     ].astype(dt)
@@ -86,15 +90,21 @@ class VisionMLP(nnx.Module):
 
 
 class VisionBlock(nnx.Module):
-  def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: VisionConfig, *, dtype, param_dtype, impl: str, rngs: nnx.Rngs):
     kw = dict(param_dtype=param_dtype, rngs=rngs)
     self.norm1 = RMSNorm(cfg.hidden_size, "vision_embed", cfg.rms_norm_eps, **kw)
     self.norm2 = RMSNorm(cfg.hidden_size, "vision_embed", cfg.rms_norm_eps, **kw)
-    self.attn = VisionAttention(cfg, dtype=dtype, **kw)
+    self.attn = VisionAttention(cfg, dtype=dtype, impl=impl, **kw)
     self.mlp = VisionMLP(cfg, dtype=dtype, **kw)
 
-  def __call__(self, x, cos, sin, seg: Segments):
-    x = x + self.attn(self.norm1(x), cos, sin, seg)
+  def __call__(self, x, cos, sin, windows: Segments, frames: Segments, full: jax.Array):
+    """`full` (a traced bool): attend within whole frames, else within windows."""
+    h = self.norm1(x)
+    x = x + jax.lax.cond(
+      full,
+      lambda: self.attn(h, cos, sin, frames),
+      lambda: self.attn(h, cos, sin, windows),
+    )
     return x + self.mlp(self.norm2(x))
 
 
@@ -123,7 +133,14 @@ class PatchMerger(nnx.Module):
 
 class VisionTower(nnx.Module):
   def __init__(
-    self, cfg: VisionConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs
+    self,
+    cfg: VisionConfig,
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    attention_impl: str = "auto",
+    remat: str = "none",
+    rngs: nnx.Rngs,
   ):
     self.cfg = cfg
     self.dtype = dtype
@@ -131,10 +148,13 @@ class VisionTower(nnx.Module):
     self.patch_kernel = param(
       rngs, (cfg.patch_dim, cfg.hidden_size), ("patch", "vision_embed"), param_dtype
     )
-    self.blocks = nnx.List(
-      [VisionBlock(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs) for _ in range(cfg.depth)]
+    self.blocks = stacked(
+      lambda r: VisionBlock(cfg, dtype=dtype, param_dtype=param_dtype, impl=attention_impl, rngs=r),
+      cfg.depth,
+      rngs,
     )
     self.merger = PatchMerger(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.remat = remat
 
   def rotary(self, rope_hw: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos, sin [N, 1, H]: rows rotate the first half of each half-dim, cols the second."""
@@ -149,7 +169,12 @@ class VisionTower(nnx.Module):
     dt = self.dtype
     x = pixel_values.astype(dt)[layout.patch_order] @ self.patch_kernel[...].astype(dt)
     cos, sin = self.rotary(layout.rope_hw)
-    full = set(self.cfg.fullatt_block_indexes)
-    for i, block in enumerate(self.blocks):
-      x = block(x, cos, sin, layout.frames if i in full else layout.windows)
+    # Window and full-attention blocks interleave (fullatt_block_indexes): one scan over
+    # all blocks, each told by a flag which segments it attends within.
+    full = jnp.asarray(np.isin(np.arange(self.cfg.depth), self.cfg.fullatt_block_indexes))
+
+    def step(block, x, is_full):
+      return block(x, cos, sin, layout.windows, layout.frames, is_full)
+
+    x = scan_layers(self.blocks, step, x, full, self.remat)
     return self.merger(x)[layout.unit_restore]

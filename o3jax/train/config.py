@@ -50,7 +50,7 @@ class GSPOConfig:
 class TrainConfig:
   model: str = "tiny"  # preset name; `--init` (HF dir or checkpoint) overrides
   compute_dtype: str = "float32"  # "bfloat16" for bf16 compute on fp32 master weights
-  remat: bool = False
+  remat: str = "none"  # "none", "full", "dots" or "offload": see o3jax.models.layers
   mesh: MeshConfig = MeshConfig()
   optim: OptimConfig = OptimConfig()
   gspo: GSPOConfig = GSPOConfig()

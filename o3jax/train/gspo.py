@@ -20,11 +20,12 @@ from flax import nnx
 from o3jax.distributed import gather_batch
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
-from o3jax.train import step as step_lib
+from o3jax.sample import cast_params
+from o3jax.train import state as state_lib, step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
-from o3jax.train.loss import batch_logits, token_logprobs
+from o3jax.train.loss import next_token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
 from o3jax.train.run import check_finite, restore, setup_run
 from o3jax.workdir import MetricsLog, load_params
@@ -33,18 +34,24 @@ from o3jax.train.sft import data_iterator, device_batch
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
 
 
-def _forward_logprobs(model, mb, temperature: float):
-  logits = batch_logits(model, mb)
-  # Position t predicts token t+1; prepend a column so arrays align with input_ids.
-  lp = token_logprobs(logits[:, :-1] / temperature, mb["input_ids"][:, 1:])
-  return jnp.pad(lp, ((0, 0), (1, 0)))
+def _forward_logprobs(model, mb, g):
+  """[N, T] log-probs of the completion tokens (the last max_new_tokens columns of each
+  prompt ++ completion row); the LM head never runs over the prompt."""
+  return next_token_logprobs(model, mb, g.temperature, last=g.max_new_tokens)
+
+
+def policy_weights(params, compute_dtype: str):
+  """The policy as the sampler reads it: cast once per rollout phase to the compute dtype
+  (bf16 for the 7B), not per matmul of every decode step."""
+  dtype = state_lib.dtype_of(compute_dtype)
+  return params if dtype == jnp.float32 else cast_params(params, dtype)
 
 
 def make_gspo_loss(cfg: TrainConfig):
   g = cfg.gspo
 
   def loss(model, mb):
-    lp = _forward_logprobs(model, mb, g.temperature)
+    lp = _forward_logprobs(model, mb, g)
     (total, count), m = gspo_objective(
       lp,
       mb["old_logprobs"],
@@ -121,7 +128,7 @@ def train_gspo(
     )
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule)
-  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
+  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g))
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
@@ -132,7 +139,7 @@ def train_gspo(
     prompt_len = batch["prompt_ids"].shape[1]
     r = rollout(
       run.graphdef,
-      state.params,
+      policy_weights(state.params, cfg.compute_dtype),
       run.model_config,
       run.tokenizer,
       batch,

@@ -1,10 +1,17 @@
 """Losses as (sum, denominator) pairs, so micro-batch accumulation and multi-host means
-stay exact: the mean is taken once, over the whole global batch."""
+stay exact: the mean is taken once, over the whole global batch.
+
+Log-probabilities never build the [B, T, V] logits: the decoder's hidden states go through
+the LM head and the log-softmax a chunk of positions at a time, in sequence under a scan,
+with fp32 logits per chunk, recomputed in the backward pass (`chunked_token_logprobs`).
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+LOSS_CHUNK = 1024  # positions per LM-head chunk: [B, 1024, V] fp32 logits at a time
 
 
 def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -14,18 +21,37 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
-def masked_cross_entropy(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Array):
-  """Next-token cross-entropy on the positions where `loss_mask` marks the *target* token.
+def chunked_token_logprobs(
+  hidden: jax.Array,
+  weight: jax.Array,
+  targets: jax.Array,
+  temperature: float = 1.0,
+  chunk: int | None = None,
+) -> jax.Array:
+  """token_logprobs(hidden @ weight / temperature, targets) without the [B,T,V] logits.
 
-  logits [B,T,V] predict input_ids shifted by one. Returns (sum of -log p, token count).
+  hidden [B,T,D] (compute dtype), weight [D,V] (the master weights; cast per chunk, so
+  its gradient accumulates over the chunks in its own dtype), targets [B,T] -> [B,T] fp32.
   """
-  lp = token_logprobs(logits[:, :-1], input_ids[:, 1:])
-  mask = loss_mask[:, 1:].astype(jnp.float32)
-  return -(lp * mask).sum(), mask.sum()
+  b, t, d = hidden.shape
+  c = min(chunk or LOSS_CHUNK, t)
+  n = -(-t // c)
+  h = jnp.pad(hidden, ((0, 0), (0, n * c - t), (0, 0))).reshape(b, n, c, d).swapaxes(0, 1)
+  y = jnp.pad(targets, ((0, 0), (0, n * c - t))).reshape(b, n, c).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one(h_c, y_c):
+    w = weight.astype(hidden.dtype)
+    logits = jnp.einsum("BCD,DV->BCV", h_c, w, preferred_element_type=jnp.float32)
+    return token_logprobs(logits / temperature, y_c)
+
+  _, lp = jax.lax.scan(lambda _, xs: (None, one(*xs)), None, (h, y))
+  return lp.swapaxes(0, 1).reshape(b, n * c)[:, :t]
 
 
-def batch_logits(model, mb):
-  """Logits [B,T,V] of one micro-batch as `o3jax.train.batch.model_batch` lays it out."""
+def batch_hidden(model, mb):
+  """Final hidden states [B,T,D] of one micro-batch as `o3jax.train.batch.model_batch`
+  lays it out."""
   return model(
     mb["input_ids"],
     mb["attention_mask"],
@@ -34,9 +60,26 @@ def batch_logits(model, mb):
     position_ids=mb["position_ids"],
     image_layout=mb.get("image_layout"),
     video_layout=mb.get("video_layout"),
+    return_hidden=True,
   )
 
 
+def next_token_logprobs(model, mb, temperature: float = 1.0, last: int | None = None):
+  """[B,T] log p(token t | tokens < t) (column 0 is 0). With `last`, only the last `last`
+  columns are computed (GSPO: the completion), the others are 0."""
+  h = batch_hidden(model, mb)
+  ids = mb["input_ids"]
+  t = ids.shape[1]
+  first = 1 if last is None else t - last
+  lp = chunked_token_logprobs(
+    h[:, first - 1 : t - 1], model.text.head_weight(), ids[:, first:], temperature
+  )
+  return jnp.pad(lp, ((0, 0), (first, 0)))
+
+
 def sft_loss(model, mb):
-  total, count = masked_cross_entropy(batch_logits(model, mb), mb["input_ids"], mb["loss_mask"])
-  return (total, count), {}
+  """Next-token cross-entropy where `loss_mask` marks the *target* token: (sum of -log p,
+  token count)."""
+  lp = next_token_logprobs(model, mb)
+  mask = jnp.asarray(mb["loss_mask"], jnp.float32).at[:, 0].set(0.0)
+  return (-(lp * mask).sum(), mask.sum()), {}

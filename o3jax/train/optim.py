@@ -12,6 +12,8 @@ import jax
 import optax
 from flax import nnx
 
+from o3jax.models.layers import unstacked_rank
+
 from o3jax.train.config import OptimConfig
 
 
@@ -43,7 +45,12 @@ def frozen_labels(params, patterns) -> object:
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int, params) -> optax.GradientTransformation:
-  decay_mask = jax.tree.map(lambda x: x.ndim >= 2, params)
+  # Weight decay on matrices only, not on biases or norm scales (of stacked layers too).
+  decay_mask = jax.tree.map(
+    lambda v: v.replace(unstacked_rank(v) >= 2),
+    params,
+    is_leaf=lambda x: isinstance(x, nnx.Variable),
+  )
   adamw = optax.chain(
     optax.clip_by_global_norm(cfg.max_grad_norm),
     optax.adamw(

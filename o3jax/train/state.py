@@ -34,13 +34,14 @@ def dtype_of(name: str):
     raise ValueError(f"unknown dtype {name!r}: float32, bfloat16 or float16") from None
 
 
-def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=False):
-  return Qwen2_5_VL(
-    config, dtype=compute_dtype, param_dtype=jnp.float32, remat=remat, rngs=nnx.Rngs(key)
-  )
+def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=None):
+  """`remat` (a policy name, see models.layers) overrides the config's."""
+  if remat is not None:
+    config = config.replace(remat=remat)
+  return Qwen2_5_VL(config, dtype=compute_dtype, param_dtype=jnp.float32, rngs=nnx.Rngs(key))
 
 
-def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=False):
+def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=None):
   """(graphdef, abstract params) without allocating any weights."""
   model = nnx.eval_shape(lambda: build_model(config, jax.random.key(0), compute_dtype, remat))
   return nnx.split(model)
@@ -54,16 +55,31 @@ def _shard_and_jit(init, args, mesh):
   return state, shardings
 
 
-def init_random(
-  config, tx: optax.GradientTransformation, mesh, seed: int, compute_dtype=jnp.float32, remat=False
-):
-  """Fresh weights, created directly in their shards. Returns (graphdef, state, shardings)."""
-  graphdef, _ = abstract_split(config, compute_dtype, remat)
+def random_init_fn(config, tx: optax.GradientTransformation, compute_dtype=jnp.float32, remat=None):
+  """init(key) -> a fresh TrainState (to jit, or to eval_shape for its abstract shape)."""
 
   def init(key):
     params = nnx.state(build_model(config, key, compute_dtype, remat), nnx.Param)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
+  return init
+
+
+def abstract_state(config, tx, mesh, compute_dtype=jnp.float32, remat=None):
+  """(graphdef, abstract TrainState, its shardings on `mesh`) without allocating anything."""
+  graphdef, _ = abstract_split(config, compute_dtype, remat)
+  init = random_init_fn(config, tx, compute_dtype, remat)
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  return graphdef, abstract, sharding.state_shardings(abstract, mesh)
+
+
+def init_random(
+  config, tx: optax.GradientTransformation, mesh, seed: int, compute_dtype=jnp.float32, remat=None
+):
+  """Fresh weights, created directly in their shards by one jitted init (layers stacked, so
+  its compile does not grow with depth). Returns (graphdef, state, shardings)."""
+  graphdef, _ = abstract_split(config, compute_dtype, remat)
+  init = random_init_fn(config, tx, compute_dtype, remat)
   state, shardings = _shard_and_jit(init, (jax.random.key(seed),), mesh)
   return graphdef, state, shardings
 

@@ -9,7 +9,9 @@ from flax import nnx
 
 from o3jax.data import scenes
 from o3jax.models import config as config_lib
-from o3jax.models.qwen2_5_vl import Qwen2_5_VL, causal_mask, prepare_inputs
+from o3jax.models.attention import Mask
+from o3jax.models.layers import layer_at
+from o3jax.models.qwen2_5_vl import Qwen2_5_VL, prepare_inputs
 from o3jax.models.text import mrope_cos_sin
 from o3jax.processing.tokenizer import build_demo_tokenizer
 from research import eval_grounding
@@ -46,11 +48,11 @@ def test_attention_probs_rebuild_the_layers_attention():
   """The recomputed weights, applied to the layer's own values, give its attention output."""
   cfg = config_lib.tiny()
   model = Qwen2_5_VL(cfg, rngs=nnx.Rngs(0))
-  layer, t = model.text.layers[1], 9
+  layer, t = layer_at(model.text.layers, 1), 9
   x = jax.random.normal(jax.random.key(1), (1, t, cfg.text.hidden_size))
   positions = jnp.broadcast_to(jnp.array([0, 1, 2, 3, 3, 4, 9, 10, 11])[None, None], (3, 1, t))
   cos, sin = mrope_cos_sin(positions, cfg.text, jnp.float32)
-  mask = causal_mask(None, 1, t)
+  mask = jnp.tril(jnp.ones((t, t), bool))[None]
   probs = eval_grounding.attention_probs(layer, x, cos, sin, mask)
   assert probs.shape == (cfg.text.num_attention_heads, t, t)
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
@@ -60,7 +62,9 @@ def test_attention_probs_rebuild_the_layers_attention():
     jnp.einsum("BTD,DKH->BTKH", h, attn.v_kernel[...]) + attn.v_bias[...], attn.groups, axis=2
   )[0]
   rebuilt = jnp.einsum("TnH,nHD->TD", jnp.einsum("nTS,SnH->TnH", probs, v), attn.o_kernel[...])
-  np.testing.assert_allclose(rebuilt, attn(h, cos, sin, mask)[0][0], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(
+    rebuilt, attn(h, cos, sin, Mask(causal=True))[0][0], atol=1e-5, rtol=1e-5
+  )
 
 
 def test_cells_holding_counts_the_named_colour_per_token_cell():

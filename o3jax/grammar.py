@@ -1,4 +1,4 @@
-"""The grounded-text grammar (SPEC.md sections 1 and 3): task names, the tags of an
+"""The grounded-text grammar (docs/reference.md sections 1 and 3): task names, the tags of an
 answer, and how boxes, times and claims are written and read.
 
 One home for what the data writes, the rewards parse and the benchmarks read, so the three
@@ -31,7 +31,7 @@ GENERAL_FREE_FORM = "General video QA Free-form"
 # The six STGR tasks, in the order of the reward tables (rewards/kernels.py).
 TASKS = (SPATIO_TEMPORAL, TEMPORAL, TEMPORAL_MCQ, VISUAL, GENERAL_MCQ, GENERAL_FREE_FORM)
 # Not an STGR task: SFT records that teach a model to answer the relevance-rating prompt
-# of confidence-aware test-time scaling (SPEC.md section 7). No system prompt, no think
+# of confidence-aware test-time scaling (docs/reference.md section 7). No system prompt, no think
 # block: the user turn is an evidence crop and RATING_PROMPT, the target one digit.
 RELEVANCE_RATING = "relevance rating"
 SFT_ONLY_TASKS = (RELEVANCE_RATING,)

@@ -128,7 +128,7 @@ def _path_str(path) -> str:
   return ".".join(str(p) for p in path)
 
 
-def _weight_files(directory: str) -> list[str]:
+def weight_files(directory: str) -> list[str]:
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.exists(index):
     with open(index) as f:
@@ -176,7 +176,7 @@ def load_pretrained(
     shard_state = sharding.state_shardings(state, mesh, rules or sharding.RULES)
     shardings = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(shard_state)}
   filled: set[str] = set()
-  for file in _weight_files(path):
+  for file in weight_files(path):
     for key, array in safetensors_io.iter_tensors(file):
       found = hf_to_o3jax_key(key)
       if found is None:

@@ -1,4 +1,4 @@
-"""`o3jax eval {vstar,tvg,mcq}`: answer a benchmark with a model and/or score results.
+"""`o3jax eval {vstar,tvg,mcq}`: answer a benchmark with a model and/or score its results.
 
 Score an existing results file:
     o3jax eval vstar --results results.json --out metrics.json [--judge offline|none]
@@ -6,19 +6,19 @@ Score an existing results file:
     o3jax eval mcq   --results results.json --out metrics.json
 Answer the annotations with a model, write the results file, then score it:
     o3jax eval vstar --annotations vstar.json --videos DIR --model DIR [--results FILE]
-                     [--out metrics.json] [--processing tiny] [--limit N]
+                     [--out metrics.json] [--limit N]
     o3jax eval tvg   --annotations FILE --videos DIR --model DIR ...
     o3jax eval mcq   --annotations FILE --videos DIR --model DIR [--n 8 --vote confidence]
 
---model is a Hugging Face directory or an o3jax checkpoint directory; --videos defaults
-to the annotation file's directory; the results file defaults to OUT's name with
-.results.json (or <benchmark>_results.json). Annotation and results files are a JSON
-list of records or JSONL (one record per line); the fields are described in
-o3jax/eval/{vstar,tvg,mcq}.py and {vstar,tvg,mcq}_run.py. Metrics are written as
-fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per
-question and votes (SPEC.md section 7); the summary adds N=1 / majority@N /
-confidence@N accuracies. Hook into a top-level parser with `add_parser(subparsers)`;
-it sets `func=run`.
+--model is a Hugging Face directory or an o3jax workdir; a model trained with o3jax is
+asked as it was trained (its inference.json: frames, prompt stage, answer length; flags
+override). --videos defaults to the annotation file's folder; the results file defaults
+to OUT's name with .results.json (or <benchmark>_results.json). Annotation and results
+files are a JSON list of records or JSONL (one record per line). Metrics are written as
+fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per question
+and votes (confidence-aware test-time scaling); the summary adds N=1 / majority@N /
+confidence@N accuracies. File formats, metric formulas and the offline judge:
+docs/reference.md sections 6 and 7.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+from o3jax import jsonio
 from o3jax.eval import mcq, tvg, vstar
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
@@ -82,7 +83,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gen.add_argument("--annotations", help="benchmark annotation file (JSON list or JSONL)")
     gen.add_argument("--videos", help="video folder (default: the annotation file's folder)")
     add_model_arguments(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=512)
     gen.add_argument(
       "--batch-size",
       type=int,
@@ -143,12 +143,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_model_arguments(p) -> None:
-  """Options of a model run, shared with `o3jax infer`."""
+  """Options of a model run, shared with `o3jax infer`. Left out, --processing,
+  --prompt-stage and --max-new-tokens come from the model directory's inference.json (what
+  it was trained with), else the reference's."""
   p.add_argument(
     "--processing",
-    default="reference",
-    help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
-    "tiny model's small frames), or a training config file configs/*.py",
+    default=None,
+    help="frame sampling and sizes: reference (docs/reference.md section 2), tiny (the "
+    "tiny model's small frames), or a training config file configs/*.py (default: what "
+    "the model was trained with, else reference)",
   )
   p.add_argument(
     "--presentation",
@@ -160,8 +163,14 @@ def add_model_arguments(p) -> None:
   p.add_argument(
     "--prompt-stage",
     choices=("rl", "sft"),
-    default="rl",
-    help="system prompts of the RL (default) or SFT stage",
+    default=None,
+    help="system prompts of the RL or SFT stage (default: the model's, else rl)",
+  )
+  p.add_argument(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help="answer length limit (default: the model's, else 512)",
   )
   p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
   p.add_argument(
@@ -242,21 +251,24 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   videos = args.videos or str(Path(args.annotations).resolve().parent)
   n = getattr(args, "n", 1)
   greedy = args.temperature is None and n == 1
+  try:
+    asked = generate.ask_settings(
+      args.model, args.processing, args.presentation, args.prompt_stage, args.max_new_tokens
+    )
+    processing = asked.processing
+    loaded = generate.load_model(args.model, args.dtype, generate.inference_mesh(args.mesh))
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise SystemExit(f"{name}: {e}")
   decoding = generate.Decoding(
-    max_new_tokens=args.max_new_tokens,
+    max_new_tokens=asked.max_new_tokens,
     greedy=greedy,
     temperature=args.temperature or 1.0,
     top_p=args.top_p,
   )
-  try:
-    processing = generate.processing_config(args.processing, args.presentation)
-    loaded = generate.load_model(args.model, args.dtype, generate.inference_mesh(args.mesh))
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    raise SystemExit(f"{name}: {e}")
   common = dict(
     key=jax.random.key(args.seed),
     decoding=decoding,
-    stage=args.prompt_stage,
+    stage=asked.prompt_stage,
     batch_size=args.batch_size,
     strict=args.strict,
   )
@@ -281,7 +293,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     raise SystemExit(f"{name}: {args.annotations}: {e}")
   path = results_path(args)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  path.write_text(jsonio.dumps(results, indent=1), encoding="utf-8")
   print(
     f"results of {len(results)} records written to {path}"
     + (f" ({len(errors)} could not be answered)" if errors else "")
@@ -290,10 +302,10 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "model": args.model,
     "model_kind": loaded.kind,
     "annotations": args.annotations,
-    "processing": args.processing,
+    "processing": args.processing or asked.source,
     "presentation": processing.presentation,
-    "prompt_stage": args.prompt_stage,
-    "max_new_tokens": args.max_new_tokens,
+    "prompt_stage": asked.prompt_stage,
+    "max_new_tokens": asked.max_new_tokens,
     "greedy": greedy,
     "temperature": None if greedy else decoding.temperature,
     "top_p": args.top_p,
@@ -346,9 +358,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": args.benchmark, "results": str(path), **metrics}
-    out.write_text(
-      json.dumps(vstar.json_ready(report), indent=1, allow_nan=False), encoding="utf-8"
-    )
+    out.write_text(jsonio.dumps(report, indent=1), encoding="utf-8")
     print(f"metrics written to {out}")
   return 0
 

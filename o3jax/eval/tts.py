@@ -1,4 +1,4 @@
-"""Confidence-aware test-time scaling (SPEC section 7): weights, votes, evidence crops.
+"""Confidence-aware test-time scaling (docs/reference.md section 7): weights, votes, evidence crops.
 
 N responses are sampled for one question. A response's weight:
   - 0 if it has no valid answer or no think block;

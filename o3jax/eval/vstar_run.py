@@ -1,6 +1,6 @@
 """V-STaR results from a model: the five queries of every sample, the official results file.
 
-Each sample's video is shown as in training (SPEC.md section 2) and asked five
+Each sample's video is shown as in training (docs/reference.md section 2) and asked five
 single-turn questions with the prompts of vstar_prompts.py (what; chain 1 when, where;
 chain 2 where given the count, when given the boxes), the where/when-given-boxes prompts
 stating the size of the frames the model sees. The system prompt is the training prompt

@@ -1,6 +1,6 @@
 """Evidence of a grounded claim: the shown frame nearest its time, the crop its box cuts.
 
-Test-time scaling rates these crops (SPEC.md section 7), the synthetic data teaches the
+Test-time scaling rates these crops (docs/reference.md section 7), the synthetic data teaches the
 rating on them, and the evidence sheets draw boxes on the same frames.
 """
 

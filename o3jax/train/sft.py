@@ -19,7 +19,7 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import check_finite, restore, setup_run
+from o3jax.train.run import check_finite, record_inference_settings, restore, setup_run
 from o3jax.workdir import MetricsLog
 
 
@@ -107,9 +107,10 @@ def train_sft(
     else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json")
   )
   restore(run, data)
+  record_inference_settings(run, "sft")
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
-  log = MetricsLog(workdir, target, run.start_step)
+  log = MetricsLog(workdir, target, run.start_step, desc="sft")
   jitted, row, pending = None, {}, None
   state = run.state
   step = run.start_step
@@ -136,6 +137,7 @@ def train_sft(
     if step % cfg.checkpoint_every == 0 or step == target:
       row, pending = flush(pending), None
       run.checkpointer.save(step, state, data)
+  log.close()
   run.checkpointer.close()
   skipped = getattr(data, "skipped", 0)
   if skipped:

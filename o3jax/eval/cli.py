@@ -4,6 +4,8 @@ Score an existing results file:
     o3jax eval vstar --results results.json --out metrics.json [--judge offline|none]
     o3jax eval tvg   --results results.jsonl --out metrics.json
     o3jax eval mcq   --results results.json --out metrics.json
+Build the V-STaR results file from completions generated elsewhere, then score it:
+    o3jax eval vstar --annotations A --completions C.jsonl --results R --out M
 Answer the annotations with a model, write the results file, then score it:
     o3jax eval vstar --annotations vstar.json --videos DIR --model DIR [--results FILE]
                      [--out metrics.json] [--processing tiny] [--limit N]
@@ -104,6 +106,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     gen.add_argument("--top-p", type=float, default=1.0)
     if name == "vstar":
+      sub.add_argument(
+        "--completions",
+        help="JSON lines {index, field, completion} generated elsewhere (index into "
+        "--annotations): build the results file from them, then score it",
+      )
       sub.add_argument(
         "--judge",
         choices=("offline", "none"),
@@ -305,9 +312,33 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   return path, settings
 
 
+def completions_results(args: argparse.Namespace) -> tuple[Path, dict]:
+  """Builds the V-STaR results file from --annotations and --completions (see
+  vstar_protocol.results_from_completions); returns (its path, settings)."""
+  from o3jax.eval import vstar_protocol
+
+  if not args.annotations:
+    raise SystemExit("o3jax eval vstar: --completions needs --annotations FILE")
+  records = load_records(args.annotations, "annotation")
+  lines = load_records(args.completions, "completions")
+  try:
+    results, errors = vstar_protocol.results_from_completions(records, lines, args.strict)
+  except ValueError as e:
+    raise SystemExit(f"o3jax eval vstar: {args.completions}: {e}")
+  for error in errors:
+    print(f"skipping {error}", file=sys.stderr)
+  path = results_path(args)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  print(f"results of {len(results)} records built from {args.completions}, written to {path}")
+  return path, {"annotations": args.annotations, "completions": args.completions, "errors": errors}
+
+
 def run(args: argparse.Namespace) -> int:
   generation = None
-  if args.model or args.annotations or args.videos:
+  if getattr(args, "completions", None):
+    path, generation = completions_results(args)
+  elif args.model or args.annotations or args.videos:
     path, generation = generate_results(args)
   elif args.results:
     path = Path(args.results)

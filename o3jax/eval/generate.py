@@ -284,13 +284,15 @@ def batch_inputs(
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How to choose tokens. greedy ignores temperature/top_p/top_k."""
+  """How to choose tokens. greedy ignores temperature/top_p/top_k, not the repetition
+  penalty (transformers' semantics, see o3jax.sample)."""
 
   max_new_tokens: int = 512
   greedy: bool = True
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
+  repetition_penalty: float = 1.0
 
 
 def generate(
@@ -322,6 +324,7 @@ def generate(
       top_p=decoding.top_p,
       top_k=decoding.top_k,
       greedy=decoding.greedy,
+      repetition_penalty=decoding.repetition_penalty,
       eos_id=list(loaded.eos_ids),
       pad_id=loaded.pad_id,
     )

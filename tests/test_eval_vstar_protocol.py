@@ -212,3 +212,68 @@ def test_completions_cli_scores_and_reports_bad_lines(tmp_path, capsys):
   assert m["m_tiou_1"] == pytest.approx(0.25) and m["m_tiou_2"] == pytest.approx(0.75)
   with pytest.raises(SystemExit, match="completion line 11"):
     _run_cli(argv + ["--strict"])
+
+
+# The reference's strings (Open-o3-Video eval/test/test_vstar_multi_images.py, b3b396d1;
+# eval/test/eval_vstar.py, fed0e79e), filled in by hand for RECORD.
+RECORD = {
+  "fps": 30.0,
+  "frame_count": 305,
+  "width": 640,
+  "height": 360,
+  "question": "What is the man holding?",
+  "temporal_question": "When does he pick it up?",
+  "spatial_question": "Where is the cup?",
+  "spatial_question_2": "Where is the cup he picks up?",
+  "timestamps": [2.4, 5.0],
+  "bboxes": [
+    {"timestamp": 3, "frame_index": 90, "xmin": 10, "ymin": 20.5, "xmax": 110, "ymax": 220},
+    {"timestamp": 4, "frame_index": 120, "xmin": 12, "ymin": 22, "xmax": 112, "ymax": 222},
+  ],
+}
+THINK = (
+  "You must first think about the reasoning process in the mind and then provide the user with "
+  "the answer. The reasoning process and answer are enclosed within <think> </think> and "
+  "<answer> </answer> tags, respectively."
+)
+V = "<|vision_start|><|video_pad|><|vision_end|>"
+EXPECTED = {
+  "answer_vqa": "Answer the question about the video: What is the man holding? \n (If the answer is a person, you don't need to identify the person.)You must first think about the reasoning process in the mind and then provide the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively. All reasoning must be grounded in visual evidence from the video. When you mention any related object, person, or specific visual element, you must strictly follow the following format: `<obj>object_name</obj><box>bounding_box</box>at<t>time_in_seconds</t>s`. Do not use <box>, <obj> and <t> in the answer part.",
+  "answer_temporal": f"This video is 10.17 seconds long. {V}\nAnswer the question about the video: When does he pick it up? \n. {THINK} The answer must follow the following format: `From <t>start_time</t>s to <t>end_time</t>s'",
+  "answer_spatial": f'{V}\nPlease answer the question about the video: Where is the cup? with a series of bounding boxes in [x1, y1, x2, y2] format.\n{THINK}\nIn the answer part, for each whole second within the time range [3, 4, 5] provided (inclusive of the boundaries), output a series of bounding boxes of the object in JSON format. The keys should be the whole seconds (as strings), and the values should be the box in [x1, y1, x2, y2] format.\nExample output of the answer part: {{"3": [x1, y1, x2, y2],...}}\n',
+  "answer_spatial_2": f'{V}\nPlease answer the question about the video: Where is the cup he picks up? with a series of bounding boxes in [x1, y1, x2, y2] format.\n{THINK}\nIn the answer part, for each whole second that may related to the question, output a series of bounding boxes of the object in JSON format. You only need to output 2 bbox(es). You need to determine which frame is related to the question, and you don\'t need to output the bbox for the frames not related to the question.\nThe keys should be the whole seconds (as strings), and the values should be the bounding box in [x0,y0,x1,y1] format.\n\nExample output of the answer part:\n{{"0": [x0,y0,x1,y1], "1":..., ..., "2":...}} (if the frames at 0~2 second are related to the questions)\n',
+  "answer_temporal_2": f"This video is 10.17 seconds long with a resolution of 640x360 (width x height). {V}\nAnswer the question about the video: When does he pick it up? \nThere are 2 bounding boxes of the key object related to the question in the video without knowing the time, which are:[[10, 20.5, 110, 220], [12, 22, 112, 222]]. {THINK} The answer must follow the following format: `From <t>start_time</t>s to <t>end_time</t>s'",
+}
+EXPECTED_DIRECT_TEMPORAL = f"This video is 10.17 seconds long. {V}\nAnswer the question about the video: When does he pick it up? \nDirectly output the start and end moment timestamps. You must follow the following format: `From <t>start_time</t>s to <t>end_time</t>s'."
+EXPECTED_JUDGE_SYSTEM = """
+As an AI assistant, your task is to evaluate a candidate answer in comparison to a given correct answer.
+The question itself, the correct 'groundtruth' answer, and the candidate answer will be provided to you.
+Your assessment should range from 0 to 3, \
+based solely on the semantic similarity between the groundtruth and the candidate answer, \
+disregarding any grammatical differences.
+A rating of 0 suggests no similarity, implying the candidate answer is entirely incorrect.
+A rating of 1 suggests low similarity, meaning the candidate answer is largely incorrect.
+A rating of 2 suggests high similarity, meaning the candidate answer is largely correct.
+Lastly, a rating of 3 indicates complete similarity, which means the candidate answer is entirely correct.
+Your response should be a single integer from 0, 1, 2, or 3.
+"""
+
+
+def test_prompts_are_the_reference_strings():
+  from o3jax.eval import vstar_reference as R
+
+  texts = R.query_texts(RECORD)
+  for field, expected in EXPECTED.items():
+    assert texts[field].encode() == expected.encode(), field
+  assert R.query_texts(RECORD, think=False)["answer_temporal"] == EXPECTED_DIRECT_TEMPORAL
+  assert R.JUDGE_SYSTEM_PROMPT.encode() == EXPECTED_JUDGE_SYSTEM.encode()
+  assert (
+    R.judge_user_prompt("q?", "g", "c")
+    == "Question: q?\nGroundtruth answer: g\nCandidate answer: c\nYour response: "
+  )
+  assert R.SYSTEM_PROMPT == "You are a helpful assistant."
+  frames = "Frame 1 at 0.0s: <|vision_start|><|image_pad|><|vision_end|>\nFrame 2 at 1.0s: <|vision_start|><|image_pad|><|vision_end|>\n"
+  assert R.with_frames(texts["answer_temporal"], [0.0, 1.0]) == EXPECTED["answer_temporal"].replace(
+    V, frames
+  )
+  assert R.with_frames(texts["answer_vqa"], [0.0, 1.0]) == frames + EXPECTED["answer_vqa"]

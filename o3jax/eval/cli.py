@@ -30,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from o3jax.eval import mcq, tvg, vstar
+from o3jax.eval import mcq, tvg, vstar, vstar_reference
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
 
@@ -84,7 +84,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gen.add_argument("--annotations", help="benchmark annotation file (JSON list or JSONL)")
     gen.add_argument("--videos", help="video folder (default: the annotation file's folder)")
     add_model_arguments(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=512)
+    gen.add_argument(
+      "--max-new-tokens",
+      type=int,
+      default=None,
+      help="default 512 (vstar --protocol reference: 2048, the reference's)",
+    )
+    gen.add_argument(
+      "--repetition-penalty",
+      type=float,
+      default=None,
+      help="transformers' repetition penalty (default 1.0; vstar --protocol reference: 1.05)",
+    )
     gen.add_argument(
       "--batch-size",
       type=int,
@@ -124,6 +135,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="drop records with an empty answer_vqa from all means but Acc's "
         "denominator, as the reference script does",
+      )
+      gen.add_argument(
+        "--protocol",
+        choices=("reference", "o3jax"),
+        default="reference",
+        help="reference: the paper's frames, prompts, system prompt and decoding "
+        "(o3jax/eval/vstar_reference.py; --processing is not used); o3jax: the training "
+        "presentation and o3jax's prompts (o3jax/eval/vstar_prompts.py)",
       )
       gen.add_argument(
         "--no-think",
@@ -249,8 +268,14 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   videos = args.videos or str(Path(args.annotations).resolve().parent)
   n = getattr(args, "n", 1)
   greedy = args.temperature is None and n == 1
+  reference = args.benchmark == "vstar" and args.protocol == "reference"
+  if args.max_new_tokens is None:
+    args.max_new_tokens = vstar_reference.MAX_NEW_TOKENS if reference else 512
+  if args.repetition_penalty is None:
+    args.repetition_penalty = vstar_reference.REPETITION_PENALTY if reference else 1.0
   decoding = generate.Decoding(
     max_new_tokens=args.max_new_tokens,
+    repetition_penalty=args.repetition_penalty,
     greedy=greedy,
     temperature=args.temperature or 1.0,
     top_p=args.top_p,
@@ -272,7 +297,13 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
       from o3jax.eval.vstar_run import vstar_results
 
       results, errors = vstar_results(
-        loaded, records, videos, processing, think=not args.no_think, **common
+        loaded,
+        records,
+        videos,
+        processing,
+        protocol=args.protocol,
+        think=not args.no_think,
+        **common,
       )
     elif args.benchmark == "tvg":
       from o3jax.eval.tvg_run import tvg_results
@@ -301,6 +332,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "presentation": processing.presentation,
     "prompt_stage": args.prompt_stage,
     "max_new_tokens": args.max_new_tokens,
+    "repetition_penalty": args.repetition_penalty,
     "greedy": greedy,
     "temperature": None if greedy else decoding.temperature,
     "top_p": args.top_p,
@@ -309,6 +341,10 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   }
   if args.benchmark == "mcq":
     settings.update(n=n, vote=args.vote)
+  if args.benchmark == "vstar":
+    settings.update(protocol=args.protocol, think=not args.no_think)
+    if reference:
+      settings.update(source=vstar_reference.SOURCE, processing=None, presentation=None)
   return path, settings
 
 

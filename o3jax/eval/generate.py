@@ -398,8 +398,11 @@ def answer_records(
   batch_size: int = 4,
   strict: bool = False,
   name: str = "eval",
+  video_loader=None,
 ):
   """Yields, chunk by chunk and in record order, an `Answered` per record.
+
+  video_loader(path) -> Video (default: `load_video` with `processing`).
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
   record). A chunk holds batch_size // queries_per_record records (at least one), so
@@ -415,7 +418,8 @@ def answer_records(
       try:
         if not isinstance(record, dict):
           raise ValueError("not a JSON object")
-        video = load_video(video_file(record, videos_dir), processing)
+        path = video_file(record, videos_dir)
+        video = video_loader(path) if video_loader else load_video(path, processing)
         own = make_queries(record, index, video)
       except (ValueError, media.MediaError) as e:
         message = f"{name} {record_name(record, index)}: {e}"

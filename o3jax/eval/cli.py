@@ -124,11 +124,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       )
       sub.add_argument(
         "--judge",
-        choices=("offline", "none"),
         default="offline",
-        help="what-judge for records without vqa_score: offline = ROUGE-L "
-        "stand-in (see o3jax/eval/vstar.py); none = every record must "
-        "carry vqa_score",
+        help="what-judge for records without vqa_score: DIR = a Qwen2/Qwen2.5 instruct "
+        "checkpoint (the reference's is Qwen2.5-72B-Instruct) run with the reference "
+        "judge prompt, greedy, on --mesh; its scores are written into the results file; "
+        "offline = ROUGE-L stand-in, not the benchmark's judge (see o3jax/eval/vstar.py); "
+        "none = every record must carry vqa_score",
       )
       sub.add_argument(
         "--reference-skip-empty-vqa",
@@ -370,6 +371,21 @@ def completions_results(args: argparse.Namespace) -> tuple[Path, dict]:
   return path, {"annotations": args.annotations, "completions": args.completions, "errors": errors}
 
 
+def run_model_judge(args: argparse.Namespace, records: list, path: Path) -> str:
+  """Scores the answers with the --judge DIR model, rewrites the results file with
+  vqa_score; returns the judge's name for the metrics header."""
+  from o3jax.eval.generate import inference_mesh
+  from o3jax.eval.judge import ModelJudge
+
+  try:
+    judge = ModelJudge(args.judge, dtype=args.dtype, mesh=inference_mesh(args.mesh))
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise SystemExit(f"o3jax eval vstar: --judge {args.judge}: {e}")
+  judge.score_records(records)
+  path.write_text(json.dumps(records, indent=1), encoding="utf-8")
+  return judge.name
+
+
 def run(args: argparse.Namespace) -> int:
   generation = None
   if getattr(args, "completions", None):
@@ -387,8 +403,14 @@ def run(args: argparse.Namespace) -> int:
   tts_table = None
   try:
     if args.benchmark == "vstar":
-      judge = vstar.offline_judge if args.judge == "offline" else None
-      metrics = vstar.score_vstar(records, judge, args.reference_skip_empty_vqa)
+      judge, judge_name = None, None
+      if args.judge == "offline":
+        judge = vstar.offline_judge
+      elif args.judge != "none":
+        judge_name = run_model_judge(args, records, path)
+      metrics = vstar.score_vstar(
+        records, judge, args.reference_skip_empty_vqa, judge_name=judge_name
+      )
       summary = _summary_vstar(metrics)
     elif args.benchmark == "tvg":
       metrics = tvg.score_tvg(records)

@@ -371,21 +371,6 @@ def completions_results(args: argparse.Namespace) -> tuple[Path, dict]:
   return path, {"annotations": args.annotations, "completions": args.completions, "errors": errors}
 
 
-def run_model_judge(args: argparse.Namespace, records: list, path: Path) -> str:
-  """Scores the answers with the --judge DIR model, rewrites the results file with
-  vqa_score; returns the judge's name for the metrics header."""
-  from o3jax.eval.generate import inference_mesh
-  from o3jax.eval.judge import ModelJudge
-
-  try:
-    judge = ModelJudge(args.judge, dtype=args.dtype, mesh=inference_mesh(args.mesh))
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    raise SystemExit(f"o3jax eval vstar: --judge {args.judge}: {e}")
-  judge.score_records(records)
-  path.write_text(json.dumps(records, indent=1), encoding="utf-8")
-  return judge.name
-
-
 def run(args: argparse.Namespace) -> int:
   generation = None
   if getattr(args, "completions", None):
@@ -407,7 +392,9 @@ def run(args: argparse.Namespace) -> int:
       if args.judge == "offline":
         judge = vstar.offline_judge
       elif args.judge != "none":
-        judge_name = run_model_judge(args, records, path)
+        from o3jax.eval.judge import judge_results_file
+
+        judge_name = judge_results_file(args.judge, records, path, args.dtype, args.mesh)
       metrics = vstar.score_vstar(
         records, judge, args.reference_skip_empty_vqa, judge_name=judge_name
       )

@@ -284,8 +284,7 @@ def batch_inputs(
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How to choose tokens. greedy ignores temperature/top_p/top_k, not the repetition
-  penalty (transformers' semantics, see o3jax.sample)."""
+  """How to choose tokens. greedy ignores temperature/top_p/top_k, not repetition_penalty."""
 
   max_new_tokens: int = 512
   greedy: bool = True
@@ -400,9 +399,8 @@ def answer_records(
   name: str = "eval",
   video_loader=None,
 ):
-  """Yields, chunk by chunk and in record order, an `Answered` per record.
-
-  video_loader(path) -> Video (default: `load_video` with `processing`).
+  """Yields, chunk by chunk and in record order, an `Answered` per record; videos are read
+  by video_loader(path) (default: `load_video` with `processing`).
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
   record). A chunk holds batch_size // queries_per_record records (at least one), so

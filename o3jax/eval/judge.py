@@ -11,6 +11,7 @@ written into the record as `vqa_score`, with the reply in `vqa_judge_reply`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -107,3 +108,18 @@ class ModelJudge:
       record["vqa_score"] = vstar_protocol.parse_judge_reply(reply)
     print(f"judge: {len(todo)} answers scored by {self.path}", file=sys.stderr)
     return len(todo)
+
+
+def judge_results_file(judge_dir: str, records: list, path, dtype: str, mesh: str) -> str:
+  """`o3jax eval vstar --judge DIR`: scores the records' answers with the model, rewrites
+  the results file at `path` with vqa_score; returns the judge's name for the metrics."""
+  from o3jax.eval.generate import inference_mesh
+
+  try:
+    judge = ModelJudge(judge_dir, dtype=dtype, mesh=inference_mesh(mesh))
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise SystemExit(f"o3jax eval vstar: --judge {judge_dir}: {e}")
+  judge.score_records(records)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(records, f, indent=1)
+  return judge.name

@@ -238,13 +238,14 @@ def batch_inputs(
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How to choose tokens. greedy ignores temperature/top_p/top_k."""
+  """How to choose tokens. greedy ignores temperature/top_p/top_k, not repetition_penalty."""
 
   max_new_tokens: int = 512
   greedy: bool = True
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
+  repetition_penalty: float = 1.0
 
 
 def generate(
@@ -276,6 +277,7 @@ def generate(
       top_p=decoding.top_p,
       top_k=decoding.top_k,
       greedy=decoding.greedy,
+      repetition_penalty=decoding.repetition_penalty,
       eos_id=list(loaded.eos_ids),
       pad_id=loaded.pad_id,
     )
@@ -349,8 +351,10 @@ def answer_records(
   batch_size: int = 4,
   strict: bool = False,
   name: str = "eval",
+  video_loader=None,
 ):
-  """Yields, chunk by chunk and in record order, an `Answered` per record.
+  """Yields, chunk by chunk and in record order, an `Answered` per record; videos are read
+  by video_loader(path) (default: `load_video` with `processing`).
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
   record). A chunk holds batch_size // queries_per_record records (at least one), so
@@ -366,7 +370,8 @@ def answer_records(
       try:
         if not isinstance(record, dict):
           raise ValueError("not a JSON object")
-        video = load_video(video_file(record, videos_dir), processing)
+        path = video_file(record, videos_dir)
+        video = video_loader(path) if video_loader else load_video(path, processing)
         own = make_queries(record, index, video)
       except (ValueError, media.MediaError) as e:
         message = f"{name} {record_name(record, index)}: {e}"

@@ -116,7 +116,8 @@ def evaluate(cfg, run, heldout: str, eval_batches: int) -> dict:
   )
   with open(os.path.join(heldout, "vstar.json")) as f:
     records = json.load(f)
-  # The settings of `o3jax eval vstar --model W`: seed 0, greedy, its batch size.
+  # The settings of `o3jax eval vstar --model W` for a workdir: seed 0, greedy, its batch
+  # size, the o3jax protocol (the training presentation the workdir recorded).
   results, _ = vstar_results(
     _loaded(run),
     records,
@@ -126,6 +127,7 @@ def evaluate(cfg, run, heldout: str, eval_batches: int) -> dict:
     decoding=Decoding(max_new_tokens=asked.max_new_tokens, greedy=True),
     stage=asked.prompt_stage,
     batch_size=DEFAULT_BATCH["vstar"],
+    protocol="o3jax",
   )
   with open(os.path.join(run.workdir, RESULTS), "w", encoding="utf-8") as f:
     f.write(jsonio.dumps(results, indent=1))

@@ -49,6 +49,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     choices=[t for t in grammar.TASKS if t not in grammar.IMAGE_TASKS],
     help="whose system prompt to use (default: spatio-temporal free-form QA)",
   )
+  p.add_argument(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help="answer length limit (default: the model's inference.json, else 512)",
+  )
   p.add_argument("--temperature", type=float, default=None, help="sample (default: greedy)")
   p.add_argument("--top-p", type=float, default=1.0)
   p.add_argument("--seed", type=int, default=0)

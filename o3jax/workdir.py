@@ -170,16 +170,6 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
   return nnx.from_flat_state(flat)
 
 
-def write_params(workdir: str, params, config: model_config_lib.Qwen2_5_VLConfig) -> None:
-  """A workdir holding `params` as checkpoint 0 and their architecture: what
-  `load_params` and `--init` read."""
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(workdir, asynchronous=False)
-  ckpt.save(0, {"params": params})
-  ckpt.close()
-  write_model_config(workdir, config)
-
-
 class MetricsLog:
   """One strict-JSON line per step in WORKDIR/metrics.jsonl (a non-finite value is null),
   and a progress bar on stderr with steps/s and the loss (or the mean reward)."""

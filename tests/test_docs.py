@@ -55,8 +55,8 @@ def missing_paths(text: str) -> list[str]:
 
 
 def test_the_checker_finds_missing_and_present_paths():
-  text = "see docs/reference.md, o3jax/eval/{vstar,tvg}.py, configs/*.py and SPEC.md"
-  assert missing_paths(text) == ["SPEC.md"]
+  text = "see docs/reference.md, o3jax/eval/{vstar,tvg}.py, configs/*.py and docs/reference.md"
+  assert missing_paths(text) == ["docs/reference.md"]
   assert missing_paths("o3jax/eval/{vstar,nothing}.py") == ["o3jax/eval/nothing.py"]
   assert missing_paths("configs/*.txt") == ["configs/*.txt"]
 

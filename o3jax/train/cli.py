@@ -4,7 +4,7 @@
     o3jax gspo --config configs/tiny_synthetic_gspo.py --data DIR --workdir W2 --init W
 
 --data holds STGR-SFT.json (sft) or STGR-RL.json (gspo) and the media they name (`o3jax
-data synth` writes such a folder). The workdir receives checkpoints, metrics.jsonl (one
+data synth` writes such a folder); --data-root reads the published STGR tree instead. The workdir receives checkpoints, metrics.jsonl (one
 JSON line per step), tokenizer.json, model_config.json and inference.json (how `o3jax
 infer` and `o3jax eval` ask the trained model); a run resumes from its newest complete
 checkpoint, and `--steps` is the total to reach. Config files, record fields, the reward
@@ -32,10 +32,12 @@ def add_parser(sub) -> None:
       formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, help="python config file (configs/*.py)")
-    p.add_argument(
-      "--data",
-      required=True,
-      help="directory with STGR-SFT.json / STGR-RL.json and their media",
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="directory with STGR-SFT.json / STGR-RL.json")
+    data.add_argument(
+      "--data-root",
+      help="the published STGR tree: DIR/json_data/STGR-*.json, media under DIR/videos/"
+      "<folder of the record's source or task> (o3jax/data/stgr_layout.py)",
     )
     p.add_argument(
       "--workdir",
@@ -88,11 +90,15 @@ def run(args) -> int:
     if args.command == "sft":
       from o3jax.train.sft import train_sft
 
-      row = train_sft(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
+      row = train_sft(
+        cfg, args.data, args.workdir, steps=args.steps, init=args.init, data_root=args.data_root
+      )
     else:
       from o3jax.train.gspo import train_gspo
 
-      row = train_gspo(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
+      row = train_gspo(
+        cfg, args.data, args.workdir, steps=args.steps, init=args.init, data_root=args.data_root
+      )
   except NonFiniteLoss as e:
     print(f"o3jax {args.command}: {e}", file=sys.stderr)
     return 3

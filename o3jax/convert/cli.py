@@ -13,7 +13,7 @@ both ways, so `o3jax infer` asks a converted model as it was trained. Both direc
 one tensor at a time on the host (no model is built, no device is used): memory stays at a
 few of the largest tensors whatever the model's size. Workdir files: docs/reference.md
 section 9.
-
+"""
 
 from __future__ import annotations
 

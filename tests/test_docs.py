@@ -14,7 +14,7 @@ TOP = ("o3jax", "configs", "docs", "launch", "scripts", "tests", "research")
 # A path in the repository: a top-level folder, then path characters ({a,b} and * allowed).
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:%s)/[\w./{},*-]*)" % "|".join(TOP))
 # A bare file name of the repository (README.md, demo.py, reference.md).
-FILE_NAME = re.compile(r"(?<![\w/.{,-])([\w-]+\.(?:md|py|toml|sh|sbatch))\b")
+FILE_NAME = re.compile(r"(?<![\w/.{},-])([\w-]+\.(?:md|py|toml|sh|sbatch))\b")
 
 
 def help_texts() -> dict[str, str]:
@@ -55,8 +55,8 @@ def missing_paths(text: str) -> list[str]:
 
 
 def test_the_checker_finds_missing_and_present_paths():
-  text = "see docs/reference.md, o3jax/eval/{vstar,tvg}.py, configs/*.py and docs/reference.md"
-  assert missing_paths(text) == ["docs/reference.md"]
+  text = "see docs/reference.md, o3jax/eval/{vstar,tvg}.py, configs/*.py and SPEC.md"
+  assert missing_paths(text) == ["SPEC.md"]
   assert missing_paths("o3jax/eval/{vstar,nothing}.py") == ["o3jax/eval/nothing.py"]
   assert missing_paths("configs/*.txt") == ["configs/*.txt"]
 

@@ -236,9 +236,9 @@ def test_a_workdir_is_asked_as_it_was_trained(tmp_path, synthetic_data, capsys):
   assert G.ask_settings(back).processing == TINY
   tensors = dict(safetensors_io.iter_tensors(os.path.join(back, "model.safetensors")))
   n_params = sum(p.numel() for p in hf.parameters())  # transformers' own count
-  assert (
-    capsys.readouterr().out.strip().endswith(f"{len(tensors)} tensors, {n_params:,} parameters")
-  )
+  printed = capsys.readouterr().out.strip()
+  assert printed.startswith(f"o3jax convert: wrote a Hugging Face model to {back} (")
+  assert f" {len(tensors)} tensors, {n_params:,} parameters, " in printed
 
   out = tmp_path / "infer"
   video = os.path.join(synthetic_data, "videos", "v0000.mp4")

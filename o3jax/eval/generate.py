@@ -147,7 +147,7 @@ def ask_settings(
   if processing is not None:
     config = processing_config(processing)
   else:
-    config = recorded.processing if recorded else PROCESSING_PRESETS["reference"]
+    config = recorded.processing if recorded else PRESETS["reference"]
   if presentation:
     config = dataclasses.replace(config, presentation=presentation)
   return AskSettings(

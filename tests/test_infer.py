@@ -238,7 +238,7 @@ def test_a_workdir_is_asked_as_it_was_trained(tmp_path, synthetic_data, capsys):
   n_params = sum(p.numel() for p in hf.parameters())  # transformers' own count
   printed = capsys.readouterr().out.strip()
   assert printed.startswith(f"o3jax convert: wrote a Hugging Face model to {back} (")
-  assert f" {len(tensors)} tensors, {n_params:,} parameters, " in printed
+  assert f"({len(tensors)} tensors, {n_params:,} parameters, " in printed
 
   out = tmp_path / "infer"
   video = os.path.join(synthetic_data, "videos", "v0000.mp4")

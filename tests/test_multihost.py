@@ -140,7 +140,9 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
 
   # Both processes resume from it: the state and each one's place in its shard.
   out = finished(start_workers(two, multi, 3, tmp_path / "resumed.log"), tmp_path / "resumed.log")
-  assert out.count("resumed from") == 2, out[-4000:]
+  # Process 0 says so (once); that both resumed, each at its place in its shard, shows in
+  # step 3's global batch and loss equalling the one-process reference's below.
+  assert out.count("resumed from") == 1, out[-4000:]
   b = metrics(multi)
   assert [r["step"] for r in b] == [1, 2, 3]
   for ra, rb in zip(a, b):

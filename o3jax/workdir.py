@@ -163,8 +163,8 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
     value = np.asarray(arrays[key]).astype(var.get_value().dtype)
     if value.shape != var.get_value().shape:
       raise ValueError(
-        f"{workdir} checkpoint {step}: {key} has shape {value.shape}, the "
-        f"model expects {var.get_value().shape}"
+        f"{workdir} checkpoint {step}: {key} has shape {value.shape}, the model expects "
+        f"{var.get_value().shape}; is its {MODEL_CONFIG} the one it was trained with?"
       )
     flat.append((path, var.replace(jax.device_put(value, flat_sh[path].get_value()))))
   return nnx.from_flat_state(flat)

@@ -159,7 +159,7 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
     params[workdir] = ckpt.read_params(3)
     ckpt.close()
   pa, pb = params[single], params[multi]
-  assert pa.keys() == pb.keys() and len(pa) > 50
+  assert pa.keys() == pb.keys() and len(pa) > 30  # layers stacked: one array per kind
   for k in pa:
     np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, rtol=0, err_msg=k)
 

@@ -4,12 +4,18 @@ Layout: `WORKDIR/checkpoints/<step>/{state,data}`. Orbax writes a step into a te
 directory and renames it only when every item is complete, and `latest_step()` lists
 finalised steps only, so a half-written checkpoint (a run killed mid-save) is never
 loaded. The data item is grain's per-process iterator state (one JSON file per host).
+
+A finalised checkpoint can still be damaged afterwards (a full disk, a copy cut short):
+`restore_newest` and `read_newest_params` then fall back to the newest intact one, naming
+the file that is bad (`bad_file`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 
 import grain
 import jax
@@ -45,6 +51,69 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
+
+  def steps(self) -> list[int]:
+    """Finalised steps, newest first."""
+    return sorted(self.manager.all_steps(), reverse=True)
+
+  def bad_file(self, step: int) -> str:
+    """The first metadata file of a checkpoint that is not valid JSON, else its directory
+    (the damage is then in the array data)."""
+    root = os.path.join(self.directory, str(step))
+    for folder, _, names in sorted(os.walk(root)):
+      for name in sorted(names):
+        path = os.path.join(folder, name)
+        if name.startswith("_") or name.endswith(".json") or "array_metadatas" in folder:
+          try:
+            with open(path, encoding="utf-8") as f:
+              json.load(f)
+          except (ValueError, OSError):
+            return path
+    return root
+
+  def restore_newest(self, abstract_state, shardings, data_iterator=None):
+    """(step, state) of the newest checkpoint that restores. Damaged newer ones are named
+    and moved to `WORKDIR/corrupt_checkpoints/`, so that the steps they held can be saved
+    again; if none restores, the newest one's error is raised."""
+    failed = []
+    for step in self.steps():
+      try:
+        state = self.restore(step, abstract_state, shardings, data_iterator)
+      except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a damaged file)
+        failed.append((step, e))
+        _warn_corrupt(step, self.bad_file(step), e)
+        continue
+      self._set_aside([s for s, _ in failed])
+      return step, state
+    step, error = failed[0]
+    raise CorruptCheckpoint(f"no checkpoint in {self.directory} restores; newest: "
+                            f"{self.bad_file(step)}: {_one_line(error)}")  # fmt: skip
+
+  def read_newest_params(self) -> tuple[int, dict[str, object]]:
+    """(step, params) of the newest checkpoint whose params read (`read_params`)."""
+    steps, first = self.steps(), None
+    for step in steps:
+      try:
+        return step, self.read_params(step)
+      except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a damaged file)
+        first = first or (step, e)
+        _warn_corrupt(step, self.bad_file(step), e)
+    if first is None:
+      raise FileNotFoundError(f"{self.directory}: no complete checkpoint")
+    raise CorruptCheckpoint(f"no checkpoint in {self.directory} reads; newest: "
+                            f"{self.bad_file(first[0])}: {_one_line(first[1])}")  # fmt: skip
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if not steps or jax.process_index() != 0:
+      return
+    aside = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      target = os.path.join(aside, str(step))
+      shutil.rmtree(target, ignore_errors=True)
+      os.replace(os.path.join(self.directory, str(step)), target)
+      print(f"checkpoint {step} moved to {target}", file=sys.stderr)
+    self.manager.reload()
 
   def save(self, step: int, state, data_iterator=None) -> None:
     items = {"state": ocp.args.StandardSave(state)}
@@ -87,3 +156,19 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+class CorruptCheckpoint(RuntimeError):
+  pass
+
+
+def _one_line(error: Exception) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:300]}"
+
+
+def _warn_corrupt(step: int, bad: str, error: Exception) -> None:
+  print(
+    f"checkpoint {step} is damaged ({bad}): {_one_line(error)}; trying an older one",
+    file=sys.stderr,
+  )

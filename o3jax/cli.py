@@ -2,6 +2,10 @@
 
 Subcommand modules expose `add_parser(subparsers)`, which registers the subcommand, and
 `run(args)` (or set `func` on their parser).
+
+Expected errors (bad input, a busy or damaged workdir, a diverging run: ValueError,
+OSError, KeyError, RuntimeError) end the command with one line on stderr and exit status
+1; `--debug` shows their traceback instead. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="o3jax", description=__doc__.splitlines()[0])
+  parser.add_argument(
+    "--debug", action="store_true", help="show the traceback of an error, not one line"
+  )
   sub = parser.add_subparsers(dest="command", required=True)
   for module in dict.fromkeys(COMMANDS.values()):  # each module once, in order
     importlib.import_module(module).add_parser(sub)
@@ -31,9 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  debug = "--debug" in argv  # anywhere on the line, before or after the subcommand
+  args = build_parser().parse_args([a for a in argv if a != "--debug"])
   func = getattr(args, "func", None) or importlib.import_module(COMMANDS[args.command]).run
-  return int(func(args) or 0)
+  try:
+    return int(func(args) or 0)
+  except EXPECTED as e:
+    if debug:
+      raise
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    text = " ".join(str(message).split()) or type(e).__name__
+    print(f"o3jax {args.command}: error: {text} (--debug for the traceback)", file=sys.stderr)
+    return 1
+
+
+EXPECTED = (ValueError, OSError, KeyError, RuntimeError)
 
 
 if __name__ == "__main__":

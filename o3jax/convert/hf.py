@@ -187,7 +187,7 @@ def load_pretrained(
       if target not in flat:
         raise KeyError(f"{file}: tensor {key} maps to {target}, absent from the model")
       var = flat[target]
-      value = tf.to_o3jax(array, var.get_value().shape).astype(var.get_value().dtype)
+      value = _converted(file, key, array, tf, var.get_value().shape, var.get_value().dtype)
       value = jax.device_put(value, shardings[target]) if shardings else jnp.asarray(value)
       flat[target] = var.replace(value)
       filled.add(target)
@@ -198,6 +198,18 @@ def load_pretrained(
     [(tuple(int(p) if p.isdigit() else p for p in k.split(".")), v) for k, v in flat.items()]
   )
   return nnx.merge(graphdef, state)
+
+
+def _converted(file: str, key: str, array, tf: Transform, shape, dtype):
+  """A Hugging Face tensor in o3jax layout; a shape that does not fit the model (a
+  config.json not matching the weights) names the tensor and both shapes."""
+  expected = int(np.prod(shape))
+  if array.size != expected:
+    raise ValueError(
+      f"{file}: tensor {key} has shape {tuple(array.shape)}; the model built from "
+      f"config.json expects {expected} values (o3jax shape {tuple(shape)})"
+    )
+  return tf.to_o3jax(array, shape).astype(dtype)
 
 
 def save_pretrained(

@@ -30,9 +30,10 @@ GENERAL_MCQ = "General video QA MCQ"
 GENERAL_FREE_FORM = "General video QA Free-form"
 # The six STGR tasks, in the order of the reward tables (rewards/kernels.py).
 TASKS = (SPATIO_TEMPORAL, TEMPORAL, TEMPORAL_MCQ, VISUAL, GENERAL_MCQ, GENERAL_FREE_FORM)
-# Not an STGR task: SFT records that teach a model to answer the relevance-rating prompt
-# of confidence-aware test-time scaling (SPEC.md section 7). No system prompt, no think
-# block: the user turn is an evidence crop and RATING_PROMPT, the target one digit.
+# Not an STGR task: SFT records that teach a model to answer the one-crop relevance-rating
+# prompt of our per-crop test-time scaling (`rating="per_crop"`; the reference's joint
+# prompt is eval/bench_prompts.RATING_*). No system prompt, no think block: the user turn
+# is an evidence crop and RATING_PROMPT, the target one digit.
 RELEVANCE_RATING = "relevance rating"
 SFT_ONLY_TASKS = (RELEVANCE_RATING,)
 TEMPORAL_TASKS = (TEMPORAL, TEMPORAL_MCQ)

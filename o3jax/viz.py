@@ -2,9 +2,9 @@
 
 A piece of evidence is one box of one claim (`<obj>NAME</obj><box>[x1,y1,x2,y2]</box>at
 <t>T</t>s`, SPEC.md section 1): pixel xyxy in the frame the model saw, and a time. It is
-drawn on the shown frame nearest to its time (the frame an evidence crop is taken from in
-test-time scaling). Frames are enlarged by a whole factor (nearest neighbour, so a box
-edge lands on exact pixels) until they are at least `min_width` wide.
+drawn on the shown frame nearest to its time (processing/evidence.py). Frames are enlarged
+by a whole factor (nearest neighbour, so a box edge lands on exact pixels) until they are at
+least `min_width` wide.
 """
 
 from __future__ import annotations

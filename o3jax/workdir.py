@@ -200,16 +200,6 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
   return nnx.from_flat_state(flat)
 
 
-def write_params(workdir: str, params, config: model_config_lib.Qwen2_5_VLConfig) -> None:
-  """A workdir holding `params` as checkpoint 0 and their architecture: what
-  `load_params` and `--init` read."""
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(workdir, asynchronous=False)
-  ckpt.save(0, {"params": params})
-  ckpt.close()
-  write_model_config(workdir, config)
-
-
 class MetricsLog:
   """One JSON line per step in WORKDIR/metrics.jsonl, and a log line on stderr."""
 

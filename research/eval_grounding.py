@@ -67,7 +67,7 @@ from o3jax.data import scenes
 from o3jax.data.encode import Example, encode_record
 from o3jax.data.records import load_records
 from o3jax.eval.generate import Decoding, Video, load_video, loaded_model
-from o3jax.eval.mcq_run import model_rater
+from o3jax.eval.mcq_run import crop_rater
 from o3jax.eval.tts import parse_rating
 from o3jax.grammar import is_number
 from o3jax.infer import answer_video
@@ -166,14 +166,14 @@ def rating_accuracy(loaded, cfg, heldout: str, limit: int) -> dict:
   crops = [
     np.asarray(Image.open(os.path.join(heldout, r["image_path"])).convert("RGB")) for r in records
   ]
-  rate = model_rater(loaded, processing_config(cfg), jax.random.key(0), 16)
+  rate = crop_rater(loaded, processing_config(cfg), jax.random.key(0), 16)
   got = [parse_rating(t) for t in rate(crops, [r["question"] for r in records])]
   gold = [int(r["answer"]) for r in records]
   confusion = collections.Counter(f"gold {g} -> {p}" for g, p in zip(gold, got))
   return {
     "crops": len(records),
     "accuracy": round(float(np.mean([g == p for g, p in zip(gold, got)])), 3),
-    "unreadable": sum(p is None for p in got),
+    "unreadable": sum(p == -1 for p in got),
     "confusion": dict(sorted(confusion.items())),
   }
 

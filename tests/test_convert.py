@@ -55,6 +55,31 @@ def test_sharded_files_and_transformers5_keys(model, tmp_path):
   for k, v in _params(model).items():
     np.testing.assert_array_equal(_params(loaded)[k], v)
 
+  # Shards and index as transformers' save_pretrained makes them (huggingface_hub's split).
+  from huggingface_hub import split_state_dict_into_shards_factory
+
+  index_text = (tmp_path / "a" / "model.safetensors.index.json").read_text()
+  index = json.loads(index_text)
+  assert index_text == json.dumps(index, indent=2, sort_keys=True) + "\n"
+  infos = [
+    i
+    for f in sorted(set(index["weight_map"].values()))
+    for i in safetensors_io.tensor_infos(str(tmp_path / "a" / f))
+  ]
+  order = [o3jax_to_hf_key(path)[0] for path in _params(model)]  # the order tensors are written
+  sizes = {i.name: i.nbytes for i in infos}
+  split = split_state_dict_into_shards_factory(
+    {k: sizes[k] for k in order},
+    get_storage_size=lambda n: n,
+    filename_pattern="model{suffix}.safetensors",
+    max_shard_size=200_000,
+  )
+  assert index["weight_map"] == split.tensor_to_filename
+  assert index["metadata"] == {
+    "total_size": split.metadata["total_size"],
+    "total_parameters": sum(v.size for v in _params(model).values()),
+  }
+
   # Rewrite with the transformers 5.x names (model.visual.*, model.language_model.*).
   out = tmp_path / "b"
   out.mkdir()
@@ -145,3 +170,79 @@ def test_hf_to_o3jax_checkpoint_and_back_bit_for_bit(model, tmp_path, dtype):
   for k in a:
     assert a[k].dtype == b[k].dtype
     assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_streamed_checkpoint_is_orbax_and_orbax_checkpoints_stream_back(model, tmp_path):
+  """What `convert --to o3jax` writes array by array, orbax restores (the `--init` and
+  `--model` path of an o3jax directory); what orbax writes (a training run) converts back."""
+  from o3jax import sharding
+  from o3jax.convert.cli import hf_to_o3jax, o3jax_to_hf
+  from o3jax.convert.hf import abstract_model
+  from o3jax.checkpoint import Checkpointer
+  from o3jax.workdir import load_params_from_workdir, write_model_config
+
+  hf = str(tmp_path / "hf")
+  save_pretrained(model, hf, dtype=ml_dtypes.bfloat16)
+  hf_to_o3jax(hf, str(tmp_path / "ck"), "bfloat16")
+  assert not [n for n in os.listdir(tmp_path / "ck" / "checkpoints") if n != "0"]
+  _, abstract = nnx.split(abstract_model(model.config, jnp.bfloat16, jnp.bfloat16))
+  restored = load_params_from_workdir(str(tmp_path / "ck"), abstract, sharding.make_mesh())
+  want = _params(load_pretrained(hf, dtype=jnp.bfloat16))
+  got = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(restored)}
+  assert got.keys() == want.keys()
+  for k in want:
+    assert got[k].dtype == want[k].dtype and got[k].tobytes() == want[k].tobytes(), k
+
+  run = str(tmp_path / "run")  # a workdir as training writes it: orbax, params beside a step
+  params = nnx.state(model, nnx.Param)
+  ckpt = Checkpointer(run, asynchronous=False)
+  ckpt.save(7, {"params": params, "step": 7})
+  ckpt.close()
+  write_model_config(run, model.config)
+  o3jax_to_hf(run, str(tmp_path / "back"))
+  save_pretrained(model, str(tmp_path / "direct"))
+  a = dict(safetensors_io.iter_tensors(str(tmp_path / "direct" / "model.safetensors")))
+  b = dict(safetensors_io.iter_tensors(str(tmp_path / "back" / "model.safetensors")))
+  assert a.keys() == b.keys()
+  for k in a:
+    assert a[k].dtype == b[k].dtype == np.float32 and a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_conversion_memory_stays_below_half_the_model(tmp_path):
+  """Both directions, each in its own process (scripts/bench_convert.py), on a 370 MB model
+  of 345 tensors of at most 4 MB: the peak resident memory over the process's own after its
+  imports must stay under half the model's bytes, which holding the model (as the landed
+  code did) cannot; and the round trip must be bit-exact."""
+  import subprocess
+  import sys
+
+  base = config_lib.tiny()
+  cfg = base.replace(
+    text=config_lib.TextConfig(
+      **{
+        **vars(base.text),
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 8,
+        "mrope_section": (8, 12, 12),
+      }
+    ),
+    vision=config_lib.VisionConfig(**{**vars(base.vision), "out_hidden_size": 512}),
+  )
+  (tmp_path / "config.json").write_text(json.dumps(config_lib.to_hf_dict(cfg)))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "bench.json"
+  cmd = [sys.executable, os.path.join(root, "scripts", "bench_convert.py")]
+  cmd += ["--config", str(tmp_path / "config.json"), "--dtype", "float32"]
+  cmd += ["--work", str(tmp_path / "work"), "--json", str(out)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  model_bytes = result["src"]["bytes"]
+  assert model_bytes > 350e6 and result["src"]["largest_tensor_bytes"] <= 4 << 20
+  for direction in ("to_o3jax", "to_hf"):
+    r = result["after"][direction]
+    assert r["peak_rss"] - r["base_rss"] < model_bytes / 2, (direction, r)
+  assert result["after"]["check"]["bit_exact"], result["after"]["check"]["problems"]
+  assert result["after"]["check"]["tensors"] == result["src"]["tensors"] == 345

@@ -56,6 +56,8 @@ def test_vstar_cli_offline_judge_and_reference_mode(tmp_path):
   assert m["settings"] == {
     "duration_bins": "short <= 60 s < medium <= 180 s < long",
     "reference_skip_empty_vqa": True,
+    "empty_answer_rule": "reference: a record with an empty answer_vqa is left out of every"
+    " mean but Acc's denominator",
     "judge": "offline_judge",
   }
   scores = vstar.score_vstar(records, vstar.offline_judge, reference_skip_empty_vqa=True)

@@ -259,7 +259,7 @@ def test_6_convert_checks_model_type_and_names_a_mismatched_tensor(tmp_path, dem
   assert "tensor model.embed_tokens.weight has shape (1024, 32)" in line or (
     "tensor model.language_model.embed_tokens.weight has shape (1024, 32)" in line
   ), line
-  assert "expects 65536 values (o3jax shape (2048, 32))" in line
+  assert "expects 65536 values for text.embed.embedding (shape (2048, 32))" in line
 
 
 def test_7_parsing_8000_unclosed_boxes_reads_the_one_closed_box():

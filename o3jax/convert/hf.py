@@ -6,6 +6,8 @@ and applies `transform.to_o3jax`; saving formats the Hugging Face key from the o
 and applies `transform.to_hf`. Keys are accepted in both on-disk conventions: released
 checkpoints (`visual.*`, `model.*`) and transformers 5.x (`model.visual.*`,
 `model.language_model.*`); saving writes the released convention, which both read.
+`locate` and `hf_names` give the table to `convert.stream`, which moves the data one
+tensor at a time (host memory: a few tensors, never the model).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from o3jax.convert import safetensors_io
+from o3jax.convert import stream
 from o3jax.models.config import Qwen2_5_VLConfig, load_hf_config, to_hf_dict
 from o3jax.models.qwen2_5_vl import Qwen2_5_VL
 
@@ -124,20 +126,25 @@ def o3jax_to_hf_key(path: str) -> tuple[str, Transform]:
   raise KeyError(f"o3jax parameter {path} has no Hugging Face name in TABLE")
 
 
+def locate(key: str) -> tuple[str, int | None, Transform] | None:
+  """The o3jax slot of a Hugging Face tensor: (path, None, transform); None if unknown."""
+  found = hf_to_o3jax_key(key)
+  return None if found is None else (found[0], None, found[1])
+
+
+def hf_names(path: str, shape: tuple[int, ...]) -> list[tuple[str, int | None, Transform]]:
+  """The Hugging Face tensors of o3jax array `path`: one, covering all of it."""
+  key, tf = o3jax_to_hf_key(path)
+  return [(key, None, tf)]
+
+
+def ignored(config: Qwen2_5_VLConfig) -> Callable[[str], bool]:
+  """o3jax paths a checkpoint may hold that the model does not: a tied head is the embedding."""
+  return lambda path: path == "text.lm_head" and config.text.tie_word_embeddings
+
+
 def _path_str(path) -> str:
   return ".".join(str(p) for p in path)
-
-
-def _weight_files(directory: str) -> list[str]:
-  index = os.path.join(directory, "model.safetensors.index.json")
-  if os.path.exists(index):
-    with open(index) as f:
-      files = sorted(set(json.load(f)["weight_map"].values()))
-    return [os.path.join(directory, name) for name in files]
-  single = os.path.join(directory, "model.safetensors")
-  if os.path.exists(single):
-    return [single]
-  raise FileNotFoundError(f"{directory}: no model.safetensors or model.safetensors.index.json")
 
 
 def abstract_model(
@@ -145,6 +152,30 @@ def abstract_model(
 ) -> Qwen2_5_VL:
   return nnx.eval_shape(
     lambda: Qwen2_5_VL(config, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=nnx.Rngs(0))
+  )
+
+
+def param_shapes(model: Qwen2_5_VL) -> stream.Shapes:
+  """{o3jax path: (shape, dtype)} of the model's parameters (abstract or concrete)."""
+  return {
+    _path_str(p): (tuple(v.get_value().shape), np.dtype(v.get_value().dtype))
+    for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+  }
+
+
+def model_type(path: str) -> str:
+  """config.json's model_type ("qwen2_5_vl" when absent)."""
+  with open(os.path.join(path, "config.json")) as f:
+    return json.load(f).get("model_type", "qwen2_5_vl")
+
+
+def abstract_qwen2(config, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False):
+  from o3jax.models.qwen2 import Qwen2ForCausalLM
+
+  return nnx.eval_shape(
+    lambda: Qwen2ForCausalLM(
+      config, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=nnx.Rngs(0)
+    )
   )
 
 
@@ -158,15 +189,24 @@ def load_pretrained(
   rules=None,
   remat: bool = False,
 ) -> Qwen2_5_VL:
-  """A model with the weights of a Hugging Face directory, read tensor by tensor.
+  """A model with the weights of a Hugging Face directory, read tensor by tensor:
+  `Qwen2_5_VL` for a qwen2_5_vl config, `Qwen2ForCausalLM` (text only, the text rows of
+  TABLE) for a qwen2 one.
 
   `dtype` is the parameter dtype (`param_dtype` overrides it); `compute_dtype` the
-  activation dtype (default: the parameter dtype). With `mesh`, each tensor is placed
-  straight onto its shard of the mesh (the logical axis rules of `o3jax.sharding`).
+  activation dtype (default: the parameter dtype). Each tensor goes straight from the file
+  to its devices (with `mesh`, to its shards by the logical axis rules of
+  `o3jax.sharding`), so that the host holds one tensor at a time, never the model.
   """
   param_dtype = param_dtype or dtype
-  config = load_hf_config(path)
-  model = abstract_model(config, compute_dtype or param_dtype, param_dtype, remat)
+  if model_type(path) == "qwen2":
+    from o3jax.models.qwen2 import load_qwen2_config
+
+    config = load_qwen2_config(path)
+    model = abstract_qwen2(config, compute_dtype or param_dtype, param_dtype, remat)
+  else:
+    config = load_hf_config(path)
+    model = abstract_model(config, compute_dtype or param_dtype, param_dtype, remat)
   graphdef, state = nnx.split(model)
   flat = dict((_path_str(p), v) for p, v in nnx.to_flat_state(state))
   shardings = None
@@ -175,98 +215,59 @@ def load_pretrained(
 
     shard_state = sharding.state_shardings(state, mesh, rules or sharding.RULES)
     shardings = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(shard_state)}
-  filled: set[str] = set()
-  for file in _weight_files(path):
-    for key, array in safetensors_io.iter_tensors(file):
-      found = hf_to_o3jax_key(key)
-      if found is None:
-        raise KeyError(f"{file}: tensor {key} is not a Qwen2.5-VL parameter")
-      target, tf = found
-      if target == "text.lm_head" and config.text.tie_word_embeddings:
-        continue  # tied: the head is the embedding
-      if target not in flat:
-        raise KeyError(f"{file}: tensor {key} maps to {target}, absent from the model")
-      var = flat[target]
-      value = _converted(file, key, array, tf, var.get_value().shape, var.get_value().dtype)
-      value = jax.device_put(value, shardings[target]) if shardings else jnp.asarray(value)
-      flat[target] = var.replace(value)
-      filled.add(target)
-  missing = sorted(set(flat) - filled)
-  if missing:
-    raise KeyError(f"{path}: checkpoint lacks {len(missing)} parameters, e.g. {missing[:5]}")
+
+  def put(target: str, index: int | None, value: np.ndarray) -> None:
+    if index is not None:
+      raise NotImplementedError(f"{target}: placing one slice of a stacked array")
+    aval = flat[target].get_value()
+    value = value.astype(aval.dtype, copy=False)
+    if shardings:
+      array = jax.make_array_from_callback(aval.shape, shardings[target], lambda i: value[i])
+    else:
+      array = jax.device_put(value)
+    flat[target] = flat[target].replace(array)
+
+  targets = {k: (tuple(v.get_value().shape), v.get_value().dtype) for k, v in flat.items()}
+  stream.read_hf(path, locate, targets, put, ignored(config), desc=f"loading {path}")
   state = nnx.from_flat_state(
     [(tuple(int(p) if p.isdigit() else p for p in k.split(".")), v) for k, v in flat.items()]
   )
   return nnx.merge(graphdef, state)
 
 
-def _converted(file: str, key: str, array, tf: Transform, shape, dtype):
-  """A Hugging Face tensor in o3jax layout; a shape that does not fit the model (a
-  config.json not matching the weights) names the tensor and both shapes."""
-  expected = int(np.prod(shape))
-  if array.size != expected:
-    raise ValueError(
-      f"{file}: tensor {key} has shape {tuple(array.shape)}; the model built from "
-      f"config.json expects {expected} values (o3jax shape {tuple(shape)})"
-    )
-  return tf.to_o3jax(array, shape).astype(dtype)
+def write_hf_dir(
+  directory: str,
+  config: Qwen2_5_VLConfig,
+  params: stream.Shapes,
+  fetch: Callable[[str, int | None], np.ndarray],
+  dtype=None,
+  max_shard_bytes: int = 4 << 30,
+  desc: str | None = None,
+) -> str:
+  """config.json and safetensors shards (with an index beyond `max_shard_bytes`) that
+  `transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained` loads, asking
+  `fetch(path, index)` for one o3jax array at a time. Returns the summary line."""
+  tensors = stream.hf_tensors(params, hf_names, config, dtype)
+  summary = stream.write_hf(
+    directory, tensors, fetch, config, max_shard_bytes, desc=desc or f"writing {directory}"
+  )
+  hf_config = to_hf_dict(config)
+  names = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16"}
+  hf_config["torch_dtype"] = names.get(tensors[0].dtype, "bfloat16")
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    json.dump(hf_config, f, indent=1)
+  return summary
 
 
 def save_pretrained(
   model: Qwen2_5_VL, path: str, dtype=None, max_shard_bytes: int = 4 << 30
 ) -> None:
-  """Write config.json and safetensors (sharded with an index beyond `max_shard_bytes`)
-  that `transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained` loads."""
-  os.makedirs(path, exist_ok=True)
-  config = model.config
-  hf_config = to_hf_dict(config)
-  _, state = nnx.split(model)
-  entries = []  # (hf key, o3jax variable, transform)
-  for p, var in nnx.to_flat_state(state):
-    if not isinstance(var, nnx.Param):
-      continue
-    key, tf = o3jax_to_hf_key(_path_str(p))
-    entries.append((key, var, tf))
+  """Write a Hugging Face directory of `model` (see `write_hf_dir`), one array at a time
+  brought to the host."""
+  flat = {_path_str(p): v.get_value() for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
-  def hf_array(var, tf):
-    return np.asarray(tf.to_hf(np.asarray(jax.device_get(var.get_value())), config))
+  def fetch(path: str, index: int | None) -> np.ndarray:
+    value = flat[path] if index is None else flat[path][index]
+    return np.asarray(jax.device_get(value))
 
-  specs = []
-  for key, var, tf in entries:
-    # Shapes of the HF tensor without materialising it: transform a zero-strided view.
-    probe = tf.to_hf(np.broadcast_to(np.zeros((), np.float32), var.get_value().shape), config)
-    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(var.get_value().dtype)
-    specs.append((key, tuple(probe.shape), out_dtype))
-  if dtype is not None:
-    hf_config["torch_dtype"] = {
-      np.dtype(np.float32): "float32",
-      np.dtype(np.float16): "float16",
-    }.get(np.dtype(dtype), "bfloat16")
-  else:
-    hf_config["torch_dtype"] = str(np.dtype(entries[0][1].get_value().dtype))
-  by_key = {key: (var, tf) for key, var, tf in entries}
-  shards, current, size = [], [], 0
-  for spec in specs:
-    nbytes = int(np.prod(spec[1])) * spec[2].itemsize
-    if current and size + nbytes > max_shard_bytes:
-      shards.append(current)
-      current, size = [], 0
-    current.append(spec)
-    size += nbytes
-  shards.append(current)
-  names = (
-    ["model.safetensors"]
-    if len(shards) == 1
-    else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-  )
-  for name, shard in zip(names, shards):
-    safetensors_io.write_file(
-      os.path.join(path, name), shard, lambda key: hf_array(*by_key[key]), metadata={"format": "pt"}
-    )
-  if len(shards) > 1:
-    weight_map = {spec[0]: name for name, shard in zip(names, shards) for spec in shard}
-    total = sum(int(np.prod(s[1])) * s[2].itemsize for s in specs)
-    with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
-      json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(hf_config, f, indent=1)
+  write_hf_dir(path, model.config, param_shapes(model), fetch, dtype, max_shard_bytes)

@@ -272,8 +272,10 @@ def scene_records(
     video_path=video,
   )
 
-  # Relevance ratings of evidence crops for one of the MCQ questions (SFT only), as
-  # test-time scaling asks them: the crop of a box, resized to the frame size.
+  # Relevance ratings of evidence crops for one of the MCQ questions (SFT only), one crop
+  # per prompt as the per-crop rating of test-time scaling asks them (`rating="per_crop"`;
+  # the reference rates all of a response's crops in one prompt): the crop of a box,
+  # resized to the frame size.
   question, subjects = rated[int(rng.integers(len(rated)))]
   for k, (crop, rating) in enumerate(rating_crops(scene, subjects, rng)):
     path = _save_png(crop, out_dir, f"crops/{scene.vid}_{k}.png")

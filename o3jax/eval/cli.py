@@ -1,9 +1,11 @@
-"""`o3jax eval {vstar,tvg,mcq}`: answer a benchmark with a model and/or score results.
+"""`o3jax eval {vstar,tvg,mcq,videomme,worldsense,videommmu}`: answer a benchmark with a model and/or score results.
 
 Score an existing results file:
     o3jax eval vstar --results results.json --out metrics.json [--judge offline|none]
     o3jax eval tvg   --results results.jsonl --out metrics.json
     o3jax eval mcq   --results results.json --out metrics.json
+Build the V-STaR results file from completions generated elsewhere, then score it:
+    o3jax eval vstar --annotations A --completions C.jsonl --results R --out M
 Answer the annotations with a model, write the results file, then score it:
     o3jax eval vstar --annotations vstar.json --videos DIR --model DIR [--results FILE]
                      [--out metrics.json] [--processing tiny] [--limit N]
@@ -17,8 +19,8 @@ list of records or JSONL (one record per line); the fields are described in
 o3jax/eval/{vstar,tvg,mcq}.py and {vstar,tvg,mcq}_run.py. Metrics are written as
 fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per
 question and votes (SPEC.md section 7); the summary adds N=1 / majority@N /
-confidence@N accuracies. Hook into a top-level parser with `add_parser(subparsers)`;
-it sets `func=run`.
+confidence@N accuracies. VideoMME, WorldSense and VideoMMMU read their published files
+(`o3jax eval videomme --data DIR --model DIR`, bench_cli.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from o3jax.eval import mcq, tvg, vstar
+from o3jax.eval import bench_cli, mcq, tvg, vstar, vstar_reference
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
 
@@ -63,7 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     description=__doc__,
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  benchmarks = parser.add_subparsers(dest="benchmark", metavar="{vstar,tvg,mcq}", required=True)
+  benchmarks = parser.add_subparsers(
+    dest="benchmark", metavar="{vstar,tvg,mcq,videomme,worldsense,videommmu}", required=True
+  )
   helps = {
     "vstar": "V-STaR what/when/where, mAM and mLGM",
     "tvg": "TVGBench temporal grounding: mIoU, R1@{0.3,0.5,0.7}",
@@ -82,7 +86,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gen.add_argument("--annotations", help="benchmark annotation file (JSON list or JSONL)")
     gen.add_argument("--videos", help="video folder (default: the annotation file's folder)")
     add_model_arguments(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=512)
+    gen.add_argument(
+      "--max-new-tokens",
+      type=int,
+      default=None,
+      help="default 512 (vstar --protocol reference: 2048, the reference's)",
+    )
+    gen.add_argument(
+      "--repetition-penalty",
+      type=float,
+      default=None,
+      help="transformers' repetition penalty (default 1.0; vstar --protocol reference: 1.05)",
+    )
     gen.add_argument(
       "--batch-size",
       type=int,
@@ -105,18 +120,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     if name == "vstar":
       sub.add_argument(
+        "--completions",
+        help="JSON lines {index, field, completion} generated elsewhere (index into "
+        "--annotations): build the results file from them, then score it",
+      )
+      sub.add_argument(
         "--judge",
-        choices=("offline", "none"),
         default="offline",
-        help="what-judge for records without vqa_score: offline = ROUGE-L "
-        "stand-in (see o3jax/eval/vstar.py); none = every record must "
-        "carry vqa_score",
+        help="what-judge for records without vqa_score: DIR = a Qwen2/Qwen2.5 instruct "
+        "checkpoint (the reference's is Qwen2.5-72B-Instruct) run with the reference "
+        "judge prompt, greedy, on --mesh; its scores are written into the results file; "
+        "offline = ROUGE-L stand-in, not the benchmark's judge (see o3jax/eval/vstar.py); "
+        "none = every record must carry vqa_score",
       )
       sub.add_argument(
         "--reference-skip-empty-vqa",
         action="store_true",
         help="drop records with an empty answer_vqa from all means but Acc's "
         "denominator, as the reference script does",
+      )
+      gen.add_argument(
+        "--protocol",
+        choices=("reference", "o3jax"),
+        default="reference",
+        help="reference: the paper's frames, prompts, system prompt and decoding "
+        "(o3jax/eval/vstar_reference.py; --processing is not used); o3jax: the training "
+        "presentation and o3jax's prompts (o3jax/eval/vstar_prompts.py)",
       )
       gen.add_argument(
         "--no-think",
@@ -138,7 +167,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="confidence",
         help="how the N answers are combined into `response` (both are kept)",
       )
+      gen.add_argument(
+        "--rating",
+        choices=("joint", "per_crop"),
+        default="joint",
+        help="joint: all of a response's crops rated in one prompt (reference); per_crop",
+      )
   parser.set_defaults(func=run)
+  bench_cli.add_parsers(benchmarks, add_model_arguments)
   return parser
 
 
@@ -242,8 +278,14 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   videos = args.videos or str(Path(args.annotations).resolve().parent)
   n = getattr(args, "n", 1)
   greedy = args.temperature is None and n == 1
+  reference = args.benchmark == "vstar" and args.protocol == "reference"
+  if args.max_new_tokens is None:
+    args.max_new_tokens = vstar_reference.MAX_NEW_TOKENS if reference else 512
+  if args.repetition_penalty is None:
+    args.repetition_penalty = vstar_reference.REPETITION_PENALTY if reference else 1.0
   decoding = generate.Decoding(
     max_new_tokens=args.max_new_tokens,
+    repetition_penalty=args.repetition_penalty,
     greedy=greedy,
     temperature=args.temperature or 1.0,
     top_p=args.top_p,
@@ -265,7 +307,13 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
       from o3jax.eval.vstar_run import vstar_results
 
       results, errors = vstar_results(
-        loaded, records, videos, processing, think=not args.no_think, **common
+        loaded,
+        records,
+        videos,
+        processing,
+        protocol=args.protocol,
+        think=not args.no_think,
+        **common,
       )
     elif args.benchmark == "tvg":
       from o3jax.eval.tvg_run import tvg_results
@@ -275,7 +323,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
       from o3jax.eval.mcq_run import mcq_results
 
       results, errors = mcq_results(
-        loaded, records, videos, processing, n=n, vote=args.vote, **common
+        loaded, records, videos, processing, n=n, vote=args.vote, rating=args.rating, **common
       )
   except (ValueError, MediaError) as e:
     raise SystemExit(f"{name}: {args.annotations}: {e}")
@@ -294,6 +342,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "presentation": processing.presentation,
     "prompt_stage": args.prompt_stage,
     "max_new_tokens": args.max_new_tokens,
+    "repetition_penalty": args.repetition_penalty,
     "greedy": greedy,
     "temperature": None if greedy else decoding.temperature,
     "top_p": args.top_p,
@@ -301,13 +350,41 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "errors": errors,
   }
   if args.benchmark == "mcq":
-    settings.update(n=n, vote=args.vote)
+    settings.update(n=n, vote=args.vote, rating=args.rating)
+  if args.benchmark == "vstar":
+    settings.update(protocol=args.protocol, think=not args.no_think)
+    if reference:
+      settings.update(source=vstar_reference.SOURCE, processing=None, presentation=None)
   return path, settings
+
+
+def completions_results(args: argparse.Namespace) -> tuple[Path, dict]:
+  """Builds the V-STaR results file from --annotations and --completions (see
+  vstar_protocol.results_from_completions); returns (its path, settings)."""
+  from o3jax.eval import vstar_protocol
+
+  if not args.annotations:
+    raise SystemExit("o3jax eval vstar: --completions needs --annotations FILE")
+  records = load_records(args.annotations, "annotation")
+  lines = load_records(args.completions, "completions")
+  try:
+    results, errors = vstar_protocol.results_from_completions(records, lines, args.strict)
+  except ValueError as e:
+    raise SystemExit(f"o3jax eval vstar: {args.completions}: {e}")
+  for error in errors:
+    print(f"skipping {error}", file=sys.stderr)
+  path = results_path(args)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  print(f"results of {len(results)} records built from {args.completions}, written to {path}")
+  return path, {"annotations": args.annotations, "completions": args.completions, "errors": errors}
 
 
 def run(args: argparse.Namespace) -> int:
   generation = None
-  if args.model or args.annotations or args.videos:
+  if getattr(args, "completions", None):
+    path, generation = completions_results(args)
+  elif args.model or args.annotations or args.videos:
     path, generation = generate_results(args)
   elif args.results:
     path = Path(args.results)
@@ -320,8 +397,16 @@ def run(args: argparse.Namespace) -> int:
   tts_table = None
   try:
     if args.benchmark == "vstar":
-      judge = vstar.offline_judge if args.judge == "offline" else None
-      metrics = vstar.score_vstar(records, judge, args.reference_skip_empty_vqa)
+      judge, judge_name = None, None
+      if args.judge == "offline":
+        judge = vstar.offline_judge
+      elif args.judge != "none":
+        from o3jax.eval.judge import judge_results_file
+
+        judge_name = judge_results_file(args.judge, records, path, args.dtype, args.mesh)
+      metrics = vstar.score_vstar(
+        records, judge, args.reference_skip_empty_vqa, judge_name=judge_name
+      )
       summary = _summary_vstar(metrics)
     elif args.benchmark == "tvg":
       metrics = tvg.score_tvg(records)

@@ -29,12 +29,12 @@ from tokenizers import Tokenizer
 from o3jax import sample, sharding, workdir
 from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
-from o3jax.processing.config import TINY, ProcessingConfig
+from o3jax.processing.config import REFERENCE_EVAL, TINY, ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
 from o3jax.sample_inputs import prompt_batch
 
-PROCESSING_PRESETS = {"reference": ProcessingConfig(), "tiny": TINY}
+PRESETS = {"reference": ProcessingConfig(), "reference_eval": REFERENCE_EVAL, "tiny": TINY}
 
 
 # ------------------------------------------------------------------------ the model
@@ -106,8 +106,8 @@ def loaded_model(model: Qwen2_5_VL, tokenizer: Tokenizer, kind: str = "o3jax") -
 def processing_config(spec: str = "reference", presentation: str | None = None) -> ProcessingConfig:
   """A preset ("reference": SPEC.md section 2; "tiny": the tiny model's small frames), or a
   training config file (configs/*.py) whose `processing` overrides are used."""
-  if spec in PROCESSING_PRESETS:
-    config = PROCESSING_PRESETS[spec]
+  if spec in PRESETS:
+    config = PRESETS[spec]
   elif spec.endswith(".py"):
     if not os.path.isfile(spec):
       raise FileNotFoundError(f"config file {spec} not found")
@@ -115,8 +115,7 @@ def processing_config(spec: str = "reference", presentation: str | None = None) 
     config = ProcessingConfig(**runpy.run_path(spec)["get_config"]().processing)
   else:
     raise ValueError(
-      f"processing must be one of {sorted(PROCESSING_PRESETS)} or a config "
-      f"file (configs/*.py), got {spec!r}"
+      f"processing must be one of {sorted(PRESETS)} or a config file (configs/*.py), got {spec!r}"
     )
   return dataclasses.replace(config, presentation=presentation) if presentation else config
 
@@ -134,6 +133,7 @@ class Video:
   frame_times: tuple[float, ...]  # seconds of each frame shown
   duration: float  # seconds
   source_size: tuple[int, int]  # (W, H) of the file
+  sample_fps: float = 1.0  # frames per second of the frames shown (the reference's fps)
 
   @property
   def frame_size(self) -> tuple[int, int]:
@@ -148,21 +148,22 @@ def load_video(path: str, processing: ProcessingConfig) -> Video:
   times = visual.frame_times or tuple(
     round(i / clip.sample_fps, 2) for i in range(len(clip.frames))
   )
-  return Video(
-    path, visual, clip.frames, tuple(times), clip.total_frames / clip.video_fps, clip.source_size
-  )
+  duration = clip.total_frames / clip.video_fps
+  return Video(path, visual, clip.frames, times, duration, clip.source_size, clip.sample_fps)
 
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-  """One single-turn question: [system] + user (visual input, then text)."""
+  """One single-turn question: [system] + user (visual input then text, or text first)."""
 
   text: str
   visual: VisualInput | None = None
   system: str | None = None
+  text_first: bool = False
 
   def messages(self) -> list[chat.Message]:
-    content = (list(self.visual.content) if self.visual else []) + [self.text]
+    visual = list(self.visual.content) if self.visual else []
+    content = [self.text] + visual if self.text_first else visual + [self.text]
     system = [chat.Message("system", [self.system])] if self.system else []
     return system + [chat.Message("user", content)]
 
@@ -237,13 +238,14 @@ def batch_inputs(
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How to choose tokens. greedy ignores temperature/top_p/top_k."""
+  """How to choose tokens. greedy ignores temperature/top_p/top_k, not repetition_penalty."""
 
   max_new_tokens: int = 512
   greedy: bool = True
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
+  repetition_penalty: float = 1.0
 
 
 def generate(
@@ -275,6 +277,7 @@ def generate(
       top_p=decoding.top_p,
       top_k=decoding.top_k,
       greedy=decoding.greedy,
+      repetition_penalty=decoding.repetition_penalty,
       eos_id=list(loaded.eos_ids),
       pad_id=loaded.pad_id,
     )
@@ -348,8 +351,10 @@ def answer_records(
   batch_size: int = 4,
   strict: bool = False,
   name: str = "eval",
+  video_loader=None,
 ):
-  """Yields, chunk by chunk and in record order, an `Answered` per record.
+  """Yields, chunk by chunk and in record order, an `Answered` per record; videos are read
+  by video_loader(path) (default: `load_video` with `processing`).
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
   record). A chunk holds batch_size // queries_per_record records (at least one), so
@@ -365,7 +370,8 @@ def answer_records(
       try:
         if not isinstance(record, dict):
           raise ValueError("not a JSON object")
-        video = load_video(video_file(record, videos_dir), processing)
+        path = video_file(record, videos_dir)
+        video = video_loader(path) if video_loader else load_video(path, processing)
         own = make_queries(record, index, video)
       except (ValueError, media.MediaError) as e:
         message = f"{name} {record_name(record, index)}: {e}"

@@ -49,11 +49,16 @@ def _normalize(text: str) -> str:
   return " ".join(text.split())
 
 
+def letters_of(options=None) -> str:
+  """The valid letters: the first len(options) of A..Z, or DEFAULT_LETTERS."""
+  return string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
+
+
 def extract_letter(text, options=None) -> str | None:
   """The option letter a response picks (rules in the module docstring), or None."""
   if not isinstance(text, str):
     return None
-  letters = string.ascii_uppercase[: len(options)] if options else DEFAULT_LETTERS
+  letters = letters_of(options)
   text = answer_block(text)
   if CORRECT_OPTION in text:
     text = text.rsplit(CORRECT_OPTION, 1)[1]

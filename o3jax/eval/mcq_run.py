@@ -10,16 +10,16 @@ category fields. `task` picks the system prompt when it is one of the STGR tasks
 
 n = 1: one completion per question (greedy unless a temperature is given); the results
 record gets `response` (the completion).
-n > 1: n sampled completions; each one's letter (mcq.extract_letter) and weight
-(tts.response_weight: 0 without a valid answer or think; else the mean rating weight of
-its evidence crops -- each claim box cropped from the shown frame nearest its time,
-resized to the frame size, rated 0/1/2 for relevance to the question by the same model,
-greedy); the record gets `responses, answers, weights, majority, confidence` and
-`response` = the letter of the chosen vote.
+n > 1: n sampled completions; each one's letter (mcq.extract_letter) and think block, its
+weight and the votes as tts.py says (the reference's joint rating of all of a response's
+evidence crops by the same model, or rating="per_crop"); the record gets `responses,
+answers, weights, crops, ratings, majority, confidence` and `response` = the letter of the
+chosen vote. `scale` is shared with the general benchmarks (bench_run.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Sequence
 
@@ -27,13 +27,19 @@ import jax
 import numpy as np
 
 from o3jax import grammar
-from o3jax.eval import mcq, tts
-from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records, generate, image_query
+from o3jax.eval import bench_prompts, mcq, tts
+from o3jax.eval.generate import (
+  Decoding,
+  LoadedModel,
+  Query,
+  answer_records,
+  generate,
+  image_query,
+)
 from o3jax.processing import prompts
 from o3jax.processing.config import ProcessingConfig
-from o3jax.processing.evidence import evidence_crops
+from o3jax.processing.presentation import joined, present_image
 
-VOTES = ("majority", "confidence")
 STGR_TASKS = ("General video QA MCQ", "temporal QA (MCQ)")  # the MCQ records of STGR files
 DEFAULT_TASK = "General video QA MCQ"
 RATING_TOKENS = 8
@@ -78,44 +84,9 @@ def mcq_query(record: dict, video, stage: str) -> Query:
   )
 
 
-def evidence_boxes(text: str) -> list[tuple[float, tuple]]:
-  """(time, box) for each box of each claim of the think block."""
-  from o3jax.rewards.parse import parse_completion
-
-  return [(time, box) for _, time, boxes in parse_completion(text).claims for box in boxes]
-
-
-def has_think(text: str) -> bool:
-  from o3jax.grammar import THINK
-  from o3jax.rewards.parse import block
-
-  return block(text, THINK) is not None
-
-
-def response_weights(
-  answers: Sequence, thinks: Sequence[bool], crops: Sequence[list], rate_all
-) -> tuple[list[float], list[list]]:
-  """(tts.response_weight of every response, the ratings each one got), rating all the
-  crops that need it in one call: rate_all([(response index, crop), ...]) -> ratings."""
-  wanted: list[tuple[int, np.ndarray]] = []
-  for i, (answer, think, own) in enumerate(zip(answers, thinks, crops)):
-    tts.response_weight(answer, think, own, lambda crop, i=i: wanted.append((i, crop)) or 0)
-  ratings = list(rate_all(wanted))
-  if len(ratings) != len(wanted):
-    raise ValueError(f"rate_all gave {len(ratings)} ratings for {len(wanted)} crops")
-  given: list[list] = [[] for _ in answers]
-  for (i, _), rating in zip(wanted, ratings):
-    given[i].append(rating)
-  queue = iter(ratings)
-  weights = [
-    tts.response_weight(answer, think, own, lambda _: next(queue))
-    for answer, think, own in zip(answers, thinks, crops)
-  ]
-  return weights, given
-
-
-def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Array, batch_size: int):
-  """rate(crops, questions) -> the model's rating texts (greedy), batch_size per call."""
+def crop_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Array, batch_size: int):
+  """rate(crops, questions) -> the model's replies (greedy) to the synthetic SFT's one-crop
+  rating prompt (prompts.RATING_PROMPT), batch_size crops per call."""
 
   def rate(crops: Sequence[np.ndarray], questions: Sequence[str]) -> list[str]:
     if not crops:
@@ -132,41 +103,119 @@ def model_rater(loaded: LoadedModel, processing: ProcessingConfig, key: jax.Arra
   return rate
 
 
+def rating_query(crops: Sequence[np.ndarray], question: str, processing: ProcessingConfig) -> Query:
+  """The reference's rating prompt: its system turn, then the text, then every crop."""
+  height, width = crops[0].shape[:2]
+  sized = dataclasses.replace(
+    processing, image_max_pixels=max(processing.image_max_pixels, height * width)
+  )
+  return Query(
+    bench_prompts.RATING_USER.format(question=question),
+    joined([present_image(crop, sized) for crop in crops]),
+    bench_prompts.RATING_SYSTEM,
+    text_first=True,
+  )
+
+
+def joint_rater(
+  loaded: LoadedModel,
+  processing: ProcessingConfig,
+  key: jax.Array,
+  decoding: Decoding,
+  batch_size: int,
+):
+  """rate(crop lists, questions) -> the model's reply to the reference's rating prompt for
+  each list, all its crops in one user turn after the text (bench_prompts.RATING_*), decoded
+  as the answers were. The crops keep their size (the frame size). At most RATING_TOKENS
+  tokens: a reply is read only when it is exactly one digit, so a longer one is unreadable
+  either way."""
+  decoding = dataclasses.replace(decoding, max_new_tokens=RATING_TOKENS)
+
+  def rate(crop_lists: Sequence[list], questions: Sequence[str]) -> list[str]:
+    queries = [rating_query(c, q, processing) for c, q in zip(crop_lists, questions)]
+    if not queries:
+      return []
+    return [t[0] for t in generate(loaded, queries, key, decoding, batch_size=batch_size)]
+
+  return rate
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+  """How N responses become one answer (tts module doc)."""
+
+  vote: str = "confidence"
+  rating: str = "joint"
+  think_mode: bool = True
+
+  def __post_init__(self):
+    if self.vote not in tts.VOTES:
+      raise ValueError(f"vote must be one of {tts.VOTES}, got {self.vote!r}")
+    if self.rating not in tts.RATINGS:
+      raise ValueError(f"rating must be one of {tts.RATINGS}, got {self.rating!r}")
+
+
 def scale(
-  records: Sequence[dict], videos: Sequence, completions: Sequence[list[str]], rate, vote: str
+  videos: Sequence,
+  completions: Sequence[list[str]],
+  read: Sequence,
+  choices: Sequence[Sequence[str]],
+  rating_questions: Sequence[str],
+  scaling: Scaling,
+  rate_joint,
+  rate_crop=None,
 ) -> list[dict]:
-  """The test-time-scaling fields of each record from its n completions (module doc);
-  rate(crops, questions) rates all the crops of all records in one call."""
-  answers, thinks, crops, questions = [], [], [], []
-  for record, video, texts in zip(records, videos, completions):
+  """The test-time-scaling fields of each question from its N completions (tts module doc):
+  both votes when the responses are rated (vote "confidence", or N > 1), `response` the
+  chosen one. read[q](text) -> (letter or None, think text or None); rate_joint(crop lists,
+  questions) rates every response that needs it in one call; rate_crop(crops, questions)
+  every crop when rating="per_crop"."""
+  rated = scaling.vote == "confidence" or any(len(texts) > 1 for texts in completions)
+  rows = []  # (question, letter, think, crops)
+  for q, (video, texts) in enumerate(zip(videos, completions)):
     for text in texts:
-      answers.append(mcq.extract_letter(text, record.get("options") or None))
-      thinks.append(has_think(text))
-      crops.append(evidence_crops(video.frames, video.frame_times, evidence_boxes(text)))
-      questions.append(question_of(record))
+      letter, think = read[q](text)
+      crops = []
+      if rated and scaling.think_mode and letter is not None and think is not None:
+        crops = tts.response_crops(video.frames, video.sample_fps, think)
+      rows.append((q, letter, think, crops))
+  wanted = [i for i, row in enumerate(rows) if row[3]]
+  replies: dict[int, object] = {}
+  if scaling.rating == "joint":
+    got = rate_joint([rows[i][3] for i in wanted], [rating_questions[rows[i][0]] for i in wanted])
+    replies = dict(zip(wanted, got))
+  else:
+    flat = [(i, crop) for i in wanted for crop in rows[i][3]]
+    got = rate_crop([c for _, c in flat], [rating_questions[rows[i][0]] for i, _ in flat])
+    for (i, _), reply in zip(flat, got):
+      replies.setdefault(i, []).append(reply)
 
-  def rate_all(wanted):
-    return rate([crop for _, crop in wanted], [questions[i] for i, _ in wanted])
+  def weights(own, vote):
+    return [
+      tts.response_weight(*rows[i][1:], scaling.think_mode, vote, replies.get(i)) for i in own
+    ]
 
-  weights, ratings = response_weights(answers, thinks, crops, rate_all)
   out, k = [], 0
-  for texts in completions:
-    own = slice(k, k + len(texts))
-    own_answers, own_weights = answers[own], weights[own]
+  for q, texts in enumerate(completions):
+    own = range(k, k + len(texts))
     k += len(texts)
-    majority = tts.majority_vote(own_answers)
-    confidence = tts.weighted_vote(own_answers, own_weights)
+    letters = [rows[i][1] for i in own]
+    votes = {"majority": weights(own, "majority")}
+    if rated:
+      votes["confidence"] = weights(own, "confidence")
+    chosen = {name: tts.vote(letters, w, choices[q]) for name, w in votes.items()}
     out.append(
       {
         "responses": list(texts),
-        "answers": own_answers,
-        "weights": [round(w, 4) for w in own_weights],
-        "crops": [len(c) for c in crops[own]],
-        "ratings": ratings[own],
-        "majority": majority,
-        "confidence": confidence,
-        "response": (majority if vote == "majority" else confidence) or "",
-        "vote": vote,
+        "answers": letters,
+        "weights": [round(w, 4) for w in votes.get(scaling.vote, votes["majority"])],
+        "crops": [len(rows[i][3]) for i in own],
+        "ratings": [replies.get(i) for i in own],
+        "majority": chosen["majority"],
+        "confidence": chosen.get("confidence"),
+        "response": chosen[scaling.vote],
+        "vote": scaling.vote,
+        "rating": scaling.rating,
       }
     )
   return out
@@ -182,21 +231,31 @@ def mcq_results(
   decoding: Decoding,
   n: int = 1,
   vote: str = "confidence",
+  rating: str = "joint",
   stage: str = "rl",
   batch_size: int = 4,
   strict: bool = False,
 ) -> tuple[list[dict], list[str]]:
   """(results records in annotation order, errors). batch_size questions per sampler call
-  (n rows each); the ratings run batch_size * n crops per call."""
-  if vote not in VOTES:
-    raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")
+  (n rows each); the ratings run batch_size * n prompts per call."""
+  scaling = Scaling(vote, rating)
   if n < 1:
     raise ValueError(f"n must be >= 1, got {n}")
-  rate = model_rater(loaded, processing, jax.random.fold_in(key, 1 << 20), batch_size * n)
+  rating_key = jax.random.fold_in(key, 1 << 20)
+  rate_joint = joint_rater(loaded, processing, rating_key, decoding, batch_size * n)
+  rate_crop = crop_rater(loaded, processing, rating_key, batch_size * n)
 
   def make_queries(record, index, video):
     gold_letter(record)  # a record without a gold letter fails here, not when scored
     return [mcq_query(record, video, stage)]
+
+  def reader(record):
+    options = record.get("options") or None
+
+    def read(text):
+      return mcq.extract_letter(text, options), tts.think_text(text)
+
+    return read
 
   results, errors = [], []
   for chunk in answer_records(
@@ -215,11 +274,14 @@ def mcq_results(
     answered = [item for item in chunk if item.error is None]
     scaled = iter(
       scale(
-        [a.record for a in answered],
         [a.video for a in answered],
         [a.texts[0] for a in answered],
-        rate,
-        vote,
+        [reader(a.record) for a in answered],
+        [mcq.letters_of(a.record.get("options") or None) for a in answered],
+        [question_of(a.record) for a in answered],
+        scaling,
+        rate_joint,
+        rate_crop,
       )
       if n > 1
       else []

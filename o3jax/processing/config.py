@@ -81,3 +81,11 @@ TINY = ProcessingConfig(
   image_min_pixels=4 * 28 * 28,
   image_max_pixels=8 * 28 * 28,
 )
+
+
+# The reference's evaluation of the general video benchmarks (eval/bench_run.py): native
+# video, at most 16 frames of at most 2,097,152 pixels (eval/config/vstar.yaml), images
+# within vLLM's default Qwen2.5-VL budget.
+REFERENCE_EVAL = ProcessingConfig(
+  presentation="video", max_frames=16, video_max_pixels=2097152, image_max_pixels=12845056
+)

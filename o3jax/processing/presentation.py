@@ -12,6 +12,7 @@ second_per_grid_ts = 2 / sample_fps; key frames are not shown.
 """
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 
@@ -109,4 +110,20 @@ def present_image(image: np.ndarray, config: ProcessingConfig) -> VisualInput:
     empty_grid,
     np.zeros(0, np.float32),
     (width, height),
+  )
+
+
+def joined(visuals: Sequence[VisualInput]) -> VisualInput:
+  """Several visual inputs shown one after the other in one user turn (e.g. a video, then
+  an image; or several images), their arrays concatenated in placeholder order."""
+  first = visuals[0]
+  return VisualInput(
+    [part for v in visuals for part in v.content],
+    np.concatenate([v.pixel_values for v in visuals]),
+    np.concatenate([v.image_grid_thw for v in visuals]),
+    np.concatenate([v.pixel_values_videos for v in visuals]),
+    np.concatenate([v.video_grid_thw for v in visuals]),
+    np.concatenate([v.second_per_grid_ts for v in visuals]),
+    first.frame_size,
+    tuple(t for v in visuals for t in v.frame_times),
   )

@@ -12,7 +12,13 @@ def add_parser(sub) -> None:
   ):
     p = sub.add_parser(name, help=helptext)
     p.add_argument("--config", required=True, help="python config file (configs/*.py)")
-    p.add_argument("--data", required=True, help="directory with STGR-SFT.json / STGR-RL.json")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="directory with STGR-SFT.json / STGR-RL.json")
+    data.add_argument(
+      "--data-root",
+      help="the published STGR tree: DIR/json_data/STGR-*.json, media under DIR/videos/"
+      "<folder of the record's source or task> (o3jax/data/stgr_layout.py)",
+    )
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, tokenizer")
     p.add_argument(
       "--steps",
@@ -42,11 +48,15 @@ def run(args) -> int:
     if args.command == "sft":
       from o3jax.train.sft import train_sft
 
-      row = train_sft(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
+      row = train_sft(
+        cfg, args.data, args.workdir, steps=args.steps, init=args.init, data_root=args.data_root
+      )
     else:
       from o3jax.train.gspo import train_gspo
 
-      row = train_gspo(cfg, args.data, args.workdir, steps=args.steps, init=args.init)
+      row = train_gspo(
+        cfg, args.data, args.workdir, steps=args.steps, init=args.init, data_root=args.data_root
+      )
   except NonFiniteLoss as e:
     print(f"o3jax {args.command}: {e}", file=sys.stderr)
     return 3

@@ -96,7 +96,12 @@ def _slice_rows(rows, extra, idx, model_cfg, micro):
 
 
 def train_gspo(
-  cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None, init: str | None = None
+  cfg: TrainConfig,
+  data_dir: str,
+  workdir: str,
+  steps: int | None = None,
+  init: str | None = None,
+  data_root: str | None = None,
 ) -> dict:
   """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
   with workdir_lib.claim(workdir, " ".join(sys.argv)):
@@ -114,7 +119,7 @@ def _train_gspo(cfg, data_dir, workdir, steps, init) -> dict:
     )
   # The LR schedule counts optimizer updates.
   run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
-  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json")
+  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
   restore(run, data)
   ref_params = None
   if g.beta > 0:

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from o3jax import grammar
-from o3jax.data import pipeline
-from o3jax.data.records import load_records
+from o3jax.data import pipeline, stgr_layout
+from o3jax.data.records import RecordError, load_records
 from o3jax.distributed import gather_batch
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
@@ -49,13 +49,27 @@ def data_iterator(
   file: str,
   shuffle: bool = True,
   num_epochs: int | None = None,
+  data_root: str | None = None,
 ):
+  """Batches of `file` under `data_dir` (paths relative to it), or with `data_root` of
+  DATA_ROOT/json_data/`file` in the published STGR layout (o3jax.data.stgr_layout)."""
   if cfg.batch_size % jax.process_count():
     raise ValueError(
       f"batch_size {cfg.batch_size} does not split over {jax.process_count()} processes"
     )
-  path = os.path.join(data_dir, file)
-  records = select_tasks(load_records(path), cfg.tasks)
+  if data_root:
+    path = stgr_layout.json_path(data_root, file)
+    records = []
+    for index, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
+      try:
+        records.append(stgr_layout.resolve(record, stage, data_root))
+      except RecordError as e:
+        if cfg.strict_data:
+          raise
+        print(f"skipping {path} record {index}: {e}", file=sys.stderr)
+  else:
+    path = os.path.join(data_dir, file)
+    records = select_tasks(load_records(path), cfg.tasks)
   if not records:
     tasks = f" of the tasks {list(cfg.tasks)}" if cfg.tasks else ""
     raise ValueError(f"{path}: no records{tasks} to train on")
@@ -99,6 +113,7 @@ def train_sft(
   steps: int | None = None,
   init: str | None = None,
   batches: Iterator | None = None,
+  data_root: str | None = None,
 ) -> dict:
   """Trains until step `steps` (default cfg.total_steps); returns the last metrics row.
 
@@ -113,7 +128,7 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches) -> dict:
   data = (
     batches
     if batches is not None
-    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json")
+    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json", data_root=data_root)
   )
   restore(run, data)
   target = cfg.total_steps if steps is None else steps

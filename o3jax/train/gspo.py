@@ -105,10 +105,10 @@ def train_gspo(
 ) -> dict:
   """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
   with workdir_lib.claim(workdir, " ".join(sys.argv)):
-    return _train_gspo(cfg, data_dir, workdir, steps, init)
+    return _train_gspo(cfg, data_dir, workdir, steps, init, data_root)
 
 
-def _train_gspo(cfg, data_dir, workdir, steps, init) -> dict:
+def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   g = cfg.gspo
   updates = g.updates_per_batch
   n_rollouts = cfg.batch_size * g.group_size

@@ -120,10 +120,10 @@ def train_sft(
   `batches` replaces the data pipeline (tests); it must have get_state/set_state.
   """
   with workdir_lib.claim(workdir, " ".join(sys.argv)):
-    return _train_sft(cfg, data_dir, workdir, steps, init, batches)
+    return _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root)
 
 
-def _train_sft(cfg, data_dir, workdir, steps, init, batches) -> dict:
+def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
   run = setup_run(cfg, workdir, init)
   data = (
     batches

@@ -309,7 +309,7 @@ def faults(c: Corpus):
 
     return f"completion: {name}", run
 
-  yield adversarial("8,000 unclosed boxes", "<think>" + "<obj>a</obj><box>[1," * 8000)
+  yield adversarial("8,000 unclosed boxes", "<think>" + "<obj>a</obj><box>[" * 8000)
   yield adversarial("8,000 unclosed answer boxes", "<answer>" + "<box>[1, 2" * 8000 + "</answer>")
   yield adversarial("nested brackets", "<think><box>" + "[" * 100000 + "</think>")
   yield adversarial("30 boxes with no time", "<think><obj>a</obj>" + "<box>[1,2,3,4]</box>" * 30)

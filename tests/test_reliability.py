@@ -86,7 +86,8 @@ def test_1_a_diverging_run_saves_no_non_finite_state(synthetic_data, tmp_path):
   proc = sft(config, synthetic_data, workdir, 2)
   assert proc.returncode == 3, proc.stderr[-3000:]
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("o3jax sft: step 1: non-finite param_norm inf"), last
+  assert last.startswith("o3jax sft: step 1: the state to save is not finite ("), last
+  assert "parameter and" in last and "first: params." in last and "not saved, stopping" in last
   assert "No checkpoint was written" in last and "step None" not in last
   checkpoints = os.path.join(workdir, "checkpoints")
   assert not os.path.isdir(checkpoints) or not os.listdir(checkpoints)
@@ -265,13 +266,13 @@ def test_7_parsing_8000_unclosed_boxes_reads_the_one_closed_box():
   from o3jax.grammar import BOX_RE, VISUAL_GROUNDING_RE
   from o3jax.rewards.parse import parse_completion
 
-  unclosed = "<obj>a</obj><box>[1," * 8000  # 144 KB in one line: quadratic in `re`
+  unclosed = "<obj>a</obj><box>[" * 8000  # 144 KB in one line: quadratic in `re`
   text = f"<think>{unclosed}<obj>cat</obj><box>[1,2,3,4]</box></think><answer>A</answer>"
   assert len(unclosed) == 144_000
   parsed = parse_completion(text)
   assert parsed.visual_grounded and parsed.has_think and parsed.choice == "A"
   # Every `<box>[` but the last closes at the one `]</box>`, so the first match spans them.
   assert parsed.think_boxes == () and parsed.claims == ()
-  small = text.replace(unclosed, "<obj>a</obj><box>[1," * 50)
+  small = text.replace(unclosed, "<obj>a</obj><box>[" * 50)
   assert parse_completion(small).visual_grounded == bool(VISUAL_GROUNDING_RE.search(small))
   assert len(BOX_RE.findall(small)) == 1

@@ -116,8 +116,10 @@ def restore(run: Run, data_iterator=None):
 
 
 def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -> None:
-  """Stops the run when the step's loss, gradient norm or parameter norm is not finite."""
-  bad = [k for k in ("loss", "grad_norm", "param_norm") if not math.isfinite(row.get(k, 0.0))]
+  """Stops the run when the step's loss or gradient norm is not finite. (Not on the
+  parameter norm: finite parameters near 1e30 overflow it; `check_state_finite` reads the
+  parameters themselves.)"""
+  bad = [k for k in ("loss", "grad_norm") if not math.isfinite(row.get(k, 0.0))]
   if bad:
     raise NonFiniteLoss(
       f"step {step}: non-finite " + ", ".join(f"{k} {row[k]}" for k in bad)
@@ -128,12 +130,20 @@ def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -
 def _finite_leaves(state) -> dict[str, bool]:
   """{dotted path: all finite} for every floating-point array of a state."""
   flat = jax.tree_util.tree_flatten_with_path(state)[0]
-  paths = [".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in p) for p, _ in flat]
+  paths = [".".join(_name(k) for k in p if _name(k) != "value") for p, _ in flat]
   finite = [
     jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
     for _, x in flat
   ]
   return dict(zip(paths, map(bool, jax.device_get(finite))))
+
+
+def _name(key) -> str:
+  """One step of a pytree path: a dict key, a sequence index or an attribute."""
+  for field in ("key", "idx", "name"):
+    if hasattr(key, field):
+      return str(getattr(key, field))
+  return str(key)
 
 
 def check_state_finite(step: int, state, checkpointer: Checkpointer) -> None:

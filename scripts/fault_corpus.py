@@ -224,7 +224,7 @@ def faults(c: Corpus):
     workdir = c.path("two")
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "o3jax.cli", "sft", "--config", c.config(), "--data", c.data]
-    first = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", 2], env=env, text=True,
+    first = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", "2"], env=env, text=True,
                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
     while not os.path.exists(os.path.join(workdir, "model_config.json")):
       time.sleep(0.2)
@@ -238,7 +238,7 @@ def faults(c: Corpus):
     workdir = c.path("killed")
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "o3jax.cli", "sft", "--config", c.config(), "--data", c.data]
-    proc = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", 4], env=env, text=True,
+    proc = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", "4"], env=env, text=True,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
     for line in proc.stderr:
       if line.startswith("step 2/"):
@@ -292,7 +292,7 @@ def faults(c: Corpus):
 
   yield (
     "convert: config.json wider than the weights",
-    lambda: (lambda p: clean(p, 1) and "embed_tokens.weight has shape" in p.stderr)(
+    lambda: (lambda p: clean(p, 1) and "tensor lm_head.weight has shape (1024, 32)" in p.stderr)(
       hf_model(wider_config)
     ),
   )

@@ -1,11 +1,13 @@
-"""`o3jax` command line: one subcommand per job; each lives in its own module.
+"""o3jax: grounded video reasoning (Open-o3 Video) in JAX.
 
-Subcommand modules expose `add_parser(subparsers)`, which registers the subcommand, and
-`run(args)` (or set `func` on their parser).
+Start with `o3jax demo` (a tiny model trained end to end on the CPU), then `o3jax COMMAND
+--help` for each command. The formats, formulas and settings behind every command, and
+where o3jax departs from the reference, are in docs/reference.md.
 
 Expected errors (bad input, a busy or damaged workdir, a diverging run: ValueError,
 OSError, KeyError, RuntimeError) end the command with one line on stderr and exit status
-1; `--debug` shows their traceback instead. Anything else is a bug and keeps its traceback.
+1; `--debug` (anywhere on the line) shows their traceback instead. Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import argparse
 import importlib
 import sys
 
-# name -> module exposing add_parser(subparsers)
+# name -> module exposing add_parser(subparsers) (it registers the command and sets `func`,
+# or the module has run(args))
 COMMANDS = {
   "demo": "o3jax.demo",
   "data": "o3jax.data.cli",
@@ -27,7 +30,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="o3jax", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog="o3jax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument(
     "--debug", action="store_true", help="show the traceback of an error, not one line"
   )

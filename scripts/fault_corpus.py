@@ -238,12 +238,14 @@ def faults(c: Corpus):
     workdir = c.path("killed")
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "o3jax.cli", "sft", "--config", c.config(), "--data", c.data]
-    proc = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", "4"], env=env, text=True,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
-    for line in proc.stderr:
-      if line.startswith("step 2/"):
+    proc = subprocess.Popen(cmd + ["--workdir", workdir, "--steps", "4"], env=env,
+                            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # fmt: skip
+    ckpts = os.path.join(workdir, "checkpoints")
+    while proc.poll() is None:
+      if os.path.isdir(ckpts) and any(n.startswith("2") for n in os.listdir(ckpts)):
         proc.send_signal(signal.SIGKILL)  # while checkpoint 2 is being written
         break
+      time.sleep(0.01)
     proc.wait()
     again = c.sft(c.data, workdir, steps=4)
     return clean(again, 0) and steps_logged(workdir) == [1, 2, 3, 4]

@@ -108,8 +108,6 @@ def test_judge_reply_equals_transformers_greedy(judge_dir, hf_replies):
 
 def test_judge_cli_writes_vqa_scores(judge_dir, hf_replies, tmp_path):
   path, hf, tokenizer = judge_dir
-  if hf.config.tie_word_embeddings:
-    pytest.skip("the CLI is checked once, on the untied judge")
   base = {"fps": 1.0, "frame_count": 10, "domain": "d", "timestamps": [1, 2], "bboxes": []}
   records = [
     {**base, "vid": str(i), "question": q, "answer": g, "answer_vqa": c}

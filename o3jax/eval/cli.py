@@ -12,15 +12,18 @@ Answer the annotations with a model, write the results file, then score it:
     o3jax eval tvg   --annotations FILE --videos DIR --model DIR ...
     o3jax eval mcq   --annotations FILE --videos DIR --model DIR [--n 8 --vote confidence]
 
---model is a Hugging Face directory or an o3jax checkpoint directory; --videos defaults
+--model is a Hugging Face directory or an o3jax workdir; a model trained with o3jax is
+asked as it was trained (its inference.json: frames, prompt stage, answer length; V-STaR
+then defaults to --protocol o3jax); flags override. --videos defaults
 to the annotation file's directory; the results file defaults to OUT's name with
 .results.json (or <benchmark>_results.json). Annotation and results files are a JSON
 list of records or JSONL (one record per line); the fields are described in
 o3jax/eval/{vstar,tvg,mcq}.py and {vstar,tvg,mcq}_run.py. Metrics are written as
 fractions; the printed summary is x100. `mcq --n N` (N > 1) samples N answers per
-question and votes (SPEC.md section 7); the summary adds N=1 / majority@N /
+question and votes (docs/reference.md section 7); the summary adds N=1 / majority@N /
 confidence@N accuracies. VideoMME, WorldSense and VideoMMMU read their published files
-(`o3jax eval videomme --data DIR --model DIR`, bench_cli.py).
+(`o3jax eval videomme --data DIR --model DIR`, bench_cli.py). Formats and metric
+formulas: docs/reference.md sections 6 and 7.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import sys
 from pathlib import Path
 
+from o3jax import jsonio
 from o3jax.eval import bench_cli, mcq, tvg, vstar, vstar_reference
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
@@ -90,7 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       "--max-new-tokens",
       type=int,
       default=None,
-      help="default 512 (vstar --protocol reference: 2048, the reference's)",
+      help="default: the model's (inference.json), else 512 (vstar --protocol reference: "
+      "2048, the reference's)",
     )
     gen.add_argument(
       "--repetition-penalty",
@@ -142,8 +147,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       gen.add_argument(
         "--protocol",
         choices=("reference", "o3jax"),
-        default="reference",
-        help="reference: the paper's frames, prompts, system prompt and decoding "
+        default=None,
+        help="default: o3jax for a model trained with o3jax (its inference.json), else "
+        "reference. reference: the paper's frames, prompts, system prompt and decoding "
         "(o3jax/eval/vstar_reference.py; --processing is not used); o3jax: the training "
         "presentation and o3jax's prompts (o3jax/eval/vstar_prompts.py)",
       )
@@ -179,12 +185,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_model_arguments(p) -> None:
-  """Options of a model run, shared with `o3jax infer`."""
+  """Options of a model run, shared with `o3jax infer`. Left out, --processing and
+  --prompt-stage come from the model directory's inference.json (what it was trained
+  with), else the reference's."""
   p.add_argument(
     "--processing",
-    default="reference",
-    help="frame sampling and sizes: reference (SPEC.md section 2), tiny (the "
-    "tiny model's small frames), or a training config file configs/*.py",
+    default=None,
+    help="frame sampling and sizes: reference (docs/reference.md section 2), tiny (the "
+    "tiny model's small frames), or a training config file configs/*.py (default: what "
+    "the model was trained with, else reference)",
   )
   p.add_argument(
     "--presentation",
@@ -196,8 +205,8 @@ def add_model_arguments(p) -> None:
   p.add_argument(
     "--prompt-stage",
     choices=("rl", "sft"),
-    default="rl",
-    help="system prompts of the RL (default) or SFT stage",
+    default=None,
+    help="system prompts of the RL or SFT stage (default: the model's, else rl)",
   )
   p.add_argument("--dtype", default="float32", help="parameter and compute dtype")
   p.add_argument(
@@ -278,9 +287,22 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
   videos = args.videos or str(Path(args.annotations).resolve().parent)
   n = getattr(args, "n", 1)
   greedy = args.temperature is None and n == 1
+  try:
+    asked = generate.ask_settings(
+      args.model, args.processing, args.presentation, args.prompt_stage, args.max_new_tokens
+    )
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"{name}: {e}")
+  if args.benchmark == "vstar" and args.protocol is None:
+    args.protocol = "o3jax" if asked.source != "default" else "reference"
   reference = args.benchmark == "vstar" and args.protocol == "reference"
   if args.max_new_tokens is None:
-    args.max_new_tokens = vstar_reference.MAX_NEW_TOKENS if reference else 512
+    recorded = asked.source != "default"
+    args.max_new_tokens = (
+      asked.max_new_tokens
+      if recorded and not reference
+      else (vstar_reference.MAX_NEW_TOKENS if reference else 512)
+    )
   if args.repetition_penalty is None:
     args.repetition_penalty = vstar_reference.REPETITION_PENALTY if reference else 1.0
   decoding = generate.Decoding(
@@ -291,14 +313,14 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     top_p=args.top_p,
   )
   try:
-    processing = generate.processing_config(args.processing, args.presentation)
+    processing = asked.processing
     loaded = generate.load_model(args.model, args.dtype, generate.inference_mesh(args.mesh))
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"{name}: {e}")
   common = dict(
     key=jax.random.key(args.seed),
     decoding=decoding,
-    stage=args.prompt_stage,
+    stage=asked.prompt_stage,
     batch_size=args.batch_size,
     strict=args.strict,
   )
@@ -329,7 +351,7 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     raise SystemExit(f"{name}: {args.annotations}: {e}")
   path = results_path(args)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  path.write_text(jsonio.dumps(results, indent=1), encoding="utf-8")
   print(
     f"results of {len(results)} records written to {path}"
     + (f" ({len(errors)} could not be answered)" if errors else "")
@@ -338,9 +360,9 @@ def generate_results(args: argparse.Namespace) -> tuple[Path, dict]:
     "model": args.model,
     "model_kind": loaded.kind,
     "annotations": args.annotations,
-    "processing": args.processing,
+    "processing": args.processing or asked.source,
     "presentation": processing.presentation,
-    "prompt_stage": args.prompt_stage,
+    "prompt_stage": asked.prompt_stage,
     "max_new_tokens": args.max_new_tokens,
     "repetition_penalty": args.repetition_penalty,
     "greedy": greedy,
@@ -375,7 +397,7 @@ def completions_results(args: argparse.Namespace) -> tuple[Path, dict]:
     print(f"skipping {error}", file=sys.stderr)
   path = results_path(args)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+  path.write_text(jsonio.dumps(results, indent=1), encoding="utf-8")
   print(f"results of {len(results)} records built from {args.completions}, written to {path}")
   return path, {"annotations": args.annotations, "completions": args.completions, "errors": errors}
 
@@ -431,9 +453,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": args.benchmark, "results": str(path), **metrics}
-    out.write_text(
-      json.dumps(vstar.json_ready(report), indent=1, allow_nan=False), encoding="utf-8"
-    )
+    out.write_text(jsonio.dumps(report, indent=1), encoding="utf-8")
     print(f"metrics written to {out}")
   return 0
 

@@ -1,4 +1,4 @@
-"""V-STaR scoring (SPEC section 6): what / when / where over two reasoning chains.
+"""V-STaR scoring (docs/reference.md section 6): what / when / where over two reasoning chains.
 
 A results file is the list of V-STaR annotation records, each extended with the model's
 five answers:
@@ -335,18 +335,6 @@ def _mean(values) -> float:
 
 def _neg_log1m(x: float) -> float:
   return -math.log(1.0 - x) if x < 1.0 else math.inf
-
-
-def json_ready(value):
-  """`value` with every non-finite float replaced by None, for strict JSON: LGM is
-  infinite when a component is 1 (SPEC), which JSON cannot hold."""
-  if isinstance(value, dict):
-    return {k: json_ready(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_ready(v) for v in value]
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
 
 
 def combine(acc: float, m_tiou_1: float, m_tiou_2: float, m_viou_1: float, m_viou_2: float) -> dict:

@@ -8,7 +8,7 @@ Two protocols:
   video goes, system prompt "You are a helpful assistant.", greedy with repetition
   penalty 1.05 and 2,048 new tokens (the defaults the CLI takes from vstar_reference).
   Boxes are kept in the coordinates the model wrote, as the reference keeps them.
-- "o3jax": the training presentation (SPEC.md section 2, `--processing`), the prompts of
+- "o3jax": the training presentation (docs/reference.md section 2, `--processing`), the prompts of
   vstar_prompts.py stating the frame size, the training system prompts; the boxes read
   are rescaled from the frame the model saw to the annotation's width x height.
 Either way the results record is the annotation record with the reference's answer

@@ -26,8 +26,14 @@ from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import batch_logits, token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax.train.run import check_finite, check_state_finite, restore, setup_run
 from o3jax import workdir as workdir_lib
+from o3jax.train.run import (
+  check_finite,
+  check_state_finite,
+  record_inference_settings,
+  restore,
+  setup_run,
+)
 from o3jax.workdir import MetricsLog, load_params
 from o3jax.train.sft import data_iterator, device_batch
 
@@ -121,6 +127,7 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
   data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
   restore(run, data)
+  record_inference_settings(run, "rl")
   ref_params = None
   if g.beta > 0:
     # The frozen reference is the initial policy, reloaded on resume from `init` (a
@@ -133,7 +140,7 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule)
   ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g.temperature))
-  log = MetricsLog(workdir, target, run.start_step)
+  log = MetricsLog(workdir, target, run.start_step, desc="gspo")
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
   pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
@@ -207,6 +214,7 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
     if step % cfg.checkpoint_every == 0 or step == target:
       check_state_finite(step, state, run.checkpointer)
       run.checkpointer.save(step, state, data)
+  log.close()
   run.checkpointer.close()
   run.state = state
   if getattr(data, "skipped", 0):

@@ -19,8 +19,14 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import check_finite, check_state_finite, restore, setup_run
 from o3jax import workdir as workdir_lib
+from o3jax.train.run import (
+  check_finite,
+  check_state_finite,
+  record_inference_settings,
+  restore,
+  setup_run,
+)
 from o3jax.workdir import MetricsLog
 
 
@@ -131,9 +137,10 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
     else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json", data_root=data_root)
   )
   restore(run, data)
+  record_inference_settings(run, "sft")
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
-  log = MetricsLog(workdir, target, run.start_step)
+  log = MetricsLog(workdir, target, run.start_step, desc="sft")
   jitted, row, pending = None, {}, None
   state = run.state
   step = run.start_step
@@ -161,6 +168,7 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
       row, pending = flush(pending), None
       check_state_finite(step, state, run.checkpointer)
       run.checkpointer.save(step, state, data)
+  log.close()
   run.checkpointer.close()
   skipped = getattr(data, "skipped", 0)
   if skipped:

@@ -32,10 +32,15 @@ def get_config():
 """
 
 
+LAST = {}  # the last command's stderr, shown for a fault not handled well
+
+
 def o3jax(*args, timeout=900):
   env = {**os.environ, "PYTHONPATH": ROOT}
   cmd = [sys.executable, "-m", "o3jax.cli", *map(str, args)]
-  return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+  LAST["stderr"] = proc.stderr
+  return proc
 
 
 class Corpus:
@@ -326,6 +331,7 @@ def main() -> None:
     for name, run in faults(Corpus(tmp)):
       if args.only not in name:
         continue
+      LAST.clear()
       start = time.perf_counter()
       try:
         ok = bool(run())
@@ -334,6 +340,10 @@ def main() -> None:
         name += f" [{type(e).__name__}: {e}]"
       tried, handled = tried + 1, handled + ok
       print(f"{'ok  ' if ok else 'BAD '} {time.perf_counter() - start:6.1f}s  {name}", flush=True)
+      if not ok:
+        lines = LAST.get("stderr", "").replace("\r", "\n").splitlines()
+        shown = [ln for ln in lines if "it/s" not in ln and "s/step" not in ln][-4:]
+        print("      " + "\n      ".join(shown))
   print(f"faults tried {tried}, handled well {handled}")
 
 

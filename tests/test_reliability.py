@@ -85,7 +85,8 @@ def test_1_a_diverging_run_saves_no_non_finite_state(synthetic_data, tmp_path):
   workdir = str(tmp_path / "run")
   proc = sft(config, synthetic_data, workdir, 2)
   assert proc.returncode == 3, proc.stderr[-3000:]
-  (last,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("o3jax sft:")]
+  lines = proc.stderr.replace("\r", "\n").splitlines()  # the progress bar redraws with \r
+  (last,) = [ln for ln in lines if ln.startswith("o3jax sft:")]
   assert last.startswith("o3jax sft: step 1: the state to save is not finite ("), last
   assert "parameter and" in last and "first: params." in last and "not saved, stopping" in last
   assert "No checkpoint was written" in last and "step None" not in last

@@ -7,7 +7,7 @@ loaded. The data item is grain's per-process iterator state (one JSON file per h
 
 A finalised checkpoint can still be damaged afterwards (a full disk, a copy cut short):
 `restore_newest` and `read_newest_params` then fall back to the newest intact one, naming
-the file that is bad (`bad_file`).
+the file that is bad (`damage`).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ class Checkpointer:
     """Finalised steps, newest first."""
     return sorted(self.manager.all_steps(), reverse=True)
 
-  def bad_file(self, step: int) -> str:
-    """The first metadata file of a checkpoint that is not valid JSON, else its directory
-    (the damage is then in the array data)."""
+  def damage(self, step: int) -> tuple[str, str] | None:
+    """(file, what is wrong) for the first metadata file of a checkpoint that is not
+    valid JSON; None when they all read."""
     root = os.path.join(self.directory, str(step))
     for folder, _, names in sorted(os.walk(root)):
       for name in sorted(names):
@@ -67,41 +67,55 @@ class Checkpointer:
           try:
             with open(path, encoding="utf-8") as f:
               json.load(f)
-          except (ValueError, OSError):
-            return path
-    return root
+          except (ValueError, OSError) as e:
+            return path, _one_line(e)
+    return None
+
+  def _attempt(self, step: int, load):
+    """(load(step), None), or (None, (file, error)) for a damaged checkpoint. Its metadata
+    is read first, so that orbax never starts on a broken file (its failed asynchronous
+    reads spill tracebacks from other threads); damage to the array data itself shows as
+    orbax's error, named by the checkpoint's directory."""
+    damage = self.damage(step)
+    if damage is None:
+      try:
+        return load(step), None
+      except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a damaged file)
+        damage = os.path.join(self.directory, str(step)), _one_line(e)
+    print(
+      f"checkpoint {step} is damaged ({damage[0]}): {damage[1]}; trying an older one",
+      file=sys.stderr,
+    )
+    return None, damage
 
   def restore_newest(self, abstract_state, shardings, data_iterator=None):
     """(step, state) of the newest checkpoint that restores. Damaged newer ones are named
     and moved to `WORKDIR/corrupt_checkpoints/`, so that the steps they held can be saved
-    again; if none restores, the newest one's error is raised."""
+    again; if none restores, the newest one's damage is raised."""
     failed = []
     for step in self.steps():
-      try:
-        state = self.restore(step, abstract_state, shardings, data_iterator)
-      except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a damaged file)
-        failed.append((step, e))
-        _warn_corrupt(step, self.bad_file(step), e)
-        continue
-      self._set_aside([s for s, _ in failed])
-      return step, state
-    step, error = failed[0]
+      state, damage = self._attempt(
+        step, lambda s: self.restore(s, abstract_state, shardings, data_iterator)
+      )
+      if damage is None:
+        self._set_aside([s for s, _ in failed])
+        return step, state
+      failed.append((step, damage))
     raise CorruptCheckpoint(f"no checkpoint in {self.directory} restores; newest: "
-                            f"{self.bad_file(step)}: {_one_line(error)}")  # fmt: skip
+                            f"{failed[0][1][0]}: {failed[0][1][1]}")  # fmt: skip
 
   def read_newest_params(self) -> tuple[int, dict[str, object]]:
     """(step, params) of the newest checkpoint whose params read (`read_params`)."""
-    steps, first = self.steps(), None
-    for step in steps:
-      try:
-        return step, self.read_params(step)
-      except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a damaged file)
-        first = first or (step, e)
-        _warn_corrupt(step, self.bad_file(step), e)
+    first = None
+    for step in self.steps():
+      params, damage = self._attempt(step, self.read_params)
+      if damage is None:
+        return step, params
+      first = first or damage
     if first is None:
       raise FileNotFoundError(f"{self.directory}: no complete checkpoint")
     raise CorruptCheckpoint(f"no checkpoint in {self.directory} reads; newest: "
-                            f"{self.bad_file(first[0])}: {_one_line(first[1])}")  # fmt: skip
+                            f"{first[0]}: {first[1]}")  # fmt: skip
 
   def _set_aside(self, steps: list[int]) -> None:
     if not steps or jax.process_index() != 0:
@@ -165,10 +179,3 @@ class CorruptCheckpoint(RuntimeError):
 def _one_line(error: Exception) -> str:
   text = " ".join(str(error).split())
   return f"{type(error).__name__}: {text[:300]}"
-
-
-def _warn_corrupt(step: int, bad: str, error: Exception) -> None:
-  print(
-    f"checkpoint {step} is damaged ({bad}): {_one_line(error)}; trying an older one",
-    file=sys.stderr,
-  )

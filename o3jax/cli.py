@@ -54,11 +54,18 @@ def main(argv: list[str] | None = None) -> int:
       raise
     message = e.args[0] if isinstance(e, KeyError) and e.args else e
     text = " ".join(str(message).split()) or type(e).__name__
-    print(f"o3jax {args.command}: error: {text} (--debug for the traceback)", file=sys.stderr)
+    say(f"o3jax {args.command}: error: {text} (--debug for the traceback)")
     return 1
 
 
 EXPECTED = (ValueError, OSError, KeyError, RuntimeError)
+
+
+def say(line: str) -> None:
+  """One line on stderr, on a line of its own even while a progress bar is drawn."""
+  from tqdm import tqdm
+
+  tqdm.write(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

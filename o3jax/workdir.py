@@ -11,9 +11,13 @@ inference and conversion all read models this way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
+import socket
 import sys
 import time
 from typing import Any
@@ -32,6 +36,80 @@ from o3jax.processing.tokenizer import build_demo_tokenizer, load_tokenizer
 MODEL_CONFIG = "model_config.json"  # the architecture of an o3jax workdir, in Hugging Face form
 TOKENIZER = "tokenizer.json"
 INFERENCE = "inference.json"  # how the model was trained to be asked
+LOCK = "run.lock"  # held by the run writing to the workdir
+METRICS = "metrics.jsonl"
+
+
+class WorkdirBusy(RuntimeError):
+  pass
+
+
+@contextlib.contextmanager
+def claim(workdir: str, command: str):
+  """Holds the workdir for one run, and leaves it as it was found if the run fails
+  before logging its first step.
+
+  The lock is an flock on `WORKDIR/run.lock`, which names the run (host, pid, command,
+  start time): the kernel releases it on any exit, kill -9 included, so a lock file left
+  by a dead run is taken over (and said so). A second run is refused, naming the first.
+  Only process 0 locks (every process of a multi-host run writes to one workdir).
+  """
+  if jax.process_index() != 0:
+    yield
+    return
+  existed = os.path.isdir(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  before = set(os.listdir(workdir)) - {LOCK}
+  path = os.path.join(workdir, LOCK)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    other = _read_lock(fd)
+    os.close(fd)
+    raise WorkdirBusy(
+      f"{workdir} is in use by another run: host {other.get('host')}, pid {other.get('pid')}, "
+      f"started {other.get('started')}: {other.get('command')}"
+    ) from None
+  stale = _read_lock(fd)
+  if stale:
+    print(
+      f"{workdir}: taking over the lock of a run that is gone (host {stale.get('host')}, "
+      f"pid {stale.get('pid')}, started {stale.get('started')})",
+      file=sys.stderr,
+    )
+  me = {
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+    "command": command,
+    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+  }
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps(me).encode(), 0)
+  try:
+    yield
+  except BaseException:
+    if METRICS not in before and not os.path.exists(os.path.join(workdir, METRICS)):
+      # Failed before its first step: nothing it made is worth keeping.
+      for name in set(os.listdir(workdir)) - before:
+        target = os.path.join(workdir, name)
+        shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+      if not existed and not os.listdir(workdir):
+        os.rmdir(workdir)
+    raise
+  finally:
+    # Emptied, not removed, while locked: a run that opened the file meanwhile must not
+    # lock a file no longer in the directory.
+    if os.path.exists(path):
+      os.ftruncate(fd, 0)
+    os.close(fd)
+
+
+def _read_lock(fd: int) -> dict:
+  try:
+    return json.loads(os.pread(fd, 1 << 16, 0).decode() or "{}")
+  except ValueError:
+    return {}
 
 
 def is_hf_dir(path: str | None) -> bool:
@@ -140,10 +218,9 @@ def load_params(path: str, abstract_params, mesh):
 def load_params_from_workdir(workdir: str, abstract_params, mesh):
   """The params of the newest checkpoint of a workdir, placed on `mesh`."""
   ckpt = Checkpointer(workdir, asynchronous=False)
-  step = ckpt.latest_step()
-  if step is None:
+  if ckpt.latest_step() is None:
     raise FileNotFoundError(f"{workdir}: no complete checkpoint to initialise from")
-  arrays = ckpt.read_params(step)
+  step, arrays = ckpt.read_newest_params()
   ckpt.close()
   shardings = sharding.state_shardings(abstract_params, mesh)
   flat_sh = dict(nnx.to_flat_state(shardings))
@@ -175,7 +252,7 @@ class MetricsLog:
   and a progress bar on stderr with steps/s and the loss (or the mean reward)."""
 
   def __init__(self, workdir: str, total: int, resume_step: int, desc: str = "train"):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = os.path.join(workdir, METRICS)
     self.total = total
     self.last = time.perf_counter()
     main = jax.process_index() == 0

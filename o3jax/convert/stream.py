@@ -86,6 +86,7 @@ def read_hf(
     if path not in targets or (index is not None and not 0 <= index < targets[path][0][0]):
       where = path if index is None else f"{path}[{index}]"
       raise KeyError(f"{info.file}: tensor {info.name} maps to {where}, absent from the model")
+    _check_fits(info, path, targets[path][0] if index is None else targets[path][0][1:])
     plan.append((info, path, index, tf))
   slots = [(p, i) for _, p, i, _ in plan]
   if len(set(slots)) != len(slots):
@@ -105,6 +106,16 @@ def read_hf(
     progress.update(info.shape, info.dtype.itemsize)
     del value
   return progress.close()
+
+
+def _check_fits(info, path: str, shape: tuple[int, ...]) -> None:
+  """A tensor of another size than its o3jax slot (a config.json not matching the
+  weights) is named with both shapes before anything is read."""
+  if int(np.prod(info.shape)) != int(np.prod(shape)):
+    raise ValueError(
+      f"{info.file}: tensor {info.name} has shape {tuple(info.shape)}; the model built from "
+      f"config.json expects {int(np.prod(shape))} values for {path} (shape {tuple(shape)})"
+    )
 
 
 class HFTensor(NamedTuple):

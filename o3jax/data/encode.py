@@ -14,10 +14,19 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from o3jax import grammar
-from o3jax.data.records import Record, RecordError, check_record, record_id, reward_meta, sft_target
+from o3jax.data.records import (
+  Record,
+  RecordError,
+  check_record,
+  check_times,
+  record_id,
+  reward_meta,
+  sft_target,
+)
 from o3jax.processing import chat, media, prompts
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.presentation import VisualInput, present_image, present_video
+from o3jax.rewards import gold
 
 
 @dataclasses.dataclass
@@ -98,6 +107,14 @@ def encode_record(
   prompt_stage = config.prompt_stage(stage)
   rid = record_id(record, index)
   visual, facts = _visual_input(record, rid, root, config, decode_threads)
+  if "duration" in facts:
+    check_times(record, facts["duration"], index)
+  meta = reward_meta(record, visual.frame_size, **facts)
+  if stage == "rl":  # the rewards' reading of it, so that no record fails at scoring
+    try:
+      gold.record_gold(meta)
+    except gold.RecordError as e:
+      raise RecordError(rid, getattr(e, "field", "answer"), getattr(e, "why", str(e))) from None
   system = prompts.system_prompt(record["task"], prompt_stage)
   messages = [chat.Message("system", [system])] if system else []
   messages.append(
@@ -130,7 +147,7 @@ def encode_record(
     pixel_values_videos=visual.pixel_values_videos,
     video_grid_thw=visual.video_grid_thw.astype(np.int32),
     second_per_grid_ts=visual.second_per_grid_ts.astype(np.float32),
-    meta=reward_meta(record, visual.frame_size, **facts),
+    meta=meta,
   )
 
 

@@ -7,8 +7,9 @@
 Per-host sharding: host i of n takes records i, i+n, i+2n, ... of the first
 n * floor(N / n) records (so every host has as many), by default from
 jax.process_index() / jax.process_count(). Bad records (RecordError: missing or corrupt
-media, invalid fields, longer than the largest bucket) are logged, counted in
-`DataIterator.skipped` and skipped; `strict=True` raises the first instead.
+media, invalid fields, longer than the largest bucket) are logged, counted once each in
+`DataIterator.skipped` (however many epochs meet them) and skipped; `strict=True` raises
+the first instead.
 
 The iterator is a grain `DatasetIterator`: `get_state()` / `set_state()` (JSON-able,
 grain's orbax handler saves it) restore the exact position, so the next batch after a
@@ -270,15 +271,26 @@ class DataIterator(grain.DatasetIterator):
   ):
     super().__init__(parent)
     self._config, self._ids, self._shard_size, self._patch_dim = config, ids, shard_size, patch_dim
-    self.skipped = 0
-    self.skipped_by_field: dict[str, int] = {}
+    self.skipped_records: dict[str, str] = {}  # id -> field, each bad record once
+
+  @property
+  def skipped(self) -> int:
+    """Bad records met so far, each counted once however many epochs meet it."""
+    return len(self.skipped_records)
+
+  @property
+  def skipped_by_field(self) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for field in self.skipped_records.values():
+      counts[field] = counts.get(field, 0) + 1
+    return counts
 
   def _skip(self, error: RecordError, consecutive: int) -> None:
     if self._config.strict:
       raise error
-    self.skipped += 1
-    self.skipped_by_field[error.field] = self.skipped_by_field.get(error.field, 0) + 1
-    log.warning("skipping bad record (%d skipped so far): %s", self.skipped, error)
+    if error.record_id not in self.skipped_records:
+      self.skipped_records[error.record_id] = error.field
+      log.warning("skipping bad record (%d skipped so far): %s", self.skipped, error)
     if consecutive > self._shard_size:
       raise RuntimeError(
         f"no usable record: the last {consecutive} records were all bad; last: {error}"
@@ -325,13 +337,12 @@ class DataIterator(grain.DatasetIterator):
     return {
       "parent": self._parent.get_state(),
       "skipped": self.skipped,
-      "skipped_by_field": dict(self.skipped_by_field),
+      "skipped_records": dict(self.skipped_records),
     }
 
   def set_state(self, state: dict[str, Any]) -> None:
     self._parent.set_state(state["parent"])
-    self.skipped = int(state["skipped"])
-    self.skipped_by_field = dict(state["skipped_by_field"])
+    self.skipped_records = dict(state.get("skipped_records", {}))
 
 
 class _BatchDataset(grain.IterDataset):

@@ -230,6 +230,23 @@ def _check_key_frames(
         _check_box(rid, f"key_items[{idx}][{name}][{j}]", box)
 
 
+def check_times(record: Record, duration: float, index: int | None = None) -> None:
+  """Key frame times and a temporal answer's segment inside a video of `duration` s."""
+  rid = record_id(record, index)
+  limit = duration + 1e-3  # rounding of times written to the millisecond
+  for i, kf in enumerate(record.get("key_frames") or []):
+    if kf["time"] > limit:
+      raise RecordError(
+        rid, f"key_frames[{i}].time", f"{kf['time']} s is beyond the video's {duration:g} s"
+      )
+  if record["task"] in TEMPORAL_TASKS:
+    start, end = parse_segment(temporal_segment_text(record))
+    if end > limit:
+      raise RecordError(
+        rid, "answer", f"segment [{start}, {end}] ends beyond the video's {duration:g} s"
+      )
+
+
 # --------------------------------------------------------------------------- targets
 
 

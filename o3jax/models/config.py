@@ -307,4 +307,9 @@ def to_hf_dict(cfg: Qwen2_5_VLConfig) -> dict[str, Any]:
 def load_hf_config(path: str | os.PathLike) -> Qwen2_5_VLConfig:
   p = os.path.join(path, "config.json") if os.path.isdir(path) else path
   with open(p) as f:
-    return from_hf_dict(json.load(f))
+    d = json.load(f)
+  if d.get("model_type") != "qwen2_5_vl":  # another architecture would fail obscurely later
+    raise ValueError(
+      f"{p}: model_type {d.get('model_type')!r} is not a Qwen2.5-VL model ('qwen2_5_vl')"
+    )
+  return from_hf_dict(d)

@@ -60,7 +60,9 @@ class Gold:
 
 
 def _error(record: Mapping, field: str, why: str) -> RecordError:
-  return RecordError(f"record {record.get('id', '<no id>')!r}, field {field!r}: {why}")
+  error = RecordError(f"record {record.get('id', '<no id>')!r}, field {field!r}: {why}")
+  error.field, error.why = field, why  # for a data pipeline's own record error
+  return error
 
 
 def _get(record: Mapping, field: str):

@@ -21,6 +21,12 @@ Reading of docs/reference.md section 4, first match everywhere (the patterns liv
 - MCQ choice: the answer text; temporal MCQ: the text between the first
   `Correct Option:` and the next one (the reference's `split(...)[1]`), stripped.
 
+Linear time. `re` tries a lazy `\\[.*?\\]` from every opening and scans each to the end
+of its line when nothing closes it: 8,000 unclosed `<box>[` in one line cost seconds.
+`lazy_matches` gives the same matches as `re.finditer` of `open.*?close` (no DOTALL)
+with one forward pass: the first `close` and the first newline after an opening are
+found once and reused for every later opening before them.
+
 `parse_completion` reads one completion into python values; batch.py reads a batch into
 the kernels' arrays with the same functions and a fast path for integer boxes.
 """
@@ -30,15 +36,14 @@ import json
 import math
 from typing import NamedTuple
 
+import re
+
 from o3jax.grammar import (
   ANSWER,
-  BOX_RE,
-  CLAIM_BOX_RE,
   CORRECT_OPTION,
   SPAN_RE,
   THINK,
   TIME_RE,
-  VISUAL_GROUNDING_RE,
 )
 from o3jax.rewards.claims import find_claims
 
@@ -84,6 +89,54 @@ def box_value(text: str):
   except Exception:  # JSONDecodeError, RecursionError on deep nesting, int digit limit
     return _INVALID_JSON
   return four_numbers(value) if end == len(text) else _INVALID_JSON
+
+
+def lazy_matches(text: str, opening: str, closing: str, starts=None) -> list[tuple[int, int]]:
+  """(start, end) of the matches of `re.escape(opening) + ".*?" + re.escape(closing)`
+  (no DOTALL) as re.finditer gives them; with `starts` (increasing positions of
+  `opening`), the first match starting at each one instead, where there is one."""
+  out, close, newline, pos = [], -1, -1, 0
+  candidates = iter(starts) if starts is not None else None
+  while True:
+    if candidates is None:
+      start = text.find(opening, pos)
+    else:
+      start = next((s for s in candidates if s >= pos), -1)
+    if start < 0:
+      return out
+    body = start + len(opening)
+    if close < body:
+      close = text.find(closing, body)
+      if close < 0:
+        return out
+    if newline < body:
+      newline = text.find("\n", body)
+      newline = len(text) if newline < 0 else newline
+    if close < newline:
+      out.append((start, close + len(closing)))
+      if starts is None:
+        pos = close + len(closing)
+        continue
+    pos = start + 1
+
+
+def box_texts(text: str) -> list[str]:
+  r"""`<box>(\[.*?\])</box>` findall: the `[...]` of each box."""
+  return [text[s + 5 : e - 6] for s, e in lazy_matches(text, "<box>[", "]</box>")]
+
+
+def bracket_texts(text: str) -> list[str]:
+  r"""`\[.*?\]` findall."""
+  return [text[s:e] for s, e in lazy_matches(text, "[", "]")]
+
+
+_GROUNDED_OBJECT = re.compile(r"<obj>\w+</obj>(?=<box>\[)")
+
+
+def visually_grounded(text: str) -> bool:
+  r"""Whether `<obj>(\w+)</obj><box>(\[.*?\])</box>` matches somewhere in text."""
+  starts = [m.end() for m in _GROUNDED_OBJECT.finditer(text)]  # `\w` has no `<`: linear
+  return bool(lazy_matches(text, "<box>[", "]</box>", starts))
 
 
 def _float(text: str) -> float | None:
@@ -142,8 +195,8 @@ def _span(answer: str) -> tuple[float, float] | None:
 
 
 def _first_box(text: str) -> Box | None:
-  match = BOX_RE.search(text)
-  value = None if match is None else box_value(match.group(1))
+  found = lazy_matches(text, "<box>[", "]</box>")
+  value = None if not found else box_value(text[found[0][0] + 5 : found[0][1] - 6])
   return None if value is _INVALID_JSON else value
 
 
@@ -174,7 +227,7 @@ def read_fields(text: str, think: str | None, think_counts: tuple[int, ...]) -> 
     has_answer=answer_block is not None,
     balanced=balanced,
     think_tags=think_tags,
-    visual_grounded=VISUAL_GROUNDING_RE.search(text) is not None,
+    visual_grounded=visually_grounded(text),
     span=_span(answer),
     answer_box=_first_box(answer),
     choice=answer,
@@ -195,7 +248,7 @@ def read_claims(found: list[tuple[str, str, str]], boxes: BoxValues) -> list:
   claims = []
   for name, run, time_text in found:
     time = _float(time_text.strip())
-    values = [boxes[b] for b in CLAIM_BOX_RE.findall(run)]
+    values = [boxes[b] for b in bracket_texts(run)]
     if time is None or _INVALID_JSON in values:
       continue
     claims.append((name.strip(), time, tuple(filter(None, values))))  # drop non-boxes
@@ -204,7 +257,7 @@ def read_claims(found: list[tuple[str, str, str]], boxes: BoxValues) -> list:
 
 def read_think_boxes(think: str, boxes: BoxValues) -> list[Box]:
   """Every `<box>(\\[.*?\\])</box>` of think holding four finite numbers."""
-  values = (boxes[b] for b in BOX_RE.findall(think))
+  values = (boxes[b] for b in box_texts(think))
   return [b for b in values if b is not None and b is not _INVALID_JSON]
 
 

@@ -100,7 +100,9 @@ def run(args) -> int:
         cfg, args.data, args.workdir, steps=args.steps, init=args.init, data_root=args.data_root
       )
   except NonFiniteLoss as e:
-    print(f"o3jax {args.command}: {e}", file=sys.stderr)
+    from tqdm import tqdm
+
+    tqdm.write(f"o3jax {args.command}: {e}", file=sys.stderr)  # on its own line under a bar
     return 3
   print(summary(args.command, args.workdir, row))
   return 0

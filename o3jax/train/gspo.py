@@ -27,7 +27,14 @@ from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import next_token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax.train.run import check_finite, record_inference_settings, restore, setup_run
+from o3jax import workdir as workdir_lib
+from o3jax.train.run import (
+  check_finite,
+  check_state_finite,
+  record_inference_settings,
+  restore,
+  setup_run,
+)
 from o3jax.workdir import MetricsLog, load_params
 from o3jax.train.sft import data_iterator, device_batch
 
@@ -110,6 +117,11 @@ def train_gspo(
   data_root: str | None = None,
 ) -> dict:
   """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
+  with workdir_lib.claim(workdir, " ".join(sys.argv)):
+    return _train_gspo(cfg, data_dir, workdir, steps, init, data_root)
+
+
+def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   g = cfg.gspo
   updates = g.updates_per_batch
   n_rollouts = cfg.batch_size * g.group_size
@@ -193,7 +205,6 @@ def train_gspo(
       "grad_norm": metrics["grad_norm"],
       "param_norm": metrics["param_norm"],
       "lr": metrics["lr"],
-      "kl": metrics["kl"] / seqs,
       "clip_fraction": metrics["clipped"] / seqs,
       "ratio": metrics["ratio"] / seqs,
       "reward_std": float(terms["total"][valid].std()) if valid.any() else 0.0,
@@ -201,11 +212,14 @@ def train_gspo(
       "completion_length": float(r.lengths[valid].mean()) if valid.any() else 0.0,
       "tokens": float(r.lengths[valid].sum()),
     }
+    if g.beta > 0:  # with beta 0 nothing computes the KL term
+      out["kl"] = metrics["kl"] / seqs
     tasks = [rec["task"] if rec else "" for rec in r.records]
     out.update({f"reward/{k}": v for k, v in mean_rewards(terms, valid, tasks).items()})
     row = log.write(step, out)
     check_finite(step, row, run.checkpointer)
     if step % cfg.checkpoint_every == 0 or step == target:
+      check_state_finite(step, state, run.checkpointer)
       run.checkpointer.save(step, state, data)
   log.close()
   run.checkpointer.close()

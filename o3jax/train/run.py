@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from o3jax import sharding, workdir as workdir_lib
 from o3jax.checkpoint import Checkpointer
@@ -105,11 +106,14 @@ def _new_model_config(
 
 
 def restore(run: Run, data_iterator=None):
-  """Loads the newest checkpoint of the run's own workdir, if any, into `run.state`; with
+  """Loads the newest intact checkpoint of the run's own workdir, if any, into `run.state`
+  (a damaged newer one is named and set aside: `Checkpointer.restore_newest`); with
   `data_iterator` (training goes on) its position too, and says so."""
   if run.start_step:
     abstract = jax.eval_shape(lambda s: s, run.state)
-    run.state = run.checkpointer.restore(run.start_step, abstract, run.shardings, data_iterator)
+    run.start_step, run.state = run.checkpointer.restore_newest(
+      abstract, run.shardings, data_iterator
+    )
     if data_iterator is not None and jax.process_index() == 0:
       print(f"resumed from {run.checkpointer.directory}/{run.start_step}", file=sys.stderr)
 
@@ -128,11 +132,54 @@ def record_inference_settings(run: Run, stage: str) -> None:
 
 
 def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -> None:
-  if not math.isfinite(row.get("loss", 0.0)) or not math.isfinite(row.get("grad_norm", 0.0)):
-    checkpointer.wait()
-    last = checkpointer.latest_step()
+  """Stops the run when the step's loss or gradient norm is not finite. (Not on the
+  parameter norm: finite parameters near 1e30 overflow it; `check_state_finite` reads the
+  parameters themselves.)"""
+  bad = [k for k in ("loss", "grad_norm") if not math.isfinite(row.get(k, 0.0))]
+  if bad:
     raise NonFiniteLoss(
-      f"step {step}: non-finite loss {row.get('loss')} (grad norm "
-      f"{row.get('grad_norm')}); stopping. The last good checkpoint "
-      f"(step {last}) is left intact in {checkpointer.directory}"
+      f"step {step}: non-finite " + ", ".join(f"{k} {row[k]}" for k in bad)
+      + f"; stopping. {_kept(checkpointer)}"
+    )  # fmt: skip
+
+
+def _finite_leaves(state) -> dict[str, bool]:
+  """{dotted path: all finite} for every floating-point array of a state."""
+  flat = jax.tree_util.tree_flatten_with_path(state)[0]
+  paths = [".".join(_name(k) for k in p if _name(k) != "value") for p, _ in flat]
+  finite = [
+    jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+    for _, x in flat
+  ]
+  return dict(zip(paths, map(bool, jax.device_get(finite))))
+
+
+def _name(key) -> str:
+  """One step of a pytree path: a dict key, a sequence index or an attribute."""
+  for field in ("key", "idx", "name"):
+    if hasattr(key, field):
+      return str(getattr(key, field))
+  return str(key)
+
+
+def check_state_finite(step: int, state, checkpointer: Checkpointer) -> None:
+  """Stops the run before a checkpoint of a state holding a NaN or inf (parameters or
+  optimizer moments): a finite loss is computed from the state before the update, so
+  it does not vouch for the state about to be saved."""
+  bad = [path for path, ok in _finite_leaves(state).items() if not ok]
+  if bad:
+    params = [p for p in bad if p.startswith("params.")]
+    moments = [p for p in bad if p.startswith("opt_state.")]
+    raise NonFiniteLoss(
+      f"step {step}: the state to save is not finite ({len(params)} parameter and "
+      f"{len(moments)} optimizer arrays, first: {bad[0]}); not saved, stopping. "
+      + _kept(checkpointer)
     )
+
+
+def _kept(checkpointer: Checkpointer) -> str:
+  checkpointer.wait()
+  last = checkpointer.latest_step()
+  if last is None:
+    return "No checkpoint was written."
+  return f"The last good checkpoint (step {last}) is left intact in {checkpointer.directory}"

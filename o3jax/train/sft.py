@@ -19,7 +19,14 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import check_finite, record_inference_settings, restore, setup_run
+from o3jax import workdir as workdir_lib
+from o3jax.train.run import (
+  check_finite,
+  check_state_finite,
+  record_inference_settings,
+  restore,
+  setup_run,
+)
 from o3jax.workdir import MetricsLog
 
 
@@ -69,6 +76,9 @@ def data_iterator(
   else:
     path = os.path.join(data_dir, file)
     records = select_tasks(load_records(path), cfg.tasks)
+  if not records:
+    tasks = f" of the tasks {list(cfg.tasks)}" if cfg.tasks else ""
+    raise ValueError(f"{path}: no records{tasks} to train on")
   pcfg = pipeline.PipelineConfig(
     batch_size=cfg.batch_size // jax.process_count(),
     buckets=tuple(cfg.buckets),
@@ -115,6 +125,11 @@ def train_sft(
 
   `batches` replaces the data pipeline (tests); it must have get_state/set_state.
   """
+  with workdir_lib.claim(workdir, " ".join(sys.argv)):
+    return _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root)
+
+
+def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
   run = setup_run(cfg, workdir, init)
   data = (
     batches
@@ -151,6 +166,7 @@ def train_sft(
     pending = (step, metrics)
     if step % cfg.checkpoint_every == 0 or step == target:
       row, pending = flush(pending), None
+      check_state_finite(step, state, run.checkpointer)
       run.checkpointer.save(step, state, data)
   log.close()
   run.checkpointer.close()

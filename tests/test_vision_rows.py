@@ -7,10 +7,10 @@ from flax import nnx
 
 from o3jax.models import config as config_lib
 from o3jax.models.qwen2_5_vl import prepare_inputs
-from o3jax.models.vision_rows import scatter_rows
+from o3jax.models.vision_rows import encode_rows, scatter_rows
 from o3jax.train import state as state_lib
-from o3jax.train.batch import model_batch
-from o3jax.train.loss import batch_hidden, sft_loss, token_logprobs
+from o3jax.train.batch import model_batch, select_rows
+from o3jax.train.loss import batch_hidden, next_token_logprobs, sft_loss, token_logprobs
 
 # Per row: the images (t, h, w) it holds, and whether it holds a video. Rows differ in
 # count and size (row 1 has no image), so per-row padding and empty rows are exercised.
@@ -102,3 +102,33 @@ def test_scatter_rows_hand_computed():
   # Rows sharing a vision row (GSPO's G rollouts of one prompt) read the same features.
   out = np.asarray(scatter_rows(x, ids, 9, feats[1:], vision_row=np.array([0, 0])))[..., 0]
   np.testing.assert_array_equal(out, [[0, 10, 20, 0, 30], [10, 0, 0, 0, 0]])
+
+
+def test_gspo_groups_encode_each_prompt_once(monkeypatch):
+  """G rollouts of a prompt share its vision: the tower encodes prompts, not prompts x G,
+  and the log-probs equal those of the batch with every row's vision repeated."""
+  import o3jax.models.qwen2_5_vl as qwen
+
+  cfg = config_lib.tiny()
+  raw = _pipeline_batch(cfg, np.random.default_rng(1))
+  group = 2
+  rows = select_rows(cfg, raw, np.repeat(np.arange(len(ROWS)), group))
+  rows["loss_mask"] = np.repeat(raw["loss_mask"], group, axis=0)
+  model = state_lib.build_model(cfg, jax.random.key(0))
+  graphdef, params = nnx.split(model)
+  encoded = []
+
+  def counting(tower, pixels, layout):
+    encoded.append(pixels.shape[0])  # rows the vision tower encodes in this call
+    return encode_rows(tower, pixels, layout)
+
+  monkeypatch.setattr(qwen, "encode_rows", counting)
+  out = {}
+  for g in (1, group):
+    mb = jax.tree.map(lambda x: x[0], model_batch(cfg, rows, group=g))
+    f = jax.jit(lambda p, mb: next_token_logprobs(nnx.merge(graphdef, p), mb))
+    encoded.clear()
+    out[g] = np.asarray(f(params, mb))
+    # One call per modality (images, video), each over the distinct vision rows.
+    assert encoded == [len(ROWS) * group // g] * 2
+  np.testing.assert_allclose(out[group], out[1], atol=1e-6, rtol=0)

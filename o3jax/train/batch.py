@@ -87,18 +87,25 @@ def model_batch(
   ids_key: str = "input_ids",
   mask_key: str = "attention_mask",
   rope_rule: str = "qwen",
+  group: int = 1,
 ) -> dict[str, Any]:
   """Stacked [M, b, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T],
   loss_mask (when present), and per kind present pixel_values [M, b, N, P] + image_layout
   (leaves [M, b, ...]), likewise pixel_values_videos + video_layout: each row's patches
   and layout padded to one bucket N (the pipeline's per-row patch bucket), so the rows,
   and their vision, split over the mesh's batch axes like the tokens
-  (`o3jax.models.vision_rows`)."""
+  (`o3jax.models.vision_rows`).
+
+  With `group` > 1, consecutive groups of `group` rows share one prompt (GSPO's G
+  rollouts): vision is kept once per group, pixels [M, b/group, N, P], and
+  `vision_row` [M, b] names each row's, so the tower encodes each prompt once."""
   ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
   b = ids.shape[0]
   if b % micro_batches:
     raise ValueError(f"batch of {b} rows does not split into {micro_batches} micro-batches")
   per = b // micro_batches
+  if per % group:
+    raise ValueError(f"micro-batches of {per} rows do not hold whole groups of {group}")
   valid = mask.astype(bool)
   kinds = [k for k in ("image", "video") if ((ids == _TOKEN[k](cfg)) & valid).any()]
   split = {k: _vision_rows(cfg, batch, k, ids, mask) for k in kinds}
@@ -134,14 +141,19 @@ def model_batch(
     n = _round_up(max([len(pixels) // b] + [c for _, _, c in split[k]]), mu)
     row_grids = [all_grids[g] for g, _, _ in split[k]]
     pad = _layout_padding(cfg, row_grids, n)
-    row_pixels = np.zeros((b, n, pixels.shape[1]), pixels.dtype)
-    for r, (_, first, count) in enumerate(split[k]):
-      row_pixels[r, :count] = pixels[first : first + count]
-    layouts = [layout_for(cfg, g.reshape(-1, 3), **pad) for g in row_grids]
-    out[_PIXELS[k]] = row_pixels.reshape(micro_batches, per, *row_pixels.shape[1:])
+    kept = range(0, b, group)  # the first row of each group stands for the group
+    row_pixels = np.zeros((len(kept), n, pixels.shape[1]), pixels.dtype)
+    for i, r in enumerate(kept):
+      _, first, count = split[k][r]
+      row_pixels[i, :count] = pixels[first : first + count]
+    layouts = [layout_for(cfg, row_grids[r].reshape(-1, 3), **pad) for r in kept]
+    vp = per // group
+    out[_PIXELS[k]] = row_pixels.reshape(micro_batches, vp, *row_pixels.shape[1:])
     out[f"{k}_layout"] = _stack(
-      [_stack(layouts[m * per : (m + 1) * per]) for m in range(micro_batches)]
+      [_stack(layouts[m * vp : (m + 1) * vp]) for m in range(micro_batches)]
     )
+  if group > 1 and kinds:
+    out["vision_row"] = np.tile(np.arange(per, dtype=np.int32) // group, (micro_batches, 1))
   return out
 
 

@@ -10,6 +10,7 @@ differentiated, as in the reference; with U > 1 the clip acts.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import jax
@@ -91,9 +92,12 @@ def build_update_batch(model_cfg, batch, r, advantages, group, prompt_len):
   return rows, extra
 
 
-def _slice_rows(rows, extra, idx, model_cfg, micro):
-  """Model inputs [M, ...] for the rollouts `idx` (consecutive whole groups)."""
-  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro)
+def _slice_rows(rows, extra, idx, model_cfg, micro, group):
+  """Model inputs [M, ...] for the rollouts `idx` (consecutive whole groups): each
+  prompt's vision once, shared by its `group` rollouts (`vision_row`). A micro-batch
+  holding part of a group shares within runs of gcd(rows, group), all of one prompt."""
+  share = math.gcd(len(idx) // micro, group)
+  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro, group=share)
   per = len(idx) // micro
   for k, v in extra.items():
     v = np.asarray(v)
@@ -161,7 +165,12 @@ def train_gspo(
     mbs = []
     for idx in slices:
       mb = _slice_rows(
-        rows, {**extra, "ref_logprobs": ref}, idx, run.model_config, cfg.micro_batches
+        rows,
+        {**extra, "ref_logprobs": ref},
+        idx,
+        run.model_config,
+        cfg.micro_batches,
+        g.group_size,
       )
       if ref_params is not None:
         lp = np.stack(

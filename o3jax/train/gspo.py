@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o3jax import sharding
 from o3jax.distributed import gather_batch
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
@@ -132,7 +133,24 @@ def train_gspo(
     )
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule)
-  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g))
+  ref_jit = {}
+
+  def ref_logprobs(mb):
+    """pi_ref's completion log-probs [M, b, T] of every micro-batch of `mb`, jitted with
+    the params' and the rows' shardings under the mesh (one compile per batch layout)."""
+    shardings = step_lib.batch_shardings(mb, run.mesh)
+    key = jax.tree.structure(mb), tuple(np.shape(x) for x in jax.tree.leaves(mb))
+    if key not in ref_jit:
+      each = lambda p, one: _forward_logprobs(nnx.merge(run.graphdef, p), one, g)
+      repl = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
+      ref_jit[key] = jax.jit(
+        lambda p, mb: jax.lax.map(lambda one: each(p, one), mb),
+        in_shardings=(run.shardings.params, shardings),
+        out_shardings=repl,
+      )
+    with sharding.use_mesh(run.mesh):
+      return np.asarray(ref_jit[key](ref_params, device_batch(mb, run.mesh, shardings)))
+
   log = MetricsLog(workdir, target, run.start_step)
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
@@ -173,12 +191,7 @@ def train_gspo(
         g.group_size,
       )
       if ref_params is not None:
-        lp = np.stack(
-          [
-            np.asarray(ref_fn(ref_params, jax.tree.map(lambda x: x[i], mb)))
-            for i in range(cfg.micro_batches)
-          ]
-        )
+        lp = ref_logprobs(mb)
         mb["ref_logprobs"] = lp
       mbs.append(mb)
     for mb in mbs:

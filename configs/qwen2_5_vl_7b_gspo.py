@@ -1,4 +1,4 @@
-"""Reference GSPO of Open-o3 Video (SPEC.md section 5), from the SFT run's workdir.
+"""Reference GSPO of Open-o3 Video (docs/reference.md section 5), from the SFT run's workdir.
 
 The model, mesh, buckets and processing of `qwen2_5_vl_7b_sft.py`; G = 4 rollouts per
 prompt at temperature 1.0, top_p 0.95, up to 768 new tokens; eps 0.2 on both sides,

@@ -1,4 +1,4 @@
-"""Reference SFT of Open-o3 Video (SPEC.md section 5) on Qwen2.5-VL-7B-Instruct.
+"""Reference SFT of Open-o3 Video (docs/reference.md section 5) on Qwen2.5-VL-7B-Instruct.
 
 Run with `--init` pointing at the downloaded Hugging Face directory. One epoch of
 STGR-SFT (31,166 records) at global batch 8 is 3,896 steps.

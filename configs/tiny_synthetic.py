@@ -33,7 +33,9 @@ def get_config() -> TrainConfig:
       group_size=4,
       temperature=1.0,
       top_p=1.0,
-      max_new_tokens=96,
+      # The answer length of evaluation and inference (recorded in the workdir's
+      # inference.json); the GSPO config rolls out as long.
+      max_new_tokens=192,
       eps_low=0.2,
       eps_high=0.2,
       beta=0.0,

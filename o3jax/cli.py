@@ -1,7 +1,8 @@
-"""`o3jax` command line: one subcommand per job; each lives in its own module.
+"""o3jax: grounded video reasoning (Open-o3 Video) in JAX.
 
-Subcommand modules expose `add_parser(subparsers)`, which registers the subcommand, and
-`run(args)` (or set `func` on their parser).
+Start with `o3jax demo` (a tiny model trained end to end on the CPU), then `o3jax COMMAND
+--help` for each command. The formats, formulas and settings behind every command, and
+where o3jax departs from the reference, are in docs/reference.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-# name -> module exposing add_parser(subparsers)
+# name -> module exposing add_parser(subparsers) (it registers the command and sets `func`,
+# or the module has run(args))
 COMMANDS = {
   "demo": "o3jax.demo",
   "data": "o3jax.data.cli",
@@ -23,7 +25,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="o3jax", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog="o3jax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   sub = parser.add_subparsers(dest="command", required=True)
   for module in dict.fromkeys(COMMANDS.values()):  # each module once, in order
     importlib.import_module(module).add_parser(sub)

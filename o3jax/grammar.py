@@ -1,4 +1,4 @@
-"""The grounded-text grammar (SPEC.md sections 1 and 3): task names, the tags of an
+"""The grounded-text grammar (docs/reference.md sections 1 and 3): task names, the tags of an
 answer, and how boxes, times and claims are written and read.
 
 One home for what the data writes, the rewards parse and the benchmarks read, so the three

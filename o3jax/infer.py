@@ -2,27 +2,29 @@
 
     o3jax infer --model DIR --video FILE --question TEXT [--out DIR] [--gif]
                 [--processing reference|tiny|CONFIG.py] [--presentation frames|video]
-                [--task TASK] [--prompt-stage rl|sft] [--max-new-tokens 512]
+                [--task TASK] [--prompt-stage rl|sft] [--max-new-tokens N]
                 [--temperature T --seed S]
 
---model is a Hugging Face directory or an o3jax checkpoint directory (a training
-workdir), with its tokenizer.json. The video is sampled and shown as in training
-(SPEC.md section 2) with the system prompt of --task; decoding is greedy unless
---temperature is given. Prints the completion, the answer and a table of the evidence
-(object, box in pixels of the frame the model saw, time, the frame it is drawn on), and
-writes to --out: answer.json, evidence.png (the evidence frames with boxes and labels)
-and, with --gif, evidence.gif (every frame shown, evidence drawn).
+--model is a Hugging Face directory or an o3jax workdir (a training run, or the output of
+`o3jax convert`), with its tokenizer.json. A model trained with o3jax is asked as it was
+trained: its inference.json gives the frame processing, the prompt stage and the answer
+length (flags override them; a downloaded model gets the reference settings). The video
+is sampled and shown as in training (docs/reference.md section 2) with the system prompt
+of --task; decoding is greedy unless --temperature is given. Prints the completion, the
+answer and a table of the evidence (object, box in pixels of the frame the model saw,
+time, the frame it is drawn on), and writes to --out: answer.json, evidence.png (the
+evidence frames with boxes and labels) and, with --gif, evidence.gif (every frame shown,
+evidence drawn).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
-from o3jax import grammar
+from o3jax import grammar, jsonio
 from o3jax.eval.cli import add_model_arguments
 from o3jax.processing import prompts
 from o3jax.viz import Evidence, assign_frames, evidence_gif, evidence_sheet
@@ -47,7 +49,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     choices=[t for t in grammar.TASKS if t not in grammar.IMAGE_TASKS],
     help="whose system prompt to use (default: spatio-temporal free-form QA)",
   )
-  p.add_argument("--max-new-tokens", type=int, default=512)
+  p.add_argument(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help="answer length limit (default: the model's inference.json, else 512)",
+  )
   p.add_argument("--temperature", type=float, default=None, help="sample (default: greedy)")
   p.add_argument("--top-p", type=float, default=1.0)
   p.add_argument("--seed", type=int, default=0)
@@ -140,8 +147,11 @@ def evidence_table(result: Inference, video) -> str:
   return "\n".join([lines[0], "  ".join("-" * wd for wd in widths)] + lines[1:])
 
 
-def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> dict[str, str]:
-  """answer.json, evidence.png and optionally evidence.gif; returns their paths."""
+def write_outputs(
+  result: Inference, video, out_dir: str, gif: bool = False, gold: Inference | None = None
+) -> dict[str, str]:
+  """answer.json, evidence.png and optionally evidence.gif; returns their paths. With
+  `gold` (the annotated answer and evidence), evidence.png draws both, in two colours."""
   os.makedirs(out_dir, exist_ok=True)
   paths = {
     "json": os.path.join(out_dir, "answer.json"),
@@ -165,10 +175,20 @@ def write_outputs(result: Inference, video, out_dir: str, gif: bool = False) -> 
       for e in result.evidence
     ],
   }
-  with open(paths["json"], "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1)
-  title = f"Q: {result.question}  A: {result.answer or '(no answer)'}"
-  evidence_sheet(video.frames, video.frame_times, result.evidence, title=title).save(paths["png"])
+  jsonio.dump(report, paths["json"])
+  if gold is None:
+    title = f"Q: {result.question}  A: {result.answer or '(no answer)'}"
+    sheet = evidence_sheet(video.frames, video.frame_times, result.evidence, title=title)
+  else:
+    sheet = evidence_sheet(
+      video.frames,
+      video.frame_times,
+      result.evidence,
+      title=f"Q: {result.question}",
+      gold=gold.evidence,
+      answers=(result.answer, gold.answer),
+    )
+  sheet.save(paths["png"])
   if gif:
     paths["gif"] = os.path.join(out_dir, "evidence.gif")
     evidence_gif(video.frames, video.frame_times, result.evidence, paths["gif"])
@@ -181,16 +201,18 @@ def run(args: argparse.Namespace) -> int:
   from o3jax.eval.generate import (
     Decoding,
     inference_mesh,
+    ask_settings,
     load_model,
     load_video,
-    processing_config,
   )
   from o3jax.processing.media import MediaError
 
   try:
-    processing = processing_config(args.processing, args.presentation)
-    video = load_video(args.video, processing)
-  except (ValueError, MediaError) as e:
+    asked = ask_settings(
+      args.model, args.processing, args.presentation, args.prompt_stage, args.max_new_tokens
+    )
+    video = load_video(args.video, asked.processing)
+  except (ValueError, FileNotFoundError, MediaError) as e:
     raise SystemExit(f"o3jax infer: {e}")
   try:
     loaded = load_model(args.model, args.dtype, inference_mesh(args.mesh))
@@ -198,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     raise SystemExit(f"o3jax infer: --model {args.model}: {e}")
   greedy = args.temperature is None
   decoding = Decoding(
-    max_new_tokens=args.max_new_tokens,
+    max_new_tokens=asked.max_new_tokens,
     greedy=greedy,
     temperature=1.0 if greedy else args.temperature,
     top_p=args.top_p,
@@ -213,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     video,
     args.question,
     task=args.task,
-    stage=args.prompt_stage,
+    stage=asked.prompt_stage,
     decoding=decoding,
     key=jax.random.key(args.seed),
   )

@@ -9,10 +9,12 @@ and decodes all N rows in a `jax.lax.while_loop` that stops when every row has e
 end-of-sequence id or M tokens. Shapes are fixed by (B, T, vision padding, M), so a run
 compiles once per prompt bucket.
 
-Token choice follows transformers' `generate`: logits / temperature, then top-k, then
-top-p (nucleus); greedy takes the argmax. The vision placeholder ids (image/video pad,
-vision start/end) are never chosen. The returned log-probs are those of the chosen
-token under softmax(logits / temperature) -- temperature applied, top-k/top-p truncation
+Token choice follows transformers' `generate`: the repetition penalty (a token already in
+the prompt or the completion has its logit divided by the penalty when positive,
+multiplied when negative; prompt padding does not count, as in vLLM), then logits /
+temperature, then top-k, then top-p (nucleus); greedy takes the argmax. The vision
+placeholder ids (image/video pad, vision start/end) are never chosen. The returned
+log-probs are those of the chosen token under softmax(logits / temperature) -- temperature applied, top-k/top-p truncation
 not (greedy: temperature 1). This is the policy that GSPO's trainer recomputes (TRL also
 scales by the sampling temperature), so pi_old and pi_theta are the same distribution.
 
@@ -107,12 +109,20 @@ def choose_tokens(
   top_p: float,
   greedy: bool,
   banned: tuple[int, ...] = (),
+  seen: jax.Array | None = None,
+  repetition_penalty: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
   """logits [N, V] -> (tokens [N] int32, log-probs [N] float32, see the module docstring).
 
-  `banned` ids are never chosen; the log-probs stay those of the unmodified policy."""
+  `banned` ids are never chosen; `seen` [N, V] bool marks the tokens the repetition
+  penalty applies to; the log-probs stay those of the unmodified policy."""
   logits = logits.astype(jnp.float32)
-  allowed = logits.at[:, jnp.asarray(banned, jnp.int32)].set(-jnp.inf) if banned else logits
+  allowed = logits
+  if seen is not None and repetition_penalty != 1.0:
+    penalized = jnp.where(logits < 0, logits * repetition_penalty, logits / repetition_penalty)
+    allowed = jnp.where(seen, penalized, logits)
+  if banned:
+    allowed = allowed.at[:, jnp.asarray(banned, jnp.int32)].set(-jnp.inf)
   if greedy:
     tokens = jnp.argmax(allowed, axis=-1)
     logp = jax.nn.log_softmax(logits, axis=-1)
@@ -157,6 +167,7 @@ class _Decoding(NamedTuple):
   lengths: jax.Array  # [N]
   done: jax.Array  # [N] bool: the row has emitted an end-of-sequence id
   cache: KVCache
+  seen: jax.Array | None  # [N, V] bool: tokens of the prompt and completion (penalty only)
 
 
 def _sample(
@@ -173,6 +184,7 @@ def _sample(
   top_p: float,
   top_k: int,
   greedy: bool,
+  repetition_penalty: float = 1.0,
 ) -> SampleOutput:
   model = nnx.merge(graphdef, state)
   t = inputs["input_ids"].shape[1]
@@ -187,7 +199,14 @@ def _sample(
   # Vision placeholders are never generated: a completion holding one could not be fed
   # back to the model (its pad tokens would claim image features that do not exist).
   c = model.config
-  banned = (c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision_end_token_id)
+  vision_ids = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+  banned = tuple(getattr(c, f) for f in vision_ids if getattr(c, f, None) is not None)
+  seen = None
+  if repetition_penalty != 1.0:
+    ids, real = inputs["input_ids"], inputs["attention_mask"].astype(jnp.int8)
+    rows = jnp.arange(ids.shape[0])[:, None]
+    prompt_seen = jnp.zeros((ids.shape[0], logits.shape[-1]), jnp.int8).at[rows, ids].max(real)
+    seen = rep(prompt_seen > 0)
 
   def record(s: _Decoding, logits) -> _Decoding:
     """Chooses token s.step from logits [N, V]; rows already finished write padding."""
@@ -199,6 +218,8 @@ def _sample(
       top_p=top_p,
       greedy=greedy,
       banned=banned,
+      seen=s.seen,
+      repetition_penalty=repetition_penalty,
     )
     token = jnp.where(s.done, pad_id, token)
     return s._replace(
@@ -207,6 +228,7 @@ def _sample(
       logprobs=s.logprobs.at[:, s.step].set(jnp.where(s.done, 0.0, logp)),
       lengths=s.lengths + (~s.done).astype(jnp.int32),
       done=s.done | jnp.isin(token, eos_ids),
+      seen=None if s.seen is None else s.seen.at[jnp.arange(token.shape[0]), token].set(True),
     )
 
   def decode(s: _Decoding) -> _Decoding:
@@ -226,6 +248,7 @@ def _sample(
     jnp.zeros((n,), jnp.int32),
     jnp.zeros((n,), bool),
     cache,
+    seen,
   )
   s = jax.lax.while_loop(running, decode, record(s, logits))
   return SampleOutput(s.tokens, s.logprobs, s.lengths)
@@ -241,6 +264,7 @@ _sample_jit = jax.jit(
     "top_p",
     "top_k",
     "greedy",
+    "repetition_penalty",
   ),
 )
 
@@ -259,6 +283,7 @@ def sample(
   greedy: bool = False,
   eos_id: int | Sequence[int],
   pad_id: int = 0,
+  repetition_penalty: float = 1.0,
 ) -> SampleOutput:
   """Samples `num_samples` continuations of each prompt; jitted.
 
@@ -266,6 +291,7 @@ def sample(
   inputs: host dict from `prepare_prompts` (left-padded input_ids, attention_mask,
     position_ids [3, B, T], next_position [3, B], and pixel values + vision layouts).
   key: a jax PRNG key; the same key gives the same samples.
+  repetition_penalty: transformers' (1.0: none; the reference evaluates with 1.05).
   eos_id: one id or several (e.g. Qwen's <|im_end|> and <|endoftext|>); a row stops after
     emitting any of them. eos_id and pad_id are traced: changing them does not recompile.
   Returns SampleOutput(tokens [B*G, M], logprobs [B*G, M], lengths [B*G]); rollout b*G+g
@@ -279,6 +305,8 @@ def sample(
     raise ValueError(
       f"need temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}"
     )
+  if not repetition_penalty > 0:
+    raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
   eos_ids = np.atleast_1d(np.asarray(eos_id, np.int32))
   if not 1 <= eos_ids.size <= MAX_EOS_IDS or eos_ids.ndim != 1:
     raise ValueError(f"eos_id must be 1 to {MAX_EOS_IDS} ids, got {eos_id!r}")
@@ -305,6 +333,7 @@ def sample(
     top_p=float(top_p),
     top_k=int(top_k),
     greedy=bool(greedy),
+    repetition_penalty=float(repetition_penalty),
   )
 
 
@@ -329,6 +358,7 @@ def generate(
   top_p: float = 1.0,
   top_k: int = 0,
   greedy: bool = False,
+  repetition_penalty: float = 1.0,
   rope_rule: str = "qwen",
   bucket: int = 64,
   prompt_length: int | None = None,
@@ -366,5 +396,6 @@ def generate(
     greedy=greedy,
     eos_id=model.config.eos_token_id if eos_id is None else eos_id,
     pad_id=pad_id,
+    repetition_penalty=repetition_penalty,
   )
   return SampleOutput(*(np.asarray(x) for x in out))

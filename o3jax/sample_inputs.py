@@ -7,7 +7,8 @@ counts (`bucket`), 3-D positions, vision layouts and the position of the first n
 A benchmark or a run therefore compiles the sampler a handful of times.
 
 `prepare_prompts` is the same from transformers-style keyword arguments with explicit
-padding (`o3jax.sample.generate` uses it).
+padding (`o3jax.sample.generate` uses it). A text-only model (a config without a vision
+tower: models/qwen2.py, the V-STaR judge) gets plain 1-D positions in all three rows.
 """
 
 from __future__ import annotations
@@ -162,21 +163,25 @@ def prepare_prompts(
   longest = int(ids.shape[1] if mask is None else mask.astype(bool).sum(1).max())
   length = prompt_length or -(-longest // bucket) * bucket
   ids, mask = left_pad(ids, mask, length, pad_id)
-  pixel_values = _pad_patches(pixel_values, image_padding)
-  pixel_values_videos = _pad_patches(pixel_values_videos, video_padding)
-  out = prepare_inputs(
-    config,
-    ids,
-    mask,
-    pixel_values,
-    image_grid_thw,
-    pixel_values_videos,
-    video_grid_thw,
-    second_per_grid_ts,
-    rope_rule=rope_rule,
-    image_padding=image_padding,
-    video_padding=video_padding,
-  )
+  if getattr(config, "vision", None) is None:  # a text-only model (models/qwen2.py)
+    if pixel_values is not None or pixel_values_videos is not None:
+      raise ValueError("a text-only model takes no pixels")
+    positions = np.maximum(np.cumsum(mask, 1) - 1, 0)  # its three mRoPE rows are equal
+    out = dict(input_ids=ids, attention_mask=mask, position_ids=np.stack([positions] * 3))
+  else:
+    out = prepare_inputs(
+      config,
+      ids,
+      mask,
+      _pad_patches(pixel_values, image_padding),
+      image_grid_thw,
+      _pad_patches(pixel_values_videos, video_padding),
+      video_grid_thw,
+      second_per_grid_ts,
+      rope_rule=rope_rule,
+      image_padding=image_padding,
+      video_padding=video_padding,
+    )
   out["position_ids"] = np.asarray(out["position_ids"], np.int32)
   out["next_position"] = next_positions(out["position_ids"], mask, rope_rule).astype(np.int32)
   return out

@@ -1,7 +1,9 @@
 """A workdir on disk: the files a run or a converted checkpoint leaves, and reading them.
 
 Layout: `model_config.json` (the architecture, in Hugging Face config form),
-`tokenizer.json`, `checkpoints/<step>` (`o3jax.checkpoint`) and `metrics.jsonl`. Parameters
+`tokenizer.json`, `inference.json` (how the model was trained to be asked: frame
+processing, prompt stage, answer length), `checkpoints/<step>` (`o3jax.checkpoint`) and
+`metrics.jsonl` (docs/reference.md, "Workdir"). Parameters
 load from such a workdir (its newest checkpoint) or from a Hugging Face directory
 (config.json + safetensors) through one function, `load_params`; training, evaluation,
 inference and conversion all read models this way.
@@ -9,6 +11,7 @@ inference and conversion all read models this way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -18,14 +21,17 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
-from o3jax import sharding
+from o3jax import jsonio, sharding
 from o3jax.checkpoint import Checkpointer
 from o3jax.models import config as model_config_lib
+from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import build_demo_tokenizer, load_tokenizer
 
 MODEL_CONFIG = "model_config.json"  # the architecture of an o3jax workdir, in Hugging Face form
 TOKENIZER = "tokenizer.json"
+INFERENCE = "inference.json"  # how the model was trained to be asked
 
 
 def is_hf_dir(path: str | None) -> bool:
@@ -60,6 +66,47 @@ def model_config_of(path: str) -> model_config_lib.Qwen2_5_VLConfig:
   if model_kind(path) == "hf":
     return model_config_lib.load_hf_config(path)
   return read_model_config(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+  """What a model must be shown to answer as it was trained: its frames (processing), the
+  system prompts of a stage, and the answer length it was trained to finish within."""
+
+  processing: ProcessingConfig
+  prompt_stage: str  # "sft" or "rl"
+  max_new_tokens: int
+
+
+def write_inference_settings(directory: str, settings: InferenceSettings) -> None:
+  if jax.process_index() != 0:
+    return
+  os.makedirs(directory, exist_ok=True)
+  jsonio.dump(
+    {
+      "processing": dataclasses.asdict(settings.processing),
+      "prompt_stage": settings.prompt_stage,
+      "max_new_tokens": settings.max_new_tokens,
+    },
+    os.path.join(directory, INFERENCE),
+  )
+
+
+def read_inference_settings(directory: str) -> InferenceSettings | None:
+  """The settings a workdir (or a model converted from one) recorded; None when it has
+  none (a downloaded Hugging Face model: the reference settings apply)."""
+  path = os.path.join(directory, INFERENCE)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    raw = json.load(f)
+  try:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["processing"].items()}
+    return InferenceSettings(
+      ProcessingConfig(**fields), str(raw["prompt_stage"]), int(raw["max_new_tokens"])
+    )
+  except (KeyError, TypeError, ValueError) as e:
+    raise ValueError(f"{path}: not an o3jax {INFERENCE} ({type(e).__name__}: {e})") from None
 
 
 def tokenizer_for(workdir: str, init: str | None):
@@ -124,18 +171,23 @@ def load_params_from_workdir(workdir: str, abstract_params, mesh):
 
 
 class MetricsLog:
-  """One JSON line per step in WORKDIR/metrics.jsonl, and a log line on stderr."""
+  """One strict-JSON line per step in WORKDIR/metrics.jsonl (a non-finite value is null),
+  and a progress bar on stderr with steps/s and the loss (or the mean reward)."""
 
-  def __init__(self, workdir: str, total: int, resume_step: int):
+  def __init__(self, workdir: str, total: int, resume_step: int, desc: str = "train"):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.total = total
     self.last = time.perf_counter()
+    main = jax.process_index() == 0
     # Drop lines beyond the checkpoint we resume from, so the log matches the state.
-    if os.path.exists(self.path) and jax.process_index() == 0:
+    if os.path.exists(self.path) and main:
       with open(self.path) as f:
         keep = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= resume_step]
       with open(self.path, "w") as f:
         f.writelines(keep)
+    self.bar = tqdm(
+      total=total, initial=resume_step, desc=desc, unit="step", disable=not main, file=sys.stderr
+    )
 
   def write(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
     now = time.perf_counter()
@@ -146,11 +198,13 @@ class MetricsLog:
       row["tokens_per_s"] = row["tokens"] / max(elapsed, 1e-9)
     if jax.process_index() == 0:
       with open(self.path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-      shown = " ".join(
-        f"{k} {row[k]:.4g}"
-        for k in ("loss", "grad_norm", "lr", "steps_per_s", "tokens_per_s", "reward/total")
-        if k in row
+        f.write(jsonio.dumps(row) + "\n")
+      shown = {"reward/total": "reward", "loss": "loss", "tokens_per_s": "tok/s"}
+      self.bar.set_postfix_str(
+        " ".join(f"{name} {row[k]:.4g}" for k, name in shown.items() if k in row), refresh=False
       )
-      print(f"step {step}/{self.total} {shown}", file=sys.stderr, flush=True)
+      self.bar.update(step - self.bar.n)
     return row
+
+  def close(self) -> None:
+    self.bar.close()

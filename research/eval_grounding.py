@@ -1,6 +1,6 @@
 """Does a trained model look at its frames? Three held-out measurements of an o3jax workdir.
 
-1. Greedy reward terms (SPEC.md section 4) on the held-out STGR-RL prompts: all tasks,
+1. Greedy reward terms (docs/reference.md section 4) on the held-out STGR-RL prompts: all tasks,
    and the spatial ones alone (spatio-temporal QA, visual QA) where thk_spatial and
    ans_viou say whether the boxes sit on the objects.
 2. Teacher-forced loss of held-out SFT targets with the real images (and videos), with

@@ -17,7 +17,8 @@ from o3jax.grammar import TASKS
 from o3jax.processing import media
 from o3jax.processing.presentation import present_video
 
-CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")  # SPEC.md section 1
+# docs/reference.md section 1
+CLAIM = re.compile(r"<obj>(.*?)</obj>((?:<box>\[.*?\]</box>)+)at<t>(.*?)</t>s")
 VSTAR_FIELDS = {
   "vid",
   "fps",

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from o3jax.eval import cli, vstar
+from o3jax.jsonio import finite_or_none
 from test_eval_vstar import hand_records
 
 
@@ -56,12 +57,14 @@ def test_vstar_cli_offline_judge_and_reference_mode(tmp_path):
   assert m["settings"] == {
     "duration_bins": "short <= 60 s < medium <= 180 s < long",
     "reference_skip_empty_vqa": True,
+    "empty_answer_rule": "reference: a record with an empty answer_vqa is left out of every"
+    " mean but Acc's denominator",
     "judge": "offline_judge",
   }
   scores = vstar.score_vstar(records, vstar.offline_judge, reference_skip_empty_vqa=True)
   assert math.isinf(scores["by_duration"]["long"]["mlgm"])  # acc 1: strict JSON holds it as null
   assert m == json.loads(
-    json.dumps(vstar.json_ready({"benchmark": "vstar", "results": str(results), **scores}))
+    json.dumps(finite_or_none({"benchmark": "vstar", "results": str(results), **scores}))
   )
   assert m["by_duration"]["long"]["mlgm"] is None
 

@@ -13,7 +13,17 @@ from tokenizers import Tokenizer, models
 
 from hf_reference import hf_logits, perturbed_hf_model
 from o3jax import sample, sample_inputs
-from o3jax.eval import cli, generate as G, mcq, mcq_run, tts, tvg_run, vstar, vstar_run
+from o3jax.eval import (
+  cli,
+  generate as G,
+  mcq,
+  mcq_run,
+  tts,
+  tvg_run,
+  vstar,
+  vstar_protocol,
+  vstar_run,
+)
 from o3jax.models import config as config_lib
 from o3jax.processing.tokenizer import SPECIAL_TOKENS, build_demo_tokenizer, special_token_ids
 
@@ -217,27 +227,27 @@ def test_vstar_results_record_moves_boxes_to_the_annotation_size():
     "no boxes here",
     "From <t>2</t>s to <t>4</t>s",
   ]
-  out = vstar_run.results_record(record, texts, (84, 56))
+  out = vstar_run.results_record(record, texts, (84, 56), rescale_to=(168, 112))
   assert {k: out[k] for k in record} == record
-  assert out["answer_vqa"] == texts[0] and out["answer_temporal"] == texts[1]
-  assert out["answer_temporal_2"] == texts[4]
-  assert json.loads(out["answer_spatial"]) == {
+  assert out["answer_vqa"] == "It is blue." and out["answer_vqa_raw_output"] == texts[0]
+  assert out["answer_temporal"] == [2.0, 3.0] and out["answer_temporal_2"] == [2.0, 4.0]
+  assert out["answer_spatial"] == {
     "2": [10, 20, 50, 60],
     "3": [[20, 20, 60, 60], [0, 0, 2, 2]],
+    "3.5": [2, 2, 4, 4],
   }
-  assert out["answer_spatial_2"] == "no boxes here"
-  assert out["o3jax"] == {
-    "frame_size": [84, 56],
-    "raw": {"answer_spatial": texts[2], "answer_spatial_2": texts[3]},
-  }
+  assert out["answer_spatial_2"] == {} and out["answer_spatial_pre_2"] == texts[3]
+  assert out["input_shape"] == [84, 56]
   m = vstar.score_vstar([out])
   assert m["m_viou_1"] == pytest.approx(1.0) and m["m_viou_2"] == 0.0
   assert m["m_tiou_1"] == pytest.approx(0.5) and m["m_tiou_2"] == pytest.approx(1.0)
   # non-integer scale: 112 / 84 and 84 / 56
-  assert json.loads(vstar_run.rescale_boxes('{"1": [42, 28, 84, 56]}', (84, 56), (112, 84))) == {
+  assert vstar_run.rescale_boxes({"1": [42, 28, 84, 56]}, (84, 56), (112, 84)) == {
     "1": [56.0, 42.0, 112.0, 84.0]
   }
-  assert vstar_run.rescale_boxes("{}", (84, 56), (112, 84)) is None
+  # the reference protocol keeps the boxes as written
+  kept = vstar_run.results_record(record, texts, (84, 56))
+  assert kept["answer_spatial"]["2"] == [5, 10, 25, 30]
 
 
 def test_vstar_queries_state_the_frame_size(loaded, synthetic_data):
@@ -268,6 +278,8 @@ def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsy
         synthetic_data,
         "--model",
         model_dirs[1],
+        "--protocol",
+        "o3jax",
         "--processing",
         "tiny",
         "--max-new-tokens",
@@ -281,11 +293,11 @@ def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsy
   results = json.loads((tmp_path / "m" / "vstar.results.json").read_text())
   assert len(results) == 2  # the malformed annotation is left out
   first, gone = results
-  for field in vstar_run.ANSWER_FIELDS:
-    assert isinstance(first[field], str)
-    assert gone[field] == ""
-  assert first["o3jax"]["frame_size"] == [84, 56]
-  assert "does not exist" in gone["o3jax"]["error"]
+  for field, kind, empty in (("answer_vqa", str, ""), ("answer_temporal", list, [])):
+    assert isinstance(first[field], kind) and gone[field] == empty
+  assert isinstance(first["answer_spatial"], dict) and gone["answer_spatial_2"] == {}
+  assert first["input_shape"] == [84, 56]
+  assert "does not exist" in gone["o3jax_error"]
   assert {k: first[k] for k in records[0]} == records[0]
   m = json.loads(out.read_text())
   assert m["n"] == 2 and len(m["generation"]["errors"]) == 2
@@ -323,6 +335,44 @@ def test_vstar_generation_end_to_end(model_dirs, synthetic_data, tmp_path, capsy
         "--strict",
       ]
     )
+
+
+def test_vstar_reference_protocol_end_to_end(model_dirs, synthetic_data, tmp_path):
+  from o3jax.eval import vstar_reference as R
+  from o3jax.processing import chat
+
+  records = (json.load(open(os.path.join(synthetic_data, "vstar.json"))) * 2)[:2]
+  video = vstar_run.load_reference_video(G.video_file(records[0], synthetic_data))
+  n = len(video.frame_times)
+  assert n == min(16, int(records[0]["frame_count"] / records[0]["fps"]) + 1)
+  assert video.frame_times[1] == pytest.approx(1.0)  # 1 fps
+  assert video.frame_size == (records[0]["width"], records[0]["height"])  # multiples of 28
+  query = vstar_run.reference_queries(records[0], video)[1]
+  text = R.with_frames(R.query_texts(records[0])["answer_temporal"], video.frame_times)
+  tokens = video.visual.image_grid_thw[0].prod() // 4
+  expected = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+    + text.replace("<|image_pad|>", "<|image_pad|>" * tokens)
+    + "<|im_end|>\n<|im_start|>assistant\n"
+  )
+  assert chat.render(query.messages(), add_generation_prompt=True) == expected
+  annotations = tmp_path / "vstar.json"
+  annotations.write_text(json.dumps(records))
+  out = tmp_path / "vstar_metrics.json"
+  argv = ["eval", "vstar", "--annotations", str(annotations), "--videos", synthetic_data]
+  argv += ["--model", model_dirs[0], "--max-new-tokens", "8", "--out", str(out)]
+  assert _run_cli(argv) == 0
+  m = json.loads(out.read_text())
+  g = m["generation"]
+  assert (g["protocol"], g["repetition_penalty"], g["greedy"]) == ("reference", 1.05, True)
+  results = json.loads(out.with_suffix(".results.json").read_text())
+  assert len(results) == 2 and m["n"] == 2
+  for record, result in zip(records, results):
+    assert result["input_shape"] == [record["width"], record["height"]]
+    for field, raw in vstar_protocol.RAW_FIELD.items():
+      assert isinstance(result[raw], str)
+      assert vstar_protocol.answer_fields(field, result[raw])[field] == result[field]
+  assert m["m_tiou_1"] == pytest.approx(vstar.score_vstar(results)["m_tiou_1"])
 
 
 # ------------------------------------------------------------------ MCQ, TVG, test-time scaling

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from o3jax.jsonio import finite_or_none
 from o3jax.eval import vstar, vstar_prompts
 from o3jax.eval.iou import box_iou, temporal_iou
 
@@ -19,7 +20,7 @@ def round1(x: float) -> float:
 
 # ---------------------------------------------------------------- published rows
 
-# (Acc, tIoU1, tIoU2, vIoU1, vIoU2) -> (mAM, mLGM), x100, SPEC section 6.
+# (Acc, tIoU1, tIoU2, vIoU1, vIoU2) -> (mAM, mLGM), x100, docs/reference.md section 6.
 PUBLISHED = {
   "Qwen2.5-VL-7B": ((33.5, 15.4, 13.8, 17.0, 2.5), (19.3, 22.4)),
   "Open-o3 Video": ((61.0, 24.5, 24.0, 25.4, 6.0), (33.7, 46.6)),
@@ -105,7 +106,7 @@ def test_open_o3_row_values():
 def test_lgm_of_a_perfect_component_is_infinite():
   assert vstar.combine(1.0, 0.5, 0.5, 0.5, 0.5)["mlgm"] == math.inf
   # Written as null: strict JSON has no infinity.
-  report = vstar.json_ready({"mlgm": math.inf, "r": [0.5, -math.inf, math.nan], "n": 3})
+  report = finite_or_none({"mlgm": math.inf, "r": [0.5, -math.inf, math.nan], "n": 3})
   assert json.loads(json.dumps(report, allow_nan=False)) == {
     "mlgm": None,
     "r": [0.5, None, None],

@@ -1,4 +1,4 @@
-"""GSPO objective against a plain numpy implementation of SPEC.md section 5."""
+"""GSPO objective against a plain numpy implementation of docs/reference.md section 5."""
 
 import jax
 import jax.numpy as jnp

@@ -212,3 +212,37 @@ def test_infer_cli_end_to_end(tmp_path, synthetic_data, capsys):
         "tiny",
       ]
     )
+
+
+def test_a_workdir_is_asked_as_it_was_trained(tmp_path, synthetic_data, capsys):
+  """inference.json gives processing, prompt stage and answer length; flags override it;
+  convert carries it; `infer` with no other flag shows the recorded (tiny) frames."""
+  from o3jax import workdir
+  from o3jax.cli import main
+  from o3jax.convert import safetensors_io
+  from o3jax.processing.config import TINY, ProcessingConfig
+
+  hf_dir, o3_dir, hf = make_tiny_model_dirs(str(tmp_path))
+  assert G.ask_settings(hf_dir) == G.AskSettings(ProcessingConfig(), "rl", 512, "default")
+  workdir.write_inference_settings(o3_dir, workdir.InferenceSettings(TINY, "sft", 8))
+  asked = G.ask_settings(o3_dir)
+  assert (asked.processing, asked.prompt_stage, asked.max_new_tokens) == (TINY, "sft", 8)
+  flags = G.ask_settings(o3_dir, "reference", "video", "rl", 16)
+  assert flags.processing == ProcessingConfig(presentation="video")
+  assert (flags.prompt_stage, flags.max_new_tokens) == ("rl", 16)
+
+  back = str(tmp_path / "back")
+  assert main(["convert", "--to", "hf", "--src", o3_dir, "--dst", back]) == 0
+  assert G.ask_settings(back).processing == TINY
+  tensors = dict(safetensors_io.iter_tensors(os.path.join(back, "model.safetensors")))
+  n_params = sum(p.numel() for p in hf.parameters())  # transformers' own count
+  printed = capsys.readouterr().out.strip()
+  assert printed.startswith(f"o3jax convert: wrote a Hugging Face model to {back} (")
+  assert f"({len(tensors)} tensors, {n_params:,} parameters, " in printed
+
+  out = tmp_path / "infer"
+  video = os.path.join(synthetic_data, "videos", "v0000.mp4")
+  argv = ["infer", "--model", o3_dir, "--video", video, "--question", "q", "--out", str(out)]
+  assert main(argv) == 0
+  report = json.loads((out / "answer.json").read_text())
+  assert report["frame_size"] == [84, 56]  # tiny frames; the reference would show 392x280

@@ -13,8 +13,12 @@ PACKAGE = ROOT / "o3jax"
 
 # Lowest first. A module may import its own layer and the layers before it.
 LAYERS = (
-  # no o3jax imports at all: the grammar of grounded text, mesh rules, processes, orbax
-  ("base", ("o3jax.grammar", "o3jax.sharding", "o3jax.distributed", "o3jax.checkpoint")),
+  # no o3jax imports at all: the grammar of grounded text, strict JSON, mesh rules, processes,
+  # orbax
+  (
+    "base",
+    ("o3jax.grammar", "o3jax.jsonio", "o3jax.sharding", "o3jax.distributed", "o3jax.checkpoint"),
+  ),
   ("core", ("o3jax.processing", "o3jax.rewards", "o3jax.models")),
   # workdir reads Hugging Face directories through convert, so it sits beside it
   (
@@ -126,7 +130,9 @@ def test_readme_layout_names_every_part_of_the_tree():
   named = set()
   for line in block.splitlines():
     for word in line.replace(",", " ").replace("(", " ").replace(")", " ").split():
-      if word.startswith(("o3jax/", "configs/", "launch/", "scripts/", "tests/", "research/")):
+      if word.startswith(
+        ("o3jax/", "configs/", "docs/", "launch/", "scripts/", "tests/", "research/")
+      ):
         named.add(word.strip("()").rstrip("/"))
       elif word.endswith(".py") and "/" not in word:  # "demo.py" after "o3jax/infer.py,"
         named.add("o3jax/" + word)
@@ -137,6 +143,6 @@ def test_readme_layout_names_every_part_of_the_tree():
     for p in PACKAGE.iterdir()
     if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").exists()
   }
-  tree |= {"configs", "launch", "scripts", "tests", "research"}
+  tree |= {"configs", "docs", "launch", "scripts", "tests", "research"}
   missing = sorted(tree - named)
   assert not missing, f"README layout does not name {missing}"

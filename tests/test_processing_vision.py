@@ -23,7 +23,7 @@ REF_FRAME_MAX = 105369
 @pytest.mark.parametrize(
   "height,width,min_pixels,max_pixels,expected",
   [
-    (720, 1280, 100352, REF_FRAME_MAX, (224, 420)),  # 16:9 -> 420x224 (SPEC.md section 2)
+    (720, 1280, 100352, REF_FRAME_MAX, (224, 420)),  # 16:9 -> 420x224 (docs/reference.md section 2)
     (1080, 1920, 100352, REF_FRAME_MAX, (224, 420)),
     (480, 640, 100352, REF_FRAME_MAX, (280, 364)),
     (100, 3000, 3136, 200704, (56, 2436)),  # aspect 30

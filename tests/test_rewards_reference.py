@@ -1,10 +1,10 @@
-"""Plain-python reference for the rewards, written from SPEC.md section 4, per sample.
+"""Plain-python reference for the rewards, written from docs/reference.md section 4, per sample.
 
 It shares no code with o3jax.rewards: straight regexes, json, float and rouge_score, one
 completion at a time. The tests in this file check it on hand-computed cases; the
 kernel parity tests (test_rewards.py) and scripts/bench_rewards.py compare against it.
 
-Choices where SPEC.md leaves room (documented in o3jax/rewards/parse.py and gold.py):
+Choices where docs/reference.md leaves room (documented in o3jax/rewards/parse.py and gold.py):
 a claim's boxes are the `\\[.*?\\]` matches of its box run (the reference code's split);
 a "number" in a box is a JSON int or float that is finite (bool is not); the temporal
 MCQ choice is `answer.split("Correct Option:")[1]`; a record without key frames gives

@@ -54,7 +54,7 @@ def prompts():
   )
 
 
-def hf_generate(hf, inputs, eos_id, position_ids=None):
+def hf_generate(hf, inputs, eos_id, position_ids=None, **generate_kw):
   """transformers greedy generate -> (new tokens [B, NEW] padded with PAD, logits)."""
   t = {k: torch.as_tensor(v) for k, v in inputs.items()}
   t["mm_token_type_ids"] = torch.as_tensor(mm_token_type_ids(CFG, inputs["input_ids"]))
@@ -69,6 +69,7 @@ def hf_generate(hf, inputs, eos_id, position_ids=None):
       pad_token_id=PAD,
       output_logits=True,
       return_dict_in_generate=True,
+      **generate_kw,
     )
   hf.model.rope_deltas = None
   new = out.sequences[:, inputs["input_ids"].shape[1] :].numpy()
@@ -349,3 +350,38 @@ def test_vision_placeholders_are_never_sampled():
     logits, jax.random.key(0), temperature=1.0, top_k=0, top_p=1.0, greedy=True, banned=(3,)
   )
   assert np.all(np.asarray(greedy) == 5)
+
+
+@pytest.fixture(scope="module")
+def unpadded_prompts():
+  """Two video prompts of one length: no padding, which transformers' repetition penalty
+  would count as a repeated token (o3jax, like vLLM, counts only the real tokens)."""
+  rng = np.random.default_rng(1)
+  grid = np.array([2, 4, 6])
+  rows = [text_tokens(rng, 6) + vision_block(CFG, "video", grid) + text_tokens(rng, 5)]
+  rows.append(text_tokens(rng, 6) + vision_block(CFG, "video", grid) + text_tokens(rng, 5))
+  pv = rng.standard_normal((2 * int(np.prod(grid)), CFG.vision.patch_dim)).astype(np.float32)
+  return dict(
+    input_ids=np.array(rows, np.int64),
+    attention_mask=np.ones((2, len(rows[0])), np.int64),
+    pixel_values_videos=pv,
+    video_grid_thw=np.array([grid, grid]),
+    second_per_grid_ts=np.array([1.0, 1.0], np.float32),
+  )
+
+
+@pytest.mark.parametrize("penalty", [1.05, 1.5])
+def test_greedy_with_repetition_penalty_equals_transformers_generate(
+  models, unpadded_prompts, penalty
+):
+  hf, ours = models
+  kw = dict(max_new_tokens=NEW, greedy=True, eos_id=CFG.eos_token_id, pad_id=PAD)
+  kw.update(rope_rule="transformers5", **unpadded_prompts)
+  ref, _ = hf_generate(hf, unpadded_prompts, CFG.eos_token_id, repetition_penalty=penalty)
+  out = sampling.generate(ours, jax.random.key(0), repetition_penalty=penalty, **kw)
+  np.testing.assert_array_equal(out.tokens, ref)
+  plain = sampling.generate(ours, jax.random.key(0), **kw)
+  if penalty == 1.5:  # the penalty acts: without it the rollouts repeat themselves more
+    assert (plain.tokens != out.tokens).any()
+    repeats = lambda t: sum(len(r) - len(set(r.tolist())) for r in t)
+    assert repeats(out.tokens) < repeats(plain.tokens)

@@ -1,29 +1,43 @@
-"""`o3jax convert`: Hugging Face directory <-> o3jax checkpoint directory, streaming.
+"""`o3jax convert`: Hugging Face directory <-> o3jax workdir, streaming.
 
-An o3jax checkpoint directory has the layout of a training workdir
-(`checkpoints/<step>/state` holding `{"params": ...}`, `model_config.json`, and
-`tokenizer.json` when the source has one), so it serves directly as `--init` for
-`o3jax sft` / `o3jax gspo`, and any training workdir converts back to Hugging Face.
-Both directions move one tensor at a time on the host (no model is built, no device is
-used): memory stays at a few of the largest tensors whatever the model's size.
+    o3jax convert --to o3jax --src HF_DIR --dst CKPT_DIR [--dtype bfloat16]
+    o3jax convert --to hf --src WORKDIR_OR_CKPT_DIR --dst HF_DIR [--dtype bfloat16]
 
-  o3jax convert --to o3jax --src HF_DIR --dst CKPT_DIR [--dtype bfloat16]
-  o3jax convert --to hf --src WORKDIR_OR_CKPT_DIR --dst HF_DIR [--dtype bfloat16]
+An o3jax workdir written by `--to o3jax` has the layout of a training workdir
+(checkpoints/0 holding the parameters, model_config.json, and tokenizer.json when the
+source has one), so it serves directly as `--init` of `o3jax sft` / `o3jax gspo` and as
+`--model` of `o3jax infer` / `o3jax eval`. Any training workdir converts back to Hugging
+Face (its newest checkpoint): transformers' Qwen2_5_VLForConditionalGeneration loads the
+result. The workdir's inference.json (how the model was trained to be asked) is carried
+both ways, so `o3jax infer` asks a converted model as it was trained. Both directions move
+one tensor at a time on the host (no model is built, no device is used): memory stays at a
+few of the largest tensors whatever the model's size. Workdir files: docs/reference.md
+section 9.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 
 import numpy as np
 
 
+# Files carried from source to destination when present.
+CARRIED = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "inference.json")
+
+
 def add_parser(sub) -> None:
-  p = sub.add_parser("convert", help="Hugging Face <-> o3jax checkpoints")
-  p.add_argument("--to", choices=("o3jax", "hf"), required=True)
-  p.add_argument("--src", required=True)
-  p.add_argument("--dst", required=True)
+  p = sub.add_parser(
+    "convert",
+    help="Hugging Face <-> o3jax checkpoints",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument("--to", choices=("o3jax", "hf"), required=True, help="the format to write")
+  p.add_argument("--src", required=True, help="the directory to read")
+  p.add_argument("--dst", required=True, help="the directory to write")
   p.add_argument(
     "--dtype",
     default=None,
@@ -33,6 +47,12 @@ def add_parser(sub) -> None:
     "--max-shard-bytes", type=int, default=4 << 30, help="--to hf: size of a safetensors shard"
   )
   p.set_defaults(func=run)
+
+
+def _carry(src: str, dst: str) -> None:
+  for name in CARRIED:
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copy(os.path.join(src, name), os.path.join(dst, name))
 
 
 def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
@@ -58,9 +78,7 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
   )
   writer.finish()
   workdir.write_model_config(dst, config)
-  for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-    if os.path.exists(os.path.join(src, name)):
-      shutil.copy(os.path.join(src, name), os.path.join(dst, name))
+  _carry(src, dst)
   return summary
 
 
@@ -93,8 +111,7 @@ def o3jax_to_hf(src: str, dst: str, dtype=None, max_shard_bytes: int = 4 << 30) 
     max_shard_bytes,
     desc="to hf",
   )
-  if os.path.exists(os.path.join(src, "tokenizer.json")):
-    shutil.copy(os.path.join(src, "tokenizer.json"), os.path.join(dst, "tokenizer.json"))
+  _carry(src, dst)
   return summary
 
 
@@ -102,7 +119,9 @@ def run(args) -> int:
   import ml_dtypes  # noqa: F401  (registers "bfloat16" as a numpy dtype name)
 
   if args.to == "o3jax":
-    hf_to_o3jax(args.src, args.dst, args.dtype)
+    summary = hf_to_o3jax(args.src, args.dst, args.dtype)
   else:
-    o3jax_to_hf(args.src, args.dst, args.dtype, args.max_shard_bytes)
+    summary = o3jax_to_hf(args.src, args.dst, args.dtype, args.max_shard_bytes)
+  what = "an o3jax workdir" if args.to == "o3jax" else "a Hugging Face model"
+  print(f"o3jax convert: wrote {what} to {args.dst} ({summary.split(': ', 1)[1]})")
   return 0

@@ -231,6 +231,22 @@ def _without_layers_axis(sharding):
   return jax.sharding.NamedSharding(sharding.mesh, spec)
 
 
+def model_type(path: str) -> str:
+  """config.json's model_type ("qwen2_5_vl" when absent)."""
+  with open(os.path.join(path, "config.json")) as f:
+    return json.load(f).get("model_type", "qwen2_5_vl")
+
+
+def abstract_qwen2(config, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False):
+  from o3jax.models.qwen2 import Qwen2ForCausalLM
+
+  return nnx.eval_shape(
+    lambda: Qwen2ForCausalLM(
+      config, dtype=dtype, param_dtype=param_dtype, remat=remat, rngs=nnx.Rngs(0)
+    )
+  )
+
+
 def load_pretrained(
   path: str,
   dtype=jnp.float32,
@@ -241,7 +257,9 @@ def load_pretrained(
   rules=None,
   remat: str | None = None,
 ) -> Qwen2_5_VL:
-  """A model with the weights of a Hugging Face directory, read tensor by tensor.
+  """A model with the weights of a Hugging Face directory, read tensor by tensor:
+  `Qwen2_5_VL` for a qwen2_5_vl config, `Qwen2ForCausalLM` (text only, the text rows of
+  TABLE) for a qwen2 one.
 
   `dtype` is the parameter dtype (`param_dtype` overrides it); `compute_dtype` the
   activation dtype (default: the parameter dtype). Each tensor goes straight from the file
@@ -251,8 +269,14 @@ def load_pretrained(
   its slice there as it is read.
   """
   param_dtype = param_dtype or dtype
-  config = load_hf_config(path)
-  model = abstract_model(config, compute_dtype or param_dtype, param_dtype, remat)
+  if model_type(path) == "qwen2":
+    from o3jax.models.qwen2 import load_qwen2_config
+
+    config = load_qwen2_config(path)
+    model = abstract_qwen2(config, compute_dtype or param_dtype, param_dtype, remat)
+  else:
+    config = load_hf_config(path)
+    model = abstract_model(config, compute_dtype or param_dtype, param_dtype, remat)
   graphdef, state = nnx.split(model)
   flat = dict((_path_str(p), v) for p, v in nnx.to_flat_state(state))
   shardings = dict.fromkeys(flat)  # None: the default device

@@ -3,7 +3,9 @@
     o3jax data synth --out DIR --videos N --seed S [--vstar-videos M] [--width 112 --height 84 --fps 8]
 
 `synth` writes DIR/STGR-SFT.json, DIR/STGR-RL.json, DIR/vstar.json and the videos and images
-they point to (paths relative to DIR). The same seed gives the same files.
+they point to (paths relative to DIR): coloured shapes moving on a plain background, with
+questions of all six tasks about them. The same seed gives the same files. Record
+fields: docs/reference.md section 3.
 """
 
 import argparse
@@ -21,7 +23,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   )
   actions = parser.add_subparsers(dest="data_command", metavar="{synth}", required=True)
   p = actions.add_parser(
-    "synth", help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark"
+    "synth",
+    help="write synthetic videos, STGR-SFT/RL records and a V-STaR benchmark",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   p.add_argument("--out", required=True, help="output directory")
   p.add_argument(
@@ -37,9 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     default=None,
     help="held-out benchmark videos (default videos // 4, >= 1)",
   )
-  p.add_argument("--width", type=int, default=112)
-  p.add_argument("--height", type=int, default=84)
-  p.add_argument("--fps", type=int, default=8)
+  p.add_argument("--width", type=int, default=112, help="video width in pixels (112)")
+  p.add_argument("--height", type=int, default=84, help="video height in pixels (84)")
+  p.add_argument("--fps", type=int, default=8, help="video frames per second (8)")
   p.set_defaults(func=run)
   return parser
 

@@ -1,4 +1,4 @@
-"""STGR-SFT / STGR-RL records (SPEC.md section 3): loading, validation, targets, reward metadata.
+"""STGR-SFT / STGR-RL records (docs/reference.md section 3): loading, validation, targets, reward metadata.
 
 A record is a dict: `id, task, source, question, answer`, `video_path` (video tasks) or
 `image_path` + `image_size` [W, H] (visual QA), SFT adds `reasoning_process`;

@@ -5,7 +5,8 @@
 `o3jax convert --to o3jax` output: model_config.json + checkpoints/<step>, params of the
 newest step); either must hold the tokenizer.json the model was trained with.
 
-`load_video` samples and presents a video as SPEC.md section 2 says and keeps the frames
+`ask_settings` says how the model is asked (flags, else what its directory recorded).
+`load_video` samples and presents a video as docs/reference.md section 2 says and keeps the frames
 the model sees (for evidence crops and drawings). A `Query` is one single-turn question
 (system prompt, visual input, text). `generate` answers a list of queries in batches of a
 fixed number of rows, each batch padded to bucketed shapes (prompt length, vision
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tokenizers import Tokenizer
+from tqdm import tqdm
 
 from o3jax import sample, sharding, workdir
 from o3jax.models import Qwen2_5_VL
@@ -104,7 +106,7 @@ def loaded_model(model: Qwen2_5_VL, tokenizer: Tokenizer, kind: str = "o3jax") -
 
 
 def processing_config(spec: str = "reference", presentation: str | None = None) -> ProcessingConfig:
-  """A preset ("reference": SPEC.md section 2; "tiny": the tiny model's small frames), or a
+  """A preset ("reference": docs/reference.md section 2; "tiny": the tiny model's small frames), or a
   training config file (configs/*.py) whose `processing` overrides are used."""
   if spec in PRESETS:
     config = PRESETS[spec]
@@ -118,6 +120,42 @@ def processing_config(spec: str = "reference", presentation: str | None = None) 
       f"processing must be one of {sorted(PRESETS)} or a config file (configs/*.py), got {spec!r}"
     )
   return dataclasses.replace(config, presentation=presentation) if presentation else config
+
+
+@dataclasses.dataclass(frozen=True)
+class AskSettings:
+  """How a model is asked: frames, system prompts of a stage, answer length, and where
+  each came from ("flag", the model directory's inference.json, or "default")."""
+
+  processing: ProcessingConfig
+  prompt_stage: str
+  max_new_tokens: int
+  source: str
+
+
+def ask_settings(
+  model: str,
+  processing: str | None = None,
+  presentation: str | None = None,
+  prompt_stage: str | None = None,
+  max_new_tokens: int | None = None,
+) -> AskSettings:
+  """Each setting from its flag when given, else from what the model directory recorded
+  (`workdir.INFERENCE`, written by training and carried by `o3jax convert`), else the
+  reference's (frames of docs/reference.md section 2, RL prompts, 512 new tokens)."""
+  recorded = workdir.read_inference_settings(model) if os.path.isdir(model) else None
+  if processing is not None:
+    config = processing_config(processing)
+  else:
+    config = recorded.processing if recorded else PRESETS["reference"]
+  if presentation:
+    config = dataclasses.replace(config, presentation=presentation)
+  return AskSettings(
+    config,
+    prompt_stage or (recorded.prompt_stage if recorded else "rl"),
+    max_new_tokens or (recorded.max_new_tokens if recorded else 512),
+    f"{model}/{workdir.INFERENCE}" if recorded else "default",
+  )
 
 
 # ------------------------------------------------------------------------ inputs
@@ -238,13 +276,14 @@ def batch_inputs(
 
 @dataclasses.dataclass(frozen=True)
 class Decoding:
-  """How to choose tokens. greedy ignores temperature/top_p/top_k."""
+  """How to choose tokens. greedy ignores temperature/top_p/top_k, not repetition_penalty."""
 
   max_new_tokens: int = 512
   greedy: bool = True
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
+  repetition_penalty: float = 1.0
 
 
 def generate(
@@ -276,6 +315,7 @@ def generate(
       top_p=decoding.top_p,
       top_k=decoding.top_k,
       greedy=decoding.greedy,
+      repetition_penalty=decoding.repetition_penalty,
       eos_id=list(loaded.eos_ids),
       pad_id=loaded.pad_id,
     )
@@ -309,7 +349,7 @@ def video_file(record: dict, videos_dir: str) -> str:
 
 
 def select_tasks(records: list, tasks: Sequence[str]) -> list:
-  """STGR files (records with a `task` of SPEC.md section 3) hold every task: keep the
+  """STGR files (records with a `task` of docs/reference.md section 3) hold every task: keep the
   records of `tasks`. Other files are returned as they are."""
   from o3jax.grammar import TASKS
 
@@ -349,14 +389,17 @@ def answer_records(
   batch_size: int = 4,
   strict: bool = False,
   name: str = "eval",
+  video_loader=None,
 ):
-  """Yields, chunk by chunk and in record order, an `Answered` per record.
+  """Yields, chunk by chunk and in record order, an `Answered` per record; videos are read
+  by video_loader(path) (default: `load_video` with `processing`).
 
   make_queries(record, index, video) -> the record's queries (ValueError for a malformed
   record). A chunk holds batch_size // queries_per_record records (at least one), so
   only their videos are in memory. A record that fails (bad fields, unreadable video) is
   yielded with its error and no texts, or raises ValueError when strict."""
   per_chunk = max(1, batch_size // queries_per_record)
+  bar = tqdm(total=len(records), desc=name, unit="record", file=sys.stderr)
   for c, start in enumerate(range(0, len(records), per_chunk)):
     chunk: list[Answered] = []
     queries: list[Query] = []
@@ -366,13 +409,14 @@ def answer_records(
       try:
         if not isinstance(record, dict):
           raise ValueError("not a JSON object")
-        video = load_video(video_file(record, videos_dir), processing)
+        path = video_file(record, videos_dir)
+        video = video_loader(path) if video_loader else load_video(path, processing)
         own = make_queries(record, index, video)
       except (ValueError, media.MediaError) as e:
         message = f"{name} {record_name(record, index)}: {e}"
         if strict:
           raise ValueError(message) from None
-        print(f"skipping {message}", file=sys.stderr, flush=True)
+        bar.write(f"skipping {message}", file=sys.stderr)
         chunk.append(Answered(index, record if isinstance(record, dict) else {}, None, [], str(e)))
         continue
       chunk.append(Answered(index, record, video, []))
@@ -391,9 +435,6 @@ def answer_records(
       )
       for item, count in zip([a for a in chunk if a.error is None], counts):
         item.texts = [next(texts) for _ in range(count)]
-    print(
-      f"{name}: {min(start + per_chunk, len(records))}/{len(records)} records",
-      file=sys.stderr,
-      flush=True,
-    )
+    bar.update(len(chunk))
     yield chunk
+  bar.close()

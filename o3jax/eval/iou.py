@@ -1,7 +1,7 @@
 """Host-side overlap measures for evaluation: temporal IoU of spans, IoU of xyxy boxes.
 
 Plain python on single items (benchmarks hold a few thousand); the jitted, batched
-versions used as rewards live in o3jax/rewards. Same formulas (SPEC sections 4 and 6):
+versions used as rewards live in o3jax/rewards. Same formulas (docs/reference.md sections 4 and 6):
 continuous coordinates, no +1, a degenerate union gives 0, a span whose end is before
 its start gives 0.
 """

@@ -1,4 +1,4 @@
-"""Multiple-choice answers from a model, with confidence-aware test-time scaling (SPEC.md 7).
+"""Multiple-choice answers from a model, with confidence-aware test-time scaling (docs/reference.md section 7).
 
 Annotation records (JSON list or JSONL): `question` (the options may be in it), optional
 `options` (a list, appended to the question when it does not already hold them),

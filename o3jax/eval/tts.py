@@ -1,4 +1,4 @@
-"""Confidence-aware test-time scaling as the reference runs it (SPEC.md section 7, eval/tts.py
+"""Confidence-aware test-time scaling as the reference runs it (docs/reference.md section 7, eval/tts.py
 and eval/test/test_{videomme,worldsense,videommmu}.py of marinero4972/Open-o3-Video).
 
 N responses are sampled for one question. Each gets a letter and a weight:
@@ -35,7 +35,7 @@ from o3jax import grammar
 from o3jax.processing.evidence import evidence_crops
 from o3jax.rewards.parse import block
 
-# The reference's reading of a claim here (SPEC.md section 7, its eval/tts.py), not
+# The reference's reading of a claim here (docs/reference.md section 7, its eval/tts.py), not
 # grammar's: ONE box per claim. A claim with a run of boxes, which the rewards read
 # (grammar, rewards/claims.py), is not a test-time-scaling claim: its group 2 spans the run
 # and parse_box rejects it.

@@ -1,4 +1,4 @@
-"""TVGBench temporal grounding scores (SPEC section 6): per-item tIoU, R1@m, mIoU.
+"""TVGBench temporal grounding scores (docs/reference.md section 6): per-item tIoU, R1@m, mIoU.
 
 A results file is a list (JSON or JSONL) of records, one per clip:
   output   the model's full text (aliases: output_text, response, prediction)

@@ -1,4 +1,4 @@
-"""V-STaR scoring (SPEC section 6): what / when / where over two reasoning chains.
+"""V-STaR scoring (docs/reference.md section 6): what / when / where over two reasoning chains.
 
 A results file is the list of V-STaR annotation records, each extended with the model's
 five answers:
@@ -21,7 +21,9 @@ N (breakdown Acc divides by the group's kept records).
 Parsing (never raises on model output; anything unreadable scores 0):
 - when: a list of two numbers; or text (its <answer> block if any): first the grounded
   `<t>S</t>s to <t>E</t>s`, else mm:ss converted to seconds and the text must hold
-  exactly two numbers. end < start scores 0.
+  exactly two numbers. end < start scores 0. A missing or empty ([]) answer is read
+  from the completion in answer_temporal_pre[_2] by the reference's rule
+  (vstar_protocol.extract_span), as Open-o3's eval_vstar.py does.
 - where: a dict, or text (its <answer> block, a ```json fence, the outermost {..} or
   [..]) read as JSON, then with ' -> ", then as a python literal, then with missing
   closing brackets added. A list of dicts is merged; a list of [second, box] pairs is
@@ -35,7 +37,7 @@ round(frame_count / fps, 2): short <= 60 s < medium <= 180 s < long. (The Open-o
 reference script bins with < 60 and < 180: it differs only at exactly 60 s and 180 s.)
 
 The what-judge: a callable judge(question, gold, candidate) -> 0..3 (int, or text that
-holds it; a judge model's prompts are in vstar_prompts.py). `offline_judge` is a
+holds it; the reference judge's prompts are in vstar_reference.py). `offline_judge` is a
 stand-in, not the benchmark's judge (a judge LLM): ROUGE-L F-measure (rouge-score,
 stemming) of candidate against gold, scored 3 if F >= 0.6, 2 if F >= 0.4, 1 if
 F >= 0.2, else 0. Judge text is read as an integer; if that fails, the first run of
@@ -51,6 +53,7 @@ import math
 import re
 from typing import Callable
 
+from o3jax.eval import vstar_protocol
 from o3jax.eval.iou import box_iou, temporal_iou
 from o3jax.grammar import SPAN_RE, answer_block, is_number
 
@@ -313,10 +316,11 @@ def score_sample(record: dict, index: int, judge: Judge | None) -> dict:
     "correct": score is not None and score >= 2,
   }
   for chain, suffix in ((1, ""), (2, "_2")):
-    pred = parse_span(record.get("answer_temporal" + suffix))
-    if pred is None:  # the reference keeps the raw text in answer_temporal_pre[_2]
-      pred = parse_span(record.get("answer_temporal_pre" + suffix))
-    sample[f"tiou_{chain}"] = temporal_iou(span, pred)
+    pred = record.get("answer_temporal" + suffix)
+    if pred is None or pred == []:  # re-read the completion, as Open-o3's eval_vstar.py does
+      raw = record.get("answer_temporal_pre" + suffix)
+      pred = vstar_protocol.extract_span(raw) if isinstance(raw, str) else None
+    sample[f"tiou_{chain}"] = temporal_iou(span, parse_span(pred))
     sample[f"ious_{chain}"] = spatial_ious(gold, record.get("answer_spatial" + suffix))
   return sample
 
@@ -331,18 +335,6 @@ def _mean(values) -> float:
 
 def _neg_log1m(x: float) -> float:
   return -math.log(1.0 - x) if x < 1.0 else math.inf
-
-
-def json_ready(value):
-  """`value` with every non-finite float replaced by None, for strict JSON: LGM is
-  infinite when a component is 1 (SPEC), which JSON cannot hold."""
-  if isinstance(value, dict):
-    return {k: json_ready(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_ready(v) for v in value]
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
 
 
 def combine(acc: float, m_tiou_1: float, m_tiou_2: float, m_viou_1: float, m_viou_2: float) -> dict:
@@ -387,10 +379,14 @@ def summarize(samples: list[dict], acc_denominator: int | None = None) -> dict:
 
 
 def score_vstar(
-  records: list[dict], judge: Judge | None = offline_judge, reference_skip_empty_vqa: bool = False
+  records: list[dict],
+  judge: Judge | None = offline_judge,
+  reference_skip_empty_vqa: bool = False,
+  judge_name: str | None = None,
 ) -> dict:
   """Score a V-STaR results list: overall metrics, duration and domain breakdowns,
-  and the per-sample scores. judge=None: every non-empty answer_vqa needs vqa_score."""
+  and the per-sample scores. judge=None: every non-empty answer_vqa needs vqa_score
+  (`judge_name` then says which judge wrote them, for the metrics header)."""
   if not records:
     raise ValueError("V-STaR results: no records")
   samples = [score_sample(record, i, judge) for i, record in enumerate(records)]
@@ -401,12 +397,19 @@ def score_vstar(
     for s in kept:
       groups.setdefault(s[field], []).append(s)
     metrics[key] = {name: summarize(group) for name, group in sorted(groups.items())}
+  if judge_name is None:
+    judge_name = (
+      "vqa_score only" if judge is None else getattr(judge, "__name__", type(judge).__name__)
+    )
   metrics["settings"] = {
     "duration_bins": "short <= 60 s < medium <= 180 s < long",
     "reference_skip_empty_vqa": reference_skip_empty_vqa,
-    "judge": (
-      "vqa_score only" if judge is None else getattr(judge, "__name__", type(judge).__name__)
+    "empty_answer_rule": (
+      "reference: a record with an empty answer_vqa is left out of every mean but Acc's denominator"
+      if reference_skip_empty_vqa
+      else "o3jax: every record counts everywhere; an empty or unreadable answer scores 0"
     ),
+    "judge": judge_name,
   }
   metrics["per_sample"] = [
     {

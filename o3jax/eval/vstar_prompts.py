@@ -4,7 +4,7 @@ Modelled on the V-STaR reference prompts: what (free-form), chain 1 when (`[s, e
 seconds), chain 1 where (a JSON object second -> [x1, y1, x2, y2] for each whole second
 of the gold span), chain 2 where (told how many boxes), chain 2 when (given the gold
 boxes without their times). Each returns the text that follows the video frames;
-think=True appends the grounded-reasoning instruction (SPEC section 1).
+think=True appends the grounded-reasoning instruction (docs/reference.md section 1).
 """
 
 from __future__ import annotations

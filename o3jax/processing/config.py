@@ -1,4 +1,4 @@
-"""How frames and images are sampled, sized and presented to the model (SPEC.md section 2).
+"""How frames and images are sampled, sized and presented to the model (docs/reference.md section 2).
 
 The defaults are the reference training setup (qwen-vl-utils as patched by Open-o3 Video):
 2 fps, 4..16 frames, every video frame resized to about 128*28*28 pixels, images to at

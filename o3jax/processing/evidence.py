@@ -1,6 +1,6 @@
 """Evidence of a grounded claim: the frame shown at its time, the crop its box cuts.
 
-Test-time scaling rates these crops as the reference cuts them (SPEC.md section 7, eval/tts.py
+Test-time scaling rates these crops as the reference cuts them (docs/reference.md section 7, eval/tts.py
 of marinero4972/Open-o3-Video): the frame round(t * fps) of the frames the model saw, the box
 truncated to ints and clipped to the frame, resized back to the frame size as
 cv2.INTER_LINEAR does. The synthetic data teaches the rating on the same crops, and the

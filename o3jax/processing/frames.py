@@ -1,4 +1,4 @@
-"""Which frames of a video are shown, and at what size (SPEC.md section 2).
+"""Which frames of a video are shown, and at what size (docs/reference.md section 2).
 
 Formulas of qwen-vl-utils (`smart_nframes`, `fetch_video`) and transformers'
 `smart_resize`; frame indices follow `torch.linspace(0, total - 1, n).round()`.

@@ -44,7 +44,7 @@ def _check_file(path: str, what: str) -> None:
 
 
 def read_video(path: str, config: ProcessingConfig, num_threads: int = 1) -> VideoClip:
-  """Samples and resizes the frames of a video file as SPEC.md section 2 says."""
+  """Samples and resizes the frames of a video file as docs/reference.md section 2 says."""
   _check_file(path, "video")
   try:
     reader = decord.VideoReader(path, num_threads=num_threads)

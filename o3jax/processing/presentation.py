@@ -1,6 +1,6 @@
 """How a video or an image is laid out in the user turn, with its pixel arrays.
 
-"frames" (reference training format, SPEC.md section 2): every sampled frame is an image
+"frames" (reference training format, docs/reference.md section 2): every sampled frame is an image
 after `Frame {k} at {t}s: ` (k from 1, t = round(i / sample_fps, 1)), each followed by a
 line break; annotated key frames (already resized to the frame size) are inserted in time
 order before the first sampled frame whose whole second int(i / sample_fps) is >= the

@@ -1,4 +1,4 @@
-"""Spatio-temporal rewards (SPEC.md section 4): host parsing, jitted kernels, `score`."""
+"""Spatio-temporal rewards (docs/reference.md section 4): host parsing, jitted kernels, `score`."""
 
 from o3jax.rewards.gold import RecordError, record_gold
 from o3jax.rewards.kernels import TERMS, group_advantages, reward_terms

@@ -1,4 +1,4 @@
-"""Linear-time matcher for the grounded-claim regex of SPEC.md section 1.
+"""Linear-time matcher for the grounded-claim regex of docs/reference.md section 1.
 
 The claim regex
 

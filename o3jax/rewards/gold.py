@@ -1,4 +1,4 @@
-"""Gold targets from STGR-RL records (SPEC.md section 3) -> arrays for the kernels.
+"""Gold targets from STGR-RL records (docs/reference.md section 3) -> arrays for the kernels.
 
 A record is the STGR-RL JSON record plus `frame_size` [W, H], the processed frame (or
 image) the model saw. What each task reads:

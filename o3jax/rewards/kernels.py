@@ -3,7 +3,7 @@
 Axis legend: N completions; C claims, Q claim boxes, T think times, V visual-QA think
 boxes, each flat over the batch with the index of the completion (or claim) it belongs
 to; G key frames per record, O objects per key frame, M gold boxes per object.
-Formulas: SPEC.md section 4. Inputs are ParsedArrays (batch.py) and GoldArrays
+Formulas: docs/reference.md section 4. Inputs are ParsedArrays (batch.py) and GoldArrays
 (gold.py); `score` (score.py) runs them in float64, like the python reference, so a
 claim 1.0 s from a key frame in decimal gates as it does there.
 """

@@ -1,6 +1,6 @@
 """Completion text -> the values the rewards read (host side; never raises).
 
-Reading of SPEC.md section 4, first match everywhere (the patterns live in o3jax.grammar):
+Reading of docs/reference.md section 4, first match everywhere (the patterns live in o3jax.grammar):
 - think = group 1 of `<think>(.*?)</think>` (DOTALL); the answer block is
   `<answer>.*?</answer>`; answer text = `<answer>\\s*(.*?)\\s*</answer>` stripped, "" when
   absent. Both are found with str.find, which gives the same first match as the regex

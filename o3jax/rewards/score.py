@@ -1,4 +1,4 @@
-"""Reward entry point: completions and their records -> reward terms (SPEC.md section 4).
+"""Reward entry point: completions and their records -> reward terms (docs/reference.md section 4).
 
 Host side: read the completions (batch.py), each record's gold (gold.py), ROUGE for
 free-form answers (rouge.py). Device side: one jitted call of the kernels

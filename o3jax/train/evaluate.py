@@ -5,8 +5,11 @@ Used to report what SFT and GSPO changed (`o3jax demo`, the learning checks).
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from o3jax.train.config import TrainConfig
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
@@ -31,6 +34,7 @@ def evaluate_rewards(
   eval_cfg = cfg.replace(seed=0)
   data = data_iterator(eval_cfg, data_dir, tokenizer, "rl", file, shuffle=False, num_epochs=1)
   terms_all, valid_all, tasks, texts = [], [], [], []
+  bar = tqdm(total=num_batches, desc="held-out rewards", unit="batch", file=sys.stderr)
   for _ in range(num_batches):
     try:
       batch = next(data)
@@ -51,6 +55,11 @@ def evaluate_rewards(
     valid_all.append(r.valid)
     tasks += [rec["task"] if rec else "" for rec in r.records]
     texts += r.texts
+    valid = np.concatenate(valid_all)
+    total = np.concatenate([t["total"] for t in terms_all])[valid]
+    bar.set_postfix_str(f"reward {total.mean() if len(total) else 0.0:.3g}", refresh=False)
+    bar.update()
+  bar.close()
   if not terms_all:
     raise ValueError(f"{data_dir}/{file}: no batch to evaluate")
   terms = {k: np.concatenate([t[k] for t in terms_all]) for k in terms_all[0]}

@@ -23,15 +23,16 @@ from o3jax.distributed import gather_batch
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
 from o3jax.sample import cast_params
-from o3jax.train import state as state_lib, step as step_lib
+from o3jax.train import state as state_lib
+from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import next_token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax.train.run import check_finite, restore, setup_run
-from o3jax.workdir import MetricsLog, load_params
+from o3jax.train.run import check_finite, record_inference_settings, restore, setup_run
 from o3jax.train.sft import data_iterator, device_batch
+from o3jax.workdir import MetricsLog, load_params
 
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
 
@@ -107,7 +108,12 @@ def _slice_rows(rows, extra, idx, model_cfg, micro, group):
 
 
 def train_gspo(
-  cfg: TrainConfig, data_dir: str, workdir: str, steps: int | None = None, init: str | None = None
+  cfg: TrainConfig,
+  data_dir: str,
+  workdir: str,
+  steps: int | None = None,
+  init: str | None = None,
+  data_root: str | None = None,
 ) -> dict:
   """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
   g = cfg.gspo
@@ -120,8 +126,9 @@ def train_gspo(
     )
   # The LR schedule counts optimizer updates.
   run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
-  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json")
+  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
   restore(run, data)
+  record_inference_settings(run, "rl")
   ref_params = None
   if g.beta > 0:
     # The frozen reference is the initial policy, reloaded on resume from `init` (a
@@ -151,7 +158,7 @@ def train_gspo(
     with sharding.use_mesh(run.mesh):
       return np.asarray(ref_jit[key](ref_params, device_batch(mb, run.mesh, shardings)))
 
-  log = MetricsLog(workdir, target, run.start_step)
+  log = MetricsLog(workdir, target, run.start_step, desc="gspo")
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
   pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
@@ -223,6 +230,7 @@ def train_gspo(
     check_finite(step, row, run.checkpointer)
     if step % cfg.checkpoint_every == 0 or step == target:
       run.checkpointer.save(step, state, data)
+  log.close()
   run.checkpointer.close()
   run.state = state
   if getattr(data, "skipped", 0):

@@ -1,4 +1,4 @@
-"""The GSPO objective (SPEC.md section 5), as a (sum, denominator) pair.
+"""The GSPO objective (docs/reference.md section 5), as a (sum, denominator) pair.
 
 For completion i with tokens t (mask m), current log-probs lp, rollout-time log-probs
 old, reference log-probs ref and group advantage A_i:

@@ -19,6 +19,7 @@ import jax
 from o3jax import sharding, workdir as workdir_lib
 from o3jax.checkpoint import Checkpointer
 from o3jax.models import config as model_config_lib
+from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import optim, state as state_lib
 from o3jax.train.config import TrainConfig
@@ -104,11 +105,26 @@ def _new_model_config(
 
 
 def restore(run: Run, data_iterator=None):
-  """Loads the newest checkpoint of the run's own workdir, if any, into `run.state`."""
+  """Loads the newest checkpoint of the run's own workdir, if any, into `run.state`; with
+  `data_iterator` (training goes on) its position too, and says so."""
   if run.start_step:
     abstract = jax.eval_shape(lambda s: s, run.state)
     run.state = run.checkpointer.restore(run.start_step, abstract, run.shardings, data_iterator)
-    print(f"resumed from {run.checkpointer.directory}/{run.start_step}", file=sys.stderr)
+    if data_iterator is not None and jax.process_index() == 0:
+      print(f"resumed from {run.checkpointer.directory}/{run.start_step}", file=sys.stderr)
+
+
+def record_inference_settings(run: Run, stage: str) -> None:
+  """Writes what `o3jax infer` and `o3jax eval` need to ask the trained model as it was
+  trained: its frame processing, the prompts of its `stage` ("sft" or "rl") and the
+  answer length of its rollouts (`workdir.INFERENCE`)."""
+  processing = ProcessingConfig(**run.cfg.processing)
+  workdir_lib.write_inference_settings(
+    run.workdir,
+    workdir_lib.InferenceSettings(
+      processing, processing.prompt_stage(stage), run.cfg.gspo.max_new_tokens
+    ),
+  )
 
 
 def check_finite(step: int, row: dict[str, float], checkpointer: Checkpointer) -> None:

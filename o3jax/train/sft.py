@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from o3jax import grammar
-from o3jax.data import pipeline
-from o3jax.data.records import load_records
+from o3jax.data import pipeline, stgr_layout
+from o3jax.data.records import RecordError, load_records
 from o3jax.distributed import gather_batch
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.tokenizer import special_token_ids
@@ -19,7 +19,7 @@ from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import check_finite, restore, setup_run
+from o3jax.train.run import check_finite, record_inference_settings, restore, setup_run
 from o3jax.workdir import MetricsLog
 
 
@@ -48,13 +48,27 @@ def data_iterator(
   file: str,
   shuffle: bool = True,
   num_epochs: int | None = None,
+  data_root: str | None = None,
 ):
+  """Batches of `file` under `data_dir` (paths relative to it), or with `data_root` of
+  DATA_ROOT/json_data/`file` in the published STGR layout (o3jax.data.stgr_layout)."""
   if cfg.batch_size % jax.process_count():
     raise ValueError(
       f"batch_size {cfg.batch_size} does not split over {jax.process_count()} processes"
     )
-  path = os.path.join(data_dir, file)
-  records = select_tasks(load_records(path), cfg.tasks)
+  if data_root:
+    path = stgr_layout.json_path(data_root, file)
+    records = []
+    for index, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
+      try:
+        records.append(stgr_layout.resolve(record, stage, data_root))
+      except RecordError as e:
+        if cfg.strict_data:
+          raise
+        print(f"skipping {path} record {index}: {e}", file=sys.stderr)
+  else:
+    path = os.path.join(data_dir, file)
+    records = select_tasks(load_records(path), cfg.tasks)
   pcfg = pipeline.PipelineConfig(
     batch_size=cfg.batch_size // jax.process_count(),
     buckets=tuple(cfg.buckets),
@@ -95,6 +109,7 @@ def train_sft(
   steps: int | None = None,
   init: str | None = None,
   batches: Iterator | None = None,
+  data_root: str | None = None,
 ) -> dict:
   """Trains until step `steps` (default cfg.total_steps); returns the last metrics row.
 
@@ -104,12 +119,13 @@ def train_sft(
   data = (
     batches
     if batches is not None
-    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json")
+    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json", data_root=data_root)
   )
   restore(run, data)
+  record_inference_settings(run, "sft")
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, sft_loss, run.tx, run.schedule)
-  log = MetricsLog(workdir, target, run.start_step)
+  log = MetricsLog(workdir, target, run.start_step, desc="sft")
   jitted, row, pending = None, {}, None
   state = run.state
   step = run.start_step
@@ -136,6 +152,7 @@ def train_sft(
     if step % cfg.checkpoint_every == 0 or step == target:
       row, pending = flush(pending), None
       run.checkpointer.save(step, state, data)
+  log.close()
   run.checkpointer.close()
   skipped = getattr(data, "skipped", 0)
   if skipped:

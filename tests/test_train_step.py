@@ -46,8 +46,11 @@ def test_remat_gives_the_same_loss_and_gradients():
   for l1, g1 in out[1:]:
     np.testing.assert_allclose(float(l0), float(l1), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
-      # Recomputation may reassociate fp32 sums: a few ulp (rtol 1e-6), never more.
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-6)
+      # Recomputation may reassociate fp32 sums: a few ulp of the summed terms, never
+      # more. A bias gradient sums terms of the leaf's largest size (the merger's fc2 bias:
+      # ~4 per image token), so its ulp-level error scales with that, not with the entry.
+      scale = max(1.0, float(np.abs(np.asarray(a)).max()))
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6 * scale, rtol=1e-6)
 
 
 def test_chunked_logprobs_hand_computed():

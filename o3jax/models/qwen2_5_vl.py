@@ -25,6 +25,7 @@ from o3jax.models.rope_index import rope_index_for
 from o3jax.models.text import KVCache, TextDecoder
 from o3jax.models.vision import VisionTower
 from o3jax.models.vision_layout import VisionLayout, layout_for
+from o3jax.models.vision_rows import encode_rows, scatter_rows
 
 
 def _concrete(x, name: str) -> np.ndarray:
@@ -144,17 +145,25 @@ class Qwen2_5_VL(nnx.Module):
     image_layout: VisionLayout | None = None,
     pixel_values_videos=None,
     video_layout: VisionLayout | None = None,
+    vision_row=None,
   ):
-    """Token embeddings with image and video features scattered at their pad tokens."""
+    """Token embeddings with image and video features scattered at their pad tokens.
+
+    Pixels [N, P] are all patches of the batch concatenated (transformers' layout); pixels
+    [R, N, P] with layouts of leading axis R are per row (`vision_rows.py`): row b reads
+    vision row `vision_row[b]` (default b), so rows sharing a prompt encode it once."""
     x = self.text.embed_tokens(input_ids)
-    if pixel_values is not None:
-      x = _scatter_features(
-        x, input_ids, self.config.image_token_id, self.visual(pixel_values, image_layout)
-      )
-    if pixel_values_videos is not None:
-      x = _scatter_features(
-        x, input_ids, self.config.video_token_id, self.visual(pixel_values_videos, video_layout)
-      )
+    for pixels, layout, token_id in (
+      (pixel_values, image_layout, self.config.image_token_id),
+      (pixel_values_videos, video_layout, self.config.video_token_id),
+    ):
+      if pixels is None:
+        continue
+      if pixels.ndim == 3:
+        feats = encode_rows(self.visual, pixels, layout)
+        x = scatter_rows(x, input_ids, token_id, feats, vision_row)
+      else:
+        x = _scatter_features(x, input_ids, token_id, self.visual(pixels, layout))
     return x
 
   def __call__(
@@ -171,6 +180,7 @@ class Qwen2_5_VL(nnx.Module):
     video_layout=None,
     rope_rule: str = "qwen",
     return_hidden: bool = False,
+    vision_row=None,
   ):
     needs_host = (
       position_ids is None
@@ -198,7 +208,9 @@ class Qwen2_5_VL(nnx.Module):
     position_ids = jnp.asarray(position_ids)
     if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
       position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
-    x = self.embed(input_ids, pixel_values, image_layout, pixel_values_videos, video_layout)
+    x = self.embed(
+      input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
+    )
     h, _ = self.text(x, position_ids, causal_mask(attention_mask))
     return h if return_hidden else self.text.logits(h)
 

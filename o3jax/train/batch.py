@@ -1,10 +1,11 @@
 """Pipeline batches -> model inputs with a leading micro-batch axis (host side, numpy).
 
 A pipeline batch (see `o3jax/data/pipeline.py`) concatenates the patches of all its rows.
-Splitting it into M micro-batches regroups rows, their grids and their patches; then the
-3-D positions and vision layouts of each micro-batch are computed here, on the host, and
-padded to sizes that depend only on the bucket (and, for the window and frame counts, a
-power-of-two round-up), so a run compiles a handful of times.
+Here each row's patches are moved to a row of their own ([B, N, P], N the per-row patch
+bucket) with that row's vision layout, so vision is split over the mesh like the tokens;
+the rows are grouped into M micro-batches; the 3-D positions and vision layouts are
+computed on the host and padded to sizes that depend only on the bucket (and, for the
+window and frame counts, a power-of-two round-up), so a run compiles a handful of times.
 """
 
 from __future__ import annotations
@@ -45,16 +46,19 @@ def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int
 
 
 def _layout_padding(cfg, grid_list, patches):
+  """Padding of every row's layout: the largest window and frame counts over the rows."""
   v = cfg.vision
   wm = v.window_merge_units
   windows = frames = 0
   frame_len = 1
   for grids in grid_list:
+    row_windows = row_frames = 0
     for t, h, w in grids.tolist():
       lh, lw = h // v.spatial_merge_size, w // v.spatial_merge_size
-      windows += t * -(-lh // wm) * -(-lw // wm)
-      frames += t
+      row_windows += t * -(-lh // wm) * -(-lw // wm)
+      row_frames += t
       frame_len = max(frame_len, h * w)
+    windows, frames = max(windows, row_windows), max(frames, row_frames)
   # Counts round up to powers of two: at most a few distinct shapes (compilations) per
   # bucket, at the price of at most 2x the (small) window-attention work.
   return dict(
@@ -65,6 +69,17 @@ def _layout_padding(cfg, grid_list, patches):
   )
 
 
+def _vision_rows(cfg, batch, kind, ids, mask):
+  """Per row of the batch: (indices of its grids, first patch, patch count) for a kind."""
+  grids = np.asarray(batch[_GRID[kind]]).reshape(-1, 3)
+  counts = ((ids == _TOKEN[kind](cfg)) & mask.astype(bool)).sum(-1)
+  starts = np.concatenate([[0], np.cumsum(grids.prod(-1))])
+  return [
+    (g, int(starts[g[0]]) if g else 0, n)
+    for g, n in _split_vision(counts, grids, cfg.vision.merge_unit)
+  ]
+
+
 def model_batch(
   cfg: Qwen2_5_VLConfig,
   batch: dict[str, Any],
@@ -72,51 +87,77 @@ def model_batch(
   ids_key: str = "input_ids",
   mask_key: str = "attention_mask",
   rope_rule: str = "qwen",
+  group: int = 1,
 ) -> dict[str, Any]:
-  """Stacked [M, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T], loss_mask
-  (when present), pixel_values + image_layout and pixel_values_videos + video_layout."""
+  """Stacked [M, b, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T],
+  loss_mask (when present), and per kind present pixel_values [M, b, N, P] + image_layout
+  (leaves [M, b, ...]), likewise pixel_values_videos + video_layout: each row's patches
+  and layout padded to one bucket N (the pipeline's per-row patch bucket), so the rows,
+  and their vision, split over the mesh's batch axes like the tokens
+  (`o3jax.models.vision_rows`).
+
+  With `group` > 1, consecutive groups of `group` rows share one prompt (GSPO's G
+  rollouts): vision is kept once per group, pixels [M, b/group, N, P], and
+  `vision_row` [M, b] names each row's, so the tower encodes each prompt once."""
   ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
   b = ids.shape[0]
   if b % micro_batches:
     raise ValueError(f"batch of {b} rows does not split into {micro_batches} micro-batches")
   per = b // micro_batches
+  if per % group:
+    raise ValueError(f"micro-batches of {per} rows do not hold whole groups of {group}")
   valid = mask.astype(bool)
-  kinds = [
-    kind
-    for kind, tok in (("image", cfg.image_token_id), ("video", cfg.video_token_id))
-    if ((ids == tok) & valid).any()
-  ]
+  kinds = [k for k in ("image", "video") if ((ids == _TOKEN[k](cfg)) & valid).any()]
+  split = {k: _vision_rows(cfg, batch, k, ids, mask) for k in kinds}
+  mu = cfg.vision.merge_unit
+
   micro = []
   for m in range(micro_batches):
     rows = np.arange(m * per, (m + 1) * per)
-    sub = select_rows(cfg, batch, rows, ids_key, mask_key)
-    item = {"input_ids": sub[ids_key], "attention_mask": sub[mask_key]}
+    item = {"input_ids": ids[rows], "attention_mask": mask[rows]}
     if "loss_mask" in batch:
       item["loss_mask"] = np.asarray(batch["loss_mask"])[rows]
-    grids = {k: sub[_GRID[k]] for k in kinds}
+    grids, sec = {}, None
     for k in kinds:
-      item[_PIXELS[k]] = sub[_PIXELS[k]]
+      idx = np.asarray([g for r in rows for g in split[k][r][0]], np.int64)
+      grids[k] = np.asarray(batch[_GRID[k]]).reshape(-1, 3)[idx]
+      if k == "video" and "second_per_grid_ts" in batch:
+        sec = np.asarray(batch["second_per_grid_ts"])[idx]
     item["position_ids"], _ = rope_index_for(
       cfg,
       item["input_ids"],
       item["attention_mask"],
       grids.get("image"),
       grids.get("video"),
-      sub.get("second_per_grid_ts") if "video" in kinds else None,
+      sec,
       rule=rope_rule,
     )
-    micro.append((item, grids))
+    micro.append(item)
+  out: dict[str, Any] = {k: np.stack([it[k] for it in micro]) for k in micro[0]}
 
-  # Pad the layouts of all micro-batches to one shape, then stack.
-  out: dict[str, Any] = {}
   for k in kinds:
-    pad = _layout_padding(cfg, [g[k] for _, g in micro], len(micro[0][0][_PIXELS[k]]))
-    out[f"{k}_layout"] = _stack([layout_for(cfg, g[k], **pad) for _, g in micro])
-  for k in micro[0][0]:
-    out[k] = np.stack([it[k] for it, _ in micro])
+    pixels = np.asarray(batch[_PIXELS[k]])
+    all_grids = np.asarray(batch[_GRID[k]]).reshape(-1, 3)
+    n = _round_up(max([len(pixels) // b] + [c for _, _, c in split[k]]), mu)
+    row_grids = [all_grids[g] for g, _, _ in split[k]]
+    pad = _layout_padding(cfg, row_grids, n)
+    kept = range(0, b, group)  # the first row of each group stands for the group
+    row_pixels = np.zeros((len(kept), n, pixels.shape[1]), pixels.dtype)
+    for i, r in enumerate(kept):
+      _, first, count = split[k][r]
+      row_pixels[i, :count] = pixels[first : first + count]
+    layouts = [layout_for(cfg, row_grids[r].reshape(-1, 3), **pad) for r in kept]
+    vp = per // group
+    out[_PIXELS[k]] = row_pixels.reshape(micro_batches, vp, *row_pixels.shape[1:])
+    out[f"{k}_layout"] = _stack(
+      [_stack(layouts[m * vp : (m + 1) * vp]) for m in range(micro_batches)]
+    )
+  if group > 1 and kinds:
+    out["vision_row"] = np.tile(np.arange(per, dtype=np.int32) // group, (micro_batches, 1))
   return out
 
 
+_TOKEN = {"image": lambda c: c.image_token_id, "video": lambda c: c.video_token_id}
 _PIXELS = {"image": "pixel_values", "video": "pixel_values_videos"}
 _GRID = {"image": "image_grid_thw", "video": "video_grid_thw"}
 

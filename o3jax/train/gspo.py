@@ -10,6 +10,7 @@ differentiated, as in the reference; with U > 1 the clip acts.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import jax
@@ -17,17 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o3jax import sharding
+from o3jax import workdir as workdir_lib
 from o3jax.distributed import gather_batch
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards import group_advantages
 from o3jax.sample import cast_params
-from o3jax.train import state as state_lib, step as step_lib
+from o3jax.train import state as state_lib
+from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, select_rows
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import next_token_logprobs
 from o3jax.train.rollout import mean_rewards, rollout, score_rollouts
-from o3jax import workdir as workdir_lib
 from o3jax.train.run import (
   check_finite,
   check_state_finite,
@@ -35,8 +38,8 @@ from o3jax.train.run import (
   restore,
   setup_run,
 )
-from o3jax.workdir import MetricsLog, load_params
 from o3jax.train.sft import data_iterator, device_batch
+from o3jax.workdir import MetricsLog, load_params
 
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
 
@@ -98,9 +101,12 @@ def build_update_batch(model_cfg, batch, r, advantages, group, prompt_len):
   return rows, extra
 
 
-def _slice_rows(rows, extra, idx, model_cfg, micro):
-  """Model inputs [M, ...] for the rollouts `idx` (consecutive whole groups)."""
-  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro)
+def _slice_rows(rows, extra, idx, model_cfg, micro, group):
+  """Model inputs [M, ...] for the rollouts `idx` (consecutive whole groups): each
+  prompt's vision once, shared by its `group` rollouts (`vision_row`). A micro-batch
+  holding part of a group shares within runs of gcd(rows, group), all of one prompt."""
+  share = math.gcd(len(idx) // micro, group)
+  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro, group=share)
   per = len(idx) // micro
   for k, v in extra.items():
     v = np.asarray(v)
@@ -146,7 +152,24 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
     )
   target = cfg.total_steps if steps is None else steps
   train_step = step_lib.make_train_step(run.graphdef, make_gspo_loss(cfg), run.tx, run.schedule)
-  ref_fn = jax.jit(lambda p, mb: _forward_logprobs(nnx.merge(run.graphdef, p), mb, g))
+  ref_jit = {}
+
+  def ref_logprobs(mb):
+    """pi_ref's completion log-probs [M, b, T] of every micro-batch of `mb`, jitted with
+    the params' and the rows' shardings under the mesh (one compile per batch layout)."""
+    shardings = step_lib.batch_shardings(mb, run.mesh)
+    key = jax.tree.structure(mb), tuple(np.shape(x) for x in jax.tree.leaves(mb))
+    if key not in ref_jit:
+      each = lambda p, one: _forward_logprobs(nnx.merge(run.graphdef, p), one, g)
+      repl = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
+      ref_jit[key] = jax.jit(
+        lambda p, mb: jax.lax.map(lambda one: each(p, one), mb),
+        in_shardings=(run.shardings.params, shardings),
+        out_shardings=repl,
+      )
+    with sharding.use_mesh(run.mesh):
+      return np.asarray(ref_jit[key](ref_params, device_batch(mb, run.mesh, shardings)))
+
   log = MetricsLog(workdir, target, run.start_step, desc="gspo")
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
@@ -179,15 +202,15 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
     mbs = []
     for idx in slices:
       mb = _slice_rows(
-        rows, {**extra, "ref_logprobs": ref}, idx, run.model_config, cfg.micro_batches
+        rows,
+        {**extra, "ref_logprobs": ref},
+        idx,
+        run.model_config,
+        cfg.micro_batches,
+        g.group_size,
       )
       if ref_params is not None:
-        lp = np.stack(
-          [
-            np.asarray(ref_fn(ref_params, jax.tree.map(lambda x: x[i], mb)))
-            for i in range(cfg.micro_batches)
-          ]
-        )
+        lp = ref_logprobs(mb)
         mb["ref_logprobs"] = lp
       mbs.append(mb)
     for mb in mbs:

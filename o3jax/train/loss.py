@@ -60,6 +60,7 @@ def batch_hidden(model, mb):
     position_ids=mb["position_ids"],
     image_layout=mb.get("image_layout"),
     video_layout=mb.get("video_layout"),
+    vision_row=mb.get("vision_row"),
     return_hidden=True,
   )
 

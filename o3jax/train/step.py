@@ -87,7 +87,8 @@ def jit_train_step(train_step, state_shardings, batch_shardings, mesh):
   return run
 
 
-# Arrays [M, B, ...] with one row per sequence: split over (data, fsdp) along B.
+# Arrays [M, B, ...] with one row per sequence (vision: one per vision row, see
+# `o3jax.models.vision_rows`): split over (data, fsdp) along B.
 ROW_KEYS = (
   "input_ids",
   "attention_mask",
@@ -97,16 +98,18 @@ ROW_KEYS = (
   "ref_logprobs",
   "advantages",
   "row_mask",
+  "pixel_values",
+  "pixel_values_videos",
+  "image_layout",
+  "video_layout",
+  "vision_row",
 )
 
 
 def batch_shardings(batch, mesh):
-  """Token arrays split over (data, fsdp) along their batch axis; pixels replicated.
-
-  Token arrays are [M, B, T] (position ids [M, 3, B, T]); vision arrays have no batch axis
-  (all patches of a micro-batch are concatenated), so they are replicated. Hence in a
-  multi-process run every process feeds the whole global batch (`o3jax.distributed`).
-  """
+  """Row arrays split over (data, fsdp) along their batch axis: tokens [M, B, T], position
+  ids [M, 3, B, T], pixels [M, B, N, P] and every leaf of their layouts [M, B, ...], so
+  each device encodes only its own rows' images. Anything else is replicated."""
   P = jax.sharding.PartitionSpec
 
   def one(path, x):

@@ -72,12 +72,17 @@ class Inference:
 
 
 def read_evidence(text: str) -> list[Evidence]:
-  """One Evidence per box of each claim of the think block (rewards' claim parser)."""
-  from o3jax.rewards.parse import parse_completion
+  """One Evidence per box of each claim the model wrote. The rewards read claims from a
+  closed think block only; a reader of one answer wants every claim shown, so a completion
+  that never closes its think block is read whole."""
+  from o3jax.grammar import THINK
+  from o3jax.rewards.claims import find_claims
+  from o3jax.rewards.parse import BoxValues, block, read_claims
 
+  source = block(text, THINK) or text
   return [
     Evidence(name, box, time)
-    for name, time, boxes in parse_completion(text).claims
+    for name, time, boxes in read_claims(find_claims(source), BoxValues())
     for box in boxes
   ]
 

@@ -81,6 +81,22 @@ GROUNDED = (
 )
 
 
+def test_evidence_of_an_unclosed_think_block():
+  # The demo's tiny model can write claims and then "</answer>" without closing <think>:
+  # the claims are still its evidence (the rewards, which need a closed block, give 0).
+  text = (
+    "<think>The <obj>white triangle</obj><box>[26,23,41,41]</box>at<t>3.0</t>s is here. "
+    "Later <obj>it</obj><box>[40,20,52,43]</box>at<t>4.5</t>s.</answer>"
+  )
+  assert infer.read_evidence(text) == [
+    viz.Evidence("white triangle", (26.0, 23.0, 41.0, 41.0), 3.0),
+    viz.Evidence("it", (40.0, 20.0, 52.0, 43.0), 4.5),
+  ]
+  assert infer.read_evidence(GROUNDED + " <obj>x</obj><box>[1,1,2,2]</box>at<t>9</t>s") == (
+    infer.read_evidence(GROUNDED)
+  )  # past a closed think block nothing counts
+
+
 def test_read_evidence_table_and_outputs(tmp_path):
   result = infer.read_inference("Which colour?", GROUNDED)
   assert result.answer == "The square is red."

@@ -217,7 +217,7 @@ def add_model_arguments(p) -> None:
 
 
 def _pct(x: float) -> str:
-  return f"{100 * x:.1f}"
+  return f"{round(100 * x, 1) + 0.0:.1f}"  # + 0.0: a score that rounds to zero is not "-0.0"
 
 
 def _summary_vstar(m: dict) -> str:

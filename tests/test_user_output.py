@@ -73,13 +73,13 @@ def test_sheet_draws_gold_and_model_boxes_in_two_colours_with_both_answers():
 
 
 def test_eval_summary_has_no_negative_zero():
-  from o3jax.eval.cli import _summary_vstar
+  from o3jax.eval.summary import vstar_summary
 
   zero = {k: -0.0 for k in ("acc", "m_tiou_1", "m_tiou_2", "m_viou_1", "m_viou_2")}
   m = {"n": 6, **zero, "mam": 0.006172839506172839, "mlgm": -1e-9, "by_duration": {}}
   m |= {
     f"{s}@{t}_{k}": -0.0 for s in ("r1", "ap") for t in (0.1, 0.3, 0.5, 0.7, 0.9) for k in (1, 2)
   }
-  text = _summary_vstar(m | {"by_domain": {}})
+  text = vstar_summary(m | {"by_domain": {}})
   assert "-0.0" not in text
   assert text.splitlines()[0].endswith("| mAM 0.6 | mLGM 0.0")

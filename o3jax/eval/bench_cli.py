@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from o3jax.eval import bench_score, benchmarks, tts
+from o3jax.eval.summary import accuracy_summary
 
 HELPS = {
   "videomme": "VideoMME from its parquet file, per duration / domain / task",
@@ -123,16 +124,6 @@ def generate(args) -> tuple[Path, dict]:
   return path, settings
 
 
-def summary(benchmark: str, m: dict) -> str:
-  lines = [f"{benchmark} (N={m['n']}): Acc {100 * m['acc']:.1f}"]
-  for key, groups in m.items():
-    if key.startswith("by_"):
-      lines += [
-        f"  {key[3:]} {k} (N={g['n']}): Acc {100 * g['acc']:.1f}" for k, g in groups.items()
-      ]
-  return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
   from o3jax.eval.cli import load_records
   from o3jax.eval.mcq_run import print_tts, tts_accuracy
@@ -151,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     tts_table = tts_accuracy(sampled) if sampled and sampled[0].get("confidence") else None
   except ValueError as err:
     raise SystemExit(f"o3jax eval {args.benchmark}: {path}: {err}")
-  print(summary(args.benchmark, metrics))
+  print(accuracy_summary(f"{args.benchmark} (N={metrics['n']})", metrics))
   if tts_table:
     print_tts(tts_table)
     metrics["tts"] = tts_table

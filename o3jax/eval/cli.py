@@ -35,6 +35,7 @@ from pathlib import Path
 
 from o3jax import jsonio
 from o3jax.eval import bench_cli, mcq, tvg, vstar, vstar_reference
+from o3jax.eval import summary as summaries
 
 DEFAULT_BATCH = {"vstar": 5, "tvg": 4, "mcq": 4}
 
@@ -216,45 +217,6 @@ def add_model_arguments(p) -> None:
   )
 
 
-def _pct(x: float) -> str:
-  return f"{round(100 * x, 1) + 0.0:.1f}"  # + 0.0: a score that rounds to zero is not "-0.0"
-
-
-def _summary_vstar(m: dict) -> str:
-  lines = [
-    f"V-STaR (N={m['n']}): Acc {_pct(m['acc'])}"
-    f" | tIoU {_pct(m['m_tiou_1'])}/{_pct(m['m_tiou_2'])}"
-    f" | vIoU {_pct(m['m_viou_1'])}/{_pct(m['m_viou_2'])} | mAM {_pct(m['mam'])}"
-    f" | mLGM {_pct(m['mlgm'])}"
-  ]
-  for k in (1, 2):
-    r1 = " ".join(f"R1@{th} {_pct(m[f'r1@{th}_{k}'])}" for th in vstar.R1_THRESHOLDS)
-    ap = " ".join(f"AP@{th} {_pct(m[f'ap@{th}_{k}'])}" for th in vstar.AP_THRESHOLDS)
-    lines.append(f"  chain {k}: {r1} | {ap}")
-  for key in ("by_duration", "by_domain"):
-    for name, g in m[key].items():
-      lines.append(
-        f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])} mAM {_pct(g['mam'])}"
-        f" mLGM {_pct(g['mlgm'])}"
-      )
-  return "\n".join(lines)
-
-
-def _summary_tvg(m: dict) -> str:
-  r1 = " ".join(f"R1@{th} {_pct(m[f'r1@{th}'])}" for th in tvg.R1_THRESHOLDS)
-  return f"TVGBench (N={m['n']}, unparsed {m['n_unparsed']}): mIoU {_pct(m['miou'])} | {r1}"
-
-
-def _summary_mcq(m: dict) -> str:
-  lines = [f"MCQ (N={m['n']}, unparsed {m['n_unparsed']}): Acc {_pct(m['acc'])}"]
-  for key, groups in m.items():
-    if key.startswith("by_"):
-      lines += [
-        f"  {key[3:]} {name} (N={g['n']}): Acc {_pct(g['acc'])}" for name, g in groups.items()
-      ]
-  return "\n".join(lines)
-
-
 def results_path(args: argparse.Namespace) -> Path:
   if args.results:
     return Path(args.results)
@@ -429,14 +391,16 @@ def run(args: argparse.Namespace) -> int:
       metrics = vstar.score_vstar(
         records, judge, args.reference_skip_empty_vqa, judge_name=judge_name
       )
-      summary = _summary_vstar(metrics)
+      summary = summaries.vstar_summary(metrics)
     elif args.benchmark == "tvg":
       metrics = tvg.score_tvg(records)
-      summary = _summary_tvg(metrics)
+      summary = summaries.tvg_summary(metrics)
     else:
       fields = tuple(f.strip() for f in args.group_by.split(",") if f.strip())
       metrics = mcq.score_mcq(records, fields)
-      summary = _summary_mcq(metrics)
+      summary = summaries.accuracy_summary(
+        f"MCQ (N={metrics['n']}, unparsed {metrics['n_unparsed']})", metrics
+      )
       if any(isinstance(r, dict) and isinstance(r.get("answers"), list) for r in records):
         from o3jax.eval.mcq_run import print_tts, tts_accuracy
 

@@ -88,6 +88,17 @@ def matmul_params(params, prefix: str) -> int:
   return total
 
 
+def _unroll_scans() -> None:
+  """Every jax.lax.scan traced from here on is unrolled (the layers, the loss chunks): a
+  measuring device for cost_analysis, which counts a while loop's body once."""
+  scan = jax.lax.scan
+
+  def unrolled(f, init, xs=None, length=None, **kw):
+    return scan(f, init, xs, length, **{**kw, "unroll": True})
+
+  jax.lax.scan = unrolled
+
+
 def model_flops(cfg, params, batch: int, seq: int, patches: int) -> float:
   """PaLM-style model FLOPs of one step (forward + backward), text and vision."""
   t, v = cfg.text, cfg.vision
@@ -129,6 +140,12 @@ def main():
   ap.add_argument("--attention", default=None, help="auto, blockwise, cudnn, splash")
   ap.add_argument("--mesh", default="1,1,1", help="data,fsdp,tensor: the first D*F*T devices")
   ap.add_argument("--aot", action="store_true", help="compile only; memory and FLOPs")
+  ap.add_argument(
+    "--unroll",
+    action="store_true",
+    help="with --aot: unroll every scan, so that `flops` counts each layer (XLA's cost analysis "
+    "counts a loop body once); memory and compile time then describe the unrolled program",
+  )
   ap.add_argument("--peak-tflops", type=float, default=0.0)
   ap.add_argument("--out", default=None)
   args = ap.parse_args()
@@ -171,8 +188,11 @@ def main():
     "dtype": dtype,
     "remat": remat,
     "attention": cfg.attention_impl,
+    "unrolled": args.unroll,
   }
 
+  if args.unroll:
+    _unroll_scans()
   if args.aot:
     graphdef, state, shardings = state_lib.abstract_state(cfg, tx, mesh, compute)
     train_step = step_lib.make_train_step(graphdef, sft_loss, tx, schedule(ocfg, 1000))

@@ -1,4 +1,4 @@
-"""Multi-process runs: `jax.distributed` from the environment, and the global batch.
+"""Multi-process runs: `jax.distributed` from the environment, and each process's rows.
 
 A multi-host job runs the same `o3jax sft|gspo` command on every host (see launch/).
 `initialize_from_env()` connects the processes before anything touches a device:
@@ -9,25 +9,25 @@ A multi-host job runs the same `o3jax sft|gspo` command on every host (see launc
                          launch/tpu_pod.sh)
   neither                one process: nothing to do
 
-Each process reads its own shard of the records and decodes only its rows, but the vision
-tower takes all the patches of a micro-batch at once (the vision arrays have no batch axis
-and are replicated over the mesh), so every process needs the whole global batch.
-`gather_batch` exchanges the processes' pipeline batches and merges them, the rows of
-process 0 first, into the same global batch on every process; `concat_batches` is the
-merge, exactly the batch one process would have made of the same rows in that order.
+Batch rows are split over the (data, fsdp) mesh axes. `row_shard(mesh)` names the block
+of rows this process's devices hold; the process reads and decodes only the records of
+that block (`o3jax.data.pipeline` shards by it) and `place_rows` turns its host arrays
+into the global arrays with `jax.make_array_from_process_local_data`: no pixels cross
+hosts. What the processes must agree on, the padded shapes, they agree on with
+`agree_max`, an all-gather of a few ints; `gather_rows` brings small per-row results
+(rewards, lengths) to every process for the metrics.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import jax
 import numpy as np
 
 EXPLICIT = ("O3JAX_COORDINATOR", "O3JAX_NUM_PROCESSES", "O3JAX_PROCESS_ID")
+BATCH_AXES = ("data", "fsdp")  # the mesh axes that split batch rows (sharding.RULES)
 
 
 def initialize_from_env(environ: Mapping[str, str] = os.environ) -> bool:
@@ -64,105 +64,91 @@ def initialize_from_env(environ: Mapping[str, str] = os.environ) -> bool:
   return False
 
 
-# ------------------------------------------------------------------------------ batches
-
-_TOKENS = (
-  "input_ids",
-  "attention_mask",
-  "loss_mask",
-  "prompt_ids",
-  "prompt_mask",
-)  # [b, T]
-_ROWS = ("prompt_length", "example_mask", "meta")  # [b] (meta: a list)
-# (patches [b*P, D], their mask [b*P], grids [b*N, 3], per-grid seconds [b*N] or None)
-_VISION = (
-  ("pixel_values", "pixel_values_mask", "image_grid_thw", None),
-  ("pixel_values_videos", "pixel_values_videos_mask", "video_grid_thw", "second_per_grid_ts"),
-)
+# ----------------------------------------------------------------------- rows per process
 
 
-def concat_batches(batches: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-  """One pipeline batch (see `o3jax/data/pipeline.py`) holding the rows of `batches` in order.
-
-  Token arrays are padded to the longest T (SFT batches on the right, RL prompts on the
-  left, as the pipeline pads them, input ids with `pad_id`); each modality's real patches
-  and grids are concatenated in row order and zero-padded to len(batches) times the
-  largest batch's rows, which is the larger bucket when processes picked different ones.
-  """
-  if len(batches) == 1:
-    return batches[0]
-  first = batches[0]
-  known = set(_TOKENS) | set(_ROWS) | {k for group in _VISION for k in group if k}
-  unknown = sorted(set(first) - known)
-  if unknown:
-    raise ValueError(f"cannot merge batches with fields {unknown}")
-  left = "prompt_ids" in first
-  length = max(np.shape(b[k])[1] for b in batches for k in _TOKENS if k in b)
-  out: dict[str, Any] = {}
-  for key in _TOKENS:
-    if key not in first:
-      continue
-    fill = pad_id if key in ("input_ids", "prompt_ids") else 0
-    parts = []
-    for b in batches:
-      x = np.asarray(b[key])
-      pad = ((0, 0), (length - x.shape[1], 0) if left else (0, length - x.shape[1]))
-      parts.append(np.pad(x, pad, constant_values=fill))
-    out[key] = np.concatenate(parts)
-  for key in _ROWS:
-    if key in first:
-      out[key] = (
-        sum((list(b[key]) for b in batches), [])
-        if key == "meta"
-        else np.concatenate([np.asarray(b[key]) for b in batches])
-      )
-  for pixels, mask, grids, seconds in _VISION:
-    if pixels not in first:
-      continue
-    real_patches = [int(np.asarray(b[mask]).sum()) for b in batches]
-    real_grids = [int((np.asarray(b[grids]).prod(-1) > 0).sum()) for b in batches]
-    n_patches = len(batches) * max(len(b[pixels]) for b in batches)
-    n_grids = len(batches) * max(len(b[grids]) for b in batches)
-    out[pixels] = _stacked(
-      [np.asarray(b[pixels])[:n] for b, n in zip(batches, real_patches)], n_patches
-    )
-    out[mask] = (np.arange(n_patches) < sum(real_patches)).astype(np.asarray(first[mask]).dtype)
-    out[grids] = _stacked([np.asarray(b[grids])[:n] for b, n in zip(batches, real_grids)], n_grids)
-    if seconds and seconds in first:
-      out[seconds] = _stacked(
-        [np.asarray(b[seconds])[:n] for b, n in zip(batches, real_grids)], n_grids
-      )
-  return out
+def _row_blocks(mesh) -> dict[int, tuple[int, int]]:
+  """{process: (first, count)} of the (data, fsdp) positions its devices hold."""
+  ways = int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+  spec = jax.sharding.PartitionSpec(BATCH_AXES)
+  where = jax.sharding.NamedSharding(mesh, spec).devices_indices_map((ways,))
+  held: dict[int, set[int]] = {}
+  for device, (index,) in where.items():
+    held.setdefault(device.process_index, set()).add(index.start or 0)
+  blocks = {}
+  for process, starts in held.items():
+    first = min(starts)
+    if sorted(starts) != list(range(first, first + len(starts))):
+      raise ValueError(f"process {process} holds batch positions {sorted(starts)}: not one block")
+    blocks[process] = (first, len(starts))
+  return blocks
 
 
-def _stacked(parts: list[np.ndarray], rows: int) -> np.ndarray:
-  real = np.concatenate(parts)
-  out = np.zeros((rows,) + real.shape[1:], real.dtype)
-  out[: len(real)] = real
-  return out
+def row_shard(mesh) -> tuple[int, int]:
+  """(index, count): this process holds block `index` of `count` equal blocks of every
+  batch's rows (process i of n: (i, n) when each host's devices are its own slice of the
+  data/fsdp axes; processes that differ only along `tensor` share a block)."""
+  blocks = _row_blocks(mesh)
+  sizes = {n for _, n in blocks.values()}
+  if len(sizes) != 1:
+    raise ValueError(f"processes hold unequal shares of the batch rows: {blocks}")
+  first, size = blocks[jax.process_index()]
+  ways = int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+  return first // size, ways // size
 
 
-def gather_batch(batch: dict[str, Any], pad_id: int) -> dict[str, Any]:
-  """The global batch, the same on every process: every process's pipeline batch, process
-  0's rows first (`concat_batches`). One process: `batch` itself."""
+def place_rows(batch, shardings, row_shards: int):
+  """Host arrays of this process's rows -> global arrays laid out by `shardings`.
+
+  A leaf sharded over the batch axes holds this process's rows (its block, `row_shard`)
+  along that axis, which the global array has `row_shards` times; a replicated leaf is
+  the same on every process."""
+
+  def one(x, s):
+    x = np.asarray(x)
+    shape = list(x.shape)
+    for axis, names in enumerate(s.spec):
+      if names is not None and set(np.atleast_1d(names)) & set(BATCH_AXES):
+        shape[axis] *= row_shards
+    return jax.make_array_from_process_local_data(s, x, tuple(shape))
+
+  return jax.tree.map(one, batch, shardings)
+
+
+def local_rows(x: jax.Array, axis: int = 0) -> np.ndarray:
+  """This process's rows of a global array split along `axis` over the batch axes (all
+  of it when replicated), in order."""
+  shards = {}
+  for shard in x.addressable_shards:
+    start = shard.index[axis].start or 0
+    shards.setdefault(start, np.asarray(shard.data))
+  return np.concatenate([shards[k] for k in sorted(shards)], axis=axis)
+
+
+def agree_max(values: Sequence[int]) -> list[int]:
+  """The elementwise maximum over processes of a few ints (the shapes every process must
+  pad to); `values` itself with one process."""
+  values = np.asarray(values, np.int64).reshape(-1)
   if jax.process_count() == 1:
-    return batch
-  return concat_batches(allgather_objects(batch), pad_id)
-
-
-def allgather_objects(obj: Any) -> list[Any]:
-  """Every process's picklable `obj`, in process order, on every process.
-
-  The bytes travel through a device all-gather (ICI/NVLink/DCN, or gloo on CPU). Their
-  length is rounded up to a power of two so that the gather compiles a handful of times.
-  """
+    return values.tolist()
   from jax.experimental import multihost_utils
 
-  data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
-  lengths = np.asarray(multihost_utils.process_allgather(np.array([len(data)], np.int64)))
-  lengths = lengths.reshape(-1)
-  size = 1 << max(16, int(lengths.max() - 1).bit_length())
-  buffer = np.zeros(size, np.uint8)
-  buffer[: len(data)] = data
-  gathered = np.asarray(multihost_utils.process_allgather(buffer))
-  return [pickle.loads(gathered[i, :n].tobytes()) for i, n in enumerate(lengths.tolist())]
+  return np.asarray(multihost_utils.process_allgather(values)).max(0).tolist()
+
+
+def gather_rows(x: np.ndarray, mesh) -> np.ndarray:
+  """Small per-row host arrays of every row block, concatenated in block order, on every
+  process (metrics over the global batch: rewards, lengths; never pixels)."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x
+  from jax.experimental import multihost_utils
+
+  # As bytes: jax would narrow float64 to float32 on the way.
+  raw = np.ascontiguousarray(x).reshape(len(x), -1).view(np.uint8)
+  got = np.asarray(multihost_utils.process_allgather(raw)).view(x.dtype)
+  got = got.reshape((got.shape[0],) + x.shape)
+  first = {}
+  for process, (start, _) in sorted(_row_blocks(mesh).items()):
+    first.setdefault(start, process)
+  return np.concatenate([got[first[k]] for k in sorted(first)])

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o3jax import sharding
 from o3jax.models import Qwen2_5_VL
 from o3jax.models.text import KVCache
 from o3jax.sample_inputs import prepare_prompts
@@ -170,7 +171,22 @@ class _Decoding(NamedTuple):
   seen: jax.Array | None  # [N, V] bool: tokens of the prompt and completion (penalty only)
 
 
-def _sample(
+def _sample(graphdef, state, inputs, key, eos_ids, pad_id, *, mesh=None, **kw) -> SampleOutput:
+  """`_decode`, under `mesh` when given (static): the model's activations, the KV cache and
+  the results split over its batch axes, so each device decodes its own rows."""
+  if mesh is None:
+    return _decode(graphdef, state, inputs, key, eos_ids, pad_id, **kw)
+  with sharding.use_mesh(mesh):
+    out = _decode(graphdef, state, inputs, key, eos_ids, pad_id, **kw)
+    return SampleOutput(*(_rows(x) for x in out))
+
+
+def _rows(x):
+  """x split over the mesh's batch axes along its first axis (no-op without a mesh)."""
+  return sharding.constrain(x, ("batch",) + (None,) * (x.ndim - 1))
+
+
+def _decode(
   graphdef,
   state,
   inputs: dict,
@@ -192,7 +208,8 @@ def _sample(
 
   # G rollouts per prompt share its prefill: rows b*G .. b*G+G-1 copy row b.
   rep = lambda x, axis=0: jnp.repeat(x, num_samples, axis=axis)
-  cache = jax.tree.map(lambda c: rep(c, 1), cache)
+  cache_axes = (None, "batch", None, "kv_heads", None)  # [layers, N, S, heads, head_dim]
+  cache = jax.tree.map(lambda c: sharding.constrain(rep(c, 1), cache_axes), cache)
   logits, cache_mask = rep(logits), rep(cache_mask)
   next_position = rep(inputs["next_position"], 1)  # [3, N]
   n = logits.shape[0]
@@ -265,6 +282,7 @@ _sample_jit = jax.jit(
     "top_k",
     "greedy",
     "repetition_penalty",
+    "mesh",
   ),
 )
 
@@ -284,6 +302,7 @@ def sample(
   eos_id: int | Sequence[int],
   pad_id: int = 0,
   repetition_penalty: float = 1.0,
+  mesh=None,
 ) -> SampleOutput:
   """Samples `num_samples` continuations of each prompt; jitted.
 
@@ -294,6 +313,10 @@ def sample(
   repetition_penalty: transformers' (1.0: none; the reference evaluates with 1.05).
   eos_id: one id or several (e.g. Qwen's <|im_end|> and <|endoftext|>); a row stops after
     emitting any of them. eos_id and pad_id are traced: changing them does not recompile.
+  mesh: run under this mesh (a 7B's rollouts over an fsdp/tensor mesh): `state` laid out
+    on it (`sharding.state_shardings`), `inputs` global arrays whose rows are split over
+    its batch axes (`input_shardings`, per-row vision: `train.rollout.prompt_inputs`); the
+    outputs' rows are split likewise.
   Returns SampleOutput(tokens [B*G, M], logprobs [B*G, M], lengths [B*G]); rollout b*G+g
   continues prompt b.
   """
@@ -334,7 +357,35 @@ def sample(
     top_k=int(top_k),
     greedy=bool(greedy),
     repetition_penalty=float(repetition_penalty),
+    mesh=mesh,
   )
+
+
+# The batch axis of each sampler input (vision layouts: every leaf's first).
+_ROW_AXIS = {"position_ids": 1, "next_position": 1}
+
+
+def input_shardings(inputs: dict, mesh, row_shards: int = 1):
+  """NamedShardings for sampler inputs under `mesh`: every array split over the batch axes
+  along its rows (per-row vision: pixels [B, N, P], layouts [B, ...]), for inputs holding
+  1 / `row_shards` of the global rows (`o3jax.distributed.row_shard`); with one process
+  an indivisible batch is replicated."""
+  P = jax.sharding.PartitionSpec
+  ways = mesh.shape["data"] * mesh.shape["fsdp"]
+  out = {}
+  for name, value in inputs.items():
+    axis = _ROW_AXIS.get(name, 0)
+
+    def one(x, axis=axis, name=name):
+      rows = np.shape(x)[axis] * row_shards
+      if rows % ways == 0:
+        return jax.sharding.NamedSharding(mesh, P(*[None] * axis, ("data", "fsdp")))
+      if row_shards > 1:
+        raise ValueError(f"{name}: {rows} rows do not split over {ways} data x fsdp devices")
+      return jax.sharding.NamedSharding(mesh, P())
+
+    out[name] = jax.tree.map(one, value)
+  return out
 
 
 @functools.partial(jax.jit, static_argnums=1)

@@ -6,10 +6,13 @@
 
 Per-host sharding: host i of n takes records i, i+n, i+2n, ... of the first
 n * floor(N / n) records (so every host has as many), by default from
-jax.process_index() / jax.process_count(). Bad records (RecordError: missing or corrupt
-media, invalid fields, longer than the largest bucket) are logged, counted once each in
-`DataIterator.skipped` (however many epochs meet them) and skipped; `strict=True` raises
-the first instead.
+jax.process_index() / jax.process_count(); training passes the block of batch rows the
+host's devices hold (`o3jax.distributed.row_shard`) and has the hosts agree on the bucket
+(`agree_bucket`). `DataIterator.records_read` counts the records this host decoded.
+
+Bad records (RecordError: missing or corrupt media, invalid fields, longer than the
+largest bucket) are logged, counted once each in `DataIterator.skipped` (however many
+epochs meet them) and skipped; `strict=True` raises the first instead.
 
 The iterator is a grain `DatasetIterator`: `get_state()` / `set_state()` (JSON-able,
 grain's orbax handler saves it) restore the exact position, so the next batch after a
@@ -51,7 +54,7 @@ monotonically in every field).
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grain
@@ -99,7 +102,10 @@ class PipelineConfig:
   shard_count: int | None = None  # None: jax.process_count()
   strict: bool = False
   drop_remainder: bool = True
-  # Optional host-side mRoPE positions: batch dict -> int [3, B, T].
+  # Multi-process runs: the bucket index every process pads to, from this process's
+  # (`o3jax.distributed.agree_max`, a collective each process calls once per batch), so
+  # that the processes' rows stack into one global batch. None: this process's own.
+  agree_bucket: Callable[[int], int] | None = None
 
   def __post_init__(self):
     if self.stage not in STAGES:
@@ -272,6 +278,7 @@ class DataIterator(grain.DatasetIterator):
     super().__init__(parent)
     self._config, self._ids, self._shard_size, self._patch_dim = config, ids, shard_size, patch_dim
     self.skipped_records: dict[str, str] = {}  # id -> field, each bad record once
+    self.records_read = 0  # records decoded by this process, bad ones included
 
   @property
   def skipped(self) -> int:
@@ -305,6 +312,7 @@ class DataIterator(grain.DatasetIterator):
         item = _from_wire(next(self._parent))
       except StopIteration:
         break
+      self.records_read += 1
       if isinstance(item, Skipped):
         consecutive += 1
         self._skip(item.error, consecutive)
@@ -327,7 +335,10 @@ class DataIterator(grain.DatasetIterator):
       raise StopIteration
     shapes = [dataclasses.astuple(example_shape(ex, config.stage)) for ex in examples]
     need = BatchShape(*np.max(shapes, axis=0).tolist())
-    bucket = next(b for b in config.buckets if b.fits(need))
+    index = next(i for i, b in enumerate(config.buckets) if b.fits(need))
+    if config.agree_bucket is not None:
+      index = config.agree_bucket(index)
+    bucket = config.buckets[index]
     batch = make_batch(
       examples, bucket, config.batch_size, config.stage, self._ids, self._patch_dim
     )
@@ -338,11 +349,13 @@ class DataIterator(grain.DatasetIterator):
       "parent": self._parent.get_state(),
       "skipped": self.skipped,
       "skipped_records": dict(self.skipped_records),
+      "records_read": self.records_read,
     }
 
   def set_state(self, state: dict[str, Any]) -> None:
     self._parent.set_state(state["parent"])
     self.skipped_records = dict(state.get("skipped_records", {}))
+    self.records_read = int(state.get("records_read", 0))
 
 
 class _BatchDataset(grain.IterDataset):

@@ -45,8 +45,9 @@ def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int
   return out
 
 
-def _layout_padding(cfg, grid_list, patches):
-  """Padding of every row's layout: the largest window and frame counts over the rows."""
+def _layout_needs(cfg, grid_list) -> tuple[int, int, int]:
+  """(windows, frames, frame length) the layout of every row must hold: the largest over
+  the rows."""
   v = cfg.vision
   wm = v.window_merge_units
   windows = frames = 0
@@ -59,14 +60,7 @@ def _layout_padding(cfg, grid_list, patches):
       row_frames += t
       frame_len = max(frame_len, h * w)
     windows, frames = max(windows, row_windows), max(frames, row_frames)
-  # Counts round up to powers of two: at most a few distinct shapes (compilations) per
-  # bucket, at the price of at most 2x the (small) window-attention work.
-  return dict(
-    num_patches=patches,
-    num_windows=_pow2(windows),
-    num_frames=_pow2(frames),
-    frame_length=_round_up(frame_len, 16),
-  )
+  return windows, frames, frame_len
 
 
 def _vision_rows(cfg, batch, kind, ids, mask):
@@ -80,6 +74,35 @@ def _vision_rows(cfg, batch, kind, ids, mask):
   ]
 
 
+_KINDS = ("image", "video")
+NEEDS_PER_KIND = 5  # present, patches per row, windows, frames, frame length
+
+
+def vision_needs(
+  cfg: Qwen2_5_VLConfig,
+  batch: dict[str, Any],
+  ids_key: str = "input_ids",
+  mask_key: str = "attention_mask",
+) -> list[int]:
+  """What the vision padding of `batch`'s rows must hold, per kind (image, video):
+  whether any row has one, the per-row patch bucket, and the largest window count, frame
+  count and frame length of a row. `model_batch` pads to these; processes that build
+  their own rows of one global batch pass it the elementwise maximum of theirs
+  (`o3jax.distributed.agree_max`), so their arrays stack."""
+  ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
+  out = []
+  for k in _KINDS:
+    if not ((ids == _TOKEN[k](cfg)) & mask.astype(bool)).any():
+      out += [0] * NEEDS_PER_KIND
+      continue
+    split = _vision_rows(cfg, batch, k, ids, mask)
+    pixels = np.asarray(batch[_PIXELS[k]])
+    n = _round_up(max([len(pixels) // len(ids)] + [c for _, _, c in split]), cfg.vision.merge_unit)
+    grids = np.asarray(batch[_GRID[k]]).reshape(-1, 3)
+    out += [1, n, *_layout_needs(cfg, [grids[g] for g, _, _ in split])]
+  return out
+
+
 def model_batch(
   cfg: Qwen2_5_VLConfig,
   batch: dict[str, Any],
@@ -88,6 +111,7 @@ def model_batch(
   mask_key: str = "attention_mask",
   rope_rule: str = "qwen",
   group: int = 1,
+  needs: list[int] | None = None,
 ) -> dict[str, Any]:
   """Stacked [M, b, ...] inputs: input_ids, attention_mask, position_ids [M,3,b,T],
   loss_mask (when present), and per kind present pixel_values [M, b, N, P] + image_layout
@@ -98,7 +122,10 @@ def model_batch(
 
   With `group` > 1, consecutive groups of `group` rows share one prompt (GSPO's G
   rollouts): vision is kept once per group, pixels [M, b/group, N, P], and
-  `vision_row` [M, b] names each row's, so the tower encodes each prompt once."""
+  `vision_row` [M, b] names each row's, so the tower encodes each prompt once.
+
+  `needs` (`vision_needs`, default this batch's own) fixes which kinds are present and
+  their padding."""
   ids, mask = np.asarray(batch[ids_key]), np.asarray(batch[mask_key])
   b = ids.shape[0]
   if b % micro_batches:
@@ -106,10 +133,11 @@ def model_batch(
   per = b // micro_batches
   if per % group:
     raise ValueError(f"micro-batches of {per} rows do not hold whole groups of {group}")
-  valid = mask.astype(bool)
-  kinds = [k for k in ("image", "video") if ((ids == _TOKEN[k](cfg)) & valid).any()]
+  if needs is None:
+    needs = vision_needs(cfg, batch, ids_key, mask_key)
+  need = {k: needs[i * NEEDS_PER_KIND : (i + 1) * NEEDS_PER_KIND] for i, k in enumerate(_KINDS)}
+  kinds = [k for k in _KINDS if need[k][0]]
   split = {k: _vision_rows(cfg, batch, k, ids, mask) for k in kinds}
-  mu = cfg.vision.merge_unit
 
   micro = []
   for m in range(micro_batches):
@@ -138,9 +166,16 @@ def model_batch(
   for k in kinds:
     pixels = np.asarray(batch[_PIXELS[k]])
     all_grids = np.asarray(batch[_GRID[k]]).reshape(-1, 3)
-    n = _round_up(max([len(pixels) // b] + [c for _, _, c in split[k]]), mu)
+    _, n, windows, frames, frame_len = need[k]
     row_grids = [all_grids[g] for g, _, _ in split[k]]
-    pad = _layout_padding(cfg, row_grids, n)
+    # Counts round up to powers of two: at most a few distinct shapes (compilations) per
+    # bucket, at the price of at most 2x the (small) window-attention work.
+    pad = dict(
+      num_patches=n,
+      num_windows=_pow2(windows),
+      num_frames=_pow2(frames),
+      frame_length=_round_up(frame_len, 16),
+    )
     kept = range(0, b, group)  # the first row of each group stands for the group
     row_pixels = np.zeros((len(kept), n, pixels.shape[1]), pixels.dtype)
     for i, r in enumerate(kept):

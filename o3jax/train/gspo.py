@@ -6,6 +6,11 @@ fed by the step fraction, advantages z-scored within each group, reference log-p
 the frozen initial policy (when beta > 0), then `updates_per_batch` optimizer updates,
 each on a 1/U slice of the rollouts. With U = 1 pi_old equals the policy being
 differentiated, as in the reference; with U > 1 the clip acts.
+
+With several processes each one reads, rolls out, scores and batches only its own prompts
+(the block of rows its devices hold, `o3jax.distributed.row_shard`): the sampler and the
+log-prob passes run on the global arrays, each update takes 1/U of every process's
+rollouts, and only the per-rollout rewards and lengths are gathered, for the metrics.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from flax import nnx
 
 from o3jax import sharding
 from o3jax import workdir as workdir_lib
-from o3jax.distributed import gather_batch
-from o3jax.processing.tokenizer import special_token_ids
+from o3jax.distributed import agree_max, gather_rows, local_rows, row_shard
+from o3jax.grammar import TASKS
 from o3jax.rewards import group_advantages
 from o3jax.sample import cast_params
 from o3jax.train import state as state_lib
 from o3jax.train import step as step_lib
-from o3jax.train.batch import model_batch, select_rows
+from o3jax.train.batch import model_batch, select_rows, vision_needs
 from o3jax.train.config import TrainConfig
 from o3jax.train.gspo_loss import gspo_objective
 from o3jax.train.loss import next_token_logprobs
@@ -38,7 +43,7 @@ from o3jax.train.run import (
   restore,
   setup_run,
 )
-from o3jax.train.sft import data_iterator, device_batch
+from o3jax.train.sft import data_iterator
 from o3jax.workdir import MetricsLog, load_params
 
 RL_KEYS = ("completion_mask", "old_logprobs", "ref_logprobs")
@@ -106,7 +111,9 @@ def _slice_rows(rows, extra, idx, model_cfg, micro, group):
   prompt's vision once, shared by its `group` rollouts (`vision_row`). A micro-batch
   holding part of a group shares within runs of gcd(rows, group), all of one prompt."""
   share = math.gcd(len(idx) // micro, group)
-  mb = model_batch(model_cfg, select_rows(model_cfg, rows, idx), micro, group=share)
+  picked = select_rows(model_cfg, rows, idx)
+  needs = agree_max(vision_needs(model_cfg, picked))
+  mb = model_batch(model_cfg, picked, micro, group=share, needs=needs)
   per = len(idx) // micro
   for k, v in extra.items():
     v = np.asarray(v)
@@ -130,14 +137,15 @@ def train_gspo(
 def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   g = cfg.gspo
   updates = g.updates_per_batch
-  n_rollouts = cfg.batch_size * g.group_size
-  if n_rollouts % (updates * cfg.micro_batches):
-    raise ValueError(
-      f"{n_rollouts} rollouts do not split into {updates} updates of "
-      f"{cfg.micro_batches} micro-batches"
-    )
   # The LR schedule counts optimizer updates.
   run = setup_run(cfg.replace(total_steps=cfg.total_steps * updates), workdir, init)
+  _, count = row_shard(run.mesh)
+  n_rollouts = cfg.batch_size // count * g.group_size  # this process's
+  if n_rollouts % (updates * cfg.micro_batches):
+    raise ValueError(
+      f"{n_rollouts} rollouts per process do not split into {updates} updates of "
+      f"{cfg.micro_batches} micro-batches"
+    )
   data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
   restore(run, data)
   record_inference_settings(run, "rl")
@@ -155,28 +163,26 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
   ref_jit = {}
 
   def ref_logprobs(mb):
-    """pi_ref's completion log-probs [M, b, T] of every micro-batch of `mb`, jitted with
-    the params' and the rows' shardings under the mesh (one compile per batch layout)."""
-    shardings = step_lib.batch_shardings(mb, run.mesh)
+    """pi_ref's completion log-probs [M, b, T] of this process's rows of every micro-batch
+    of `mb`, jitted with the params' and the rows' shardings under the mesh (one compile
+    per batch layout)."""
+    placed, shardings = step_lib.place_batch(mb, run.mesh)
     key = jax.tree.structure(mb), tuple(np.shape(x) for x in jax.tree.leaves(mb))
     if key not in ref_jit:
       each = lambda p, one: _forward_logprobs(nnx.merge(run.graphdef, p), one, g)
-      repl = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
       ref_jit[key] = jax.jit(
         lambda p, mb: jax.lax.map(lambda one: each(p, one), mb),
         in_shardings=(run.shardings.params, shardings),
-        out_shardings=repl,
+        out_shardings=shardings["old_logprobs"],
       )
     with sharding.use_mesh(run.mesh):
-      return np.asarray(ref_jit[key](ref_params, device_batch(mb, run.mesh, shardings)))
+      return local_rows(ref_jit[key](ref_params, placed), axis=1)
 
   log = MetricsLog(workdir, target, run.start_step, desc="gspo")
   state, step, jitted, row = run.state, run.start_step, None, {}
   key = jax.random.key(cfg.seed)
-  pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
   while step < target:
-    # Every process rolls out the whole global batch (vision inputs are replicated).
-    batch = gather_batch(next(data), pad_id)
+    batch = next(data)  # this process's prompts
     prompt_len = batch["prompt_ids"].shape[1]
     r = rollout(
       run.graphdef,
@@ -190,6 +196,7 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
       temperature=g.temperature,
       top_p=g.top_p,
       top_k=g.top_k,
+      mesh=run.mesh,
     )
     terms = score_rollouts(r, (step + 1) / cfg.total_steps, g.temporal_gate, g.spatial_rule)
     adv = np.asarray(group_advantages(jnp.asarray(terms["total"]), g.group_size))
@@ -214,14 +221,22 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
         mb["ref_logprobs"] = lp
       mbs.append(mb)
     for mb in mbs:
-      shardings = step_lib.batch_shardings(mb, run.mesh)
+      placed, shardings = step_lib.place_batch(mb, run.mesh)
       if jitted is None:
         jitted = step_lib.jit_train_step(train_step, run.shardings, shardings, run.mesh)
-      state, metrics = jitted(state, device_batch(mb, run.mesh, shardings))
+      state, metrics = jitted(state, placed)
     step += 1
     metrics = jax.device_get(metrics)
     seqs = max(float(metrics.pop("tokens")), 1.0)
-    valid = r.valid
+    # Every process's rollouts: rewards, lengths and tasks (small), in row order.
+    tasks = [TASKS.index(rec["task"]) if rec and rec["task"] in TASKS else -1 for rec in r.records]
+    table = np.stack(
+      [terms[k] for k in terms] + [r.valid, r.lengths, np.asarray(tasks)], axis=1
+    ).astype(np.float64)
+    table = gather_rows(table, run.mesh)
+    terms = {k: table[:, i] for i, k in enumerate(terms)}
+    valid, lengths = table[:, -3].astype(bool), table[:, -2]
+    tasks = [TASKS[int(i)] if i >= 0 else "" for i in table[:, -1]]
     groups = terms["total"].reshape(-1, g.group_size)[valid.reshape(-1, g.group_size).all(1)]
     out = {
       "loss": metrics["loss"],
@@ -232,12 +247,11 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
       "ratio": metrics["ratio"] / seqs,
       "reward_std": float(terms["total"][valid].std()) if valid.any() else 0.0,
       "identical_reward_groups": float(np.mean(groups.std(1) == 0)) if len(groups) else 0.0,
-      "completion_length": float(r.lengths[valid].mean()) if valid.any() else 0.0,
-      "tokens": float(r.lengths[valid].sum()),
+      "completion_length": float(lengths[valid].mean()) if valid.any() else 0.0,
+      "tokens": float(lengths[valid].sum()),
     }
     if g.beta > 0:  # with beta 0 nothing computes the KL term
       out["kl"] = metrics["kl"] / seqs
-    tasks = [rec["task"] if rec else "" for rec in r.records]
     out.update({f"reward/{k}": v for k, v in mean_rewards(terms, valid, tasks).items()})
     row = log.write(step, out)
     check_finite(step, row, run.checkpointer)

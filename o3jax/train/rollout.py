@@ -5,21 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import numpy as np
 
 from o3jax import rewards, sample
+from o3jax.distributed import agree_max, local_rows, place_rows, row_shard
 from o3jax.grammar import TASKS
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.rewards.kernels import APPLIES, TERMS as KERNEL_TERMS
-from o3jax.sample_inputs import prompt_batch
-
-VISUAL_KEYS = (
-  "pixel_values",
-  "image_grid_thw",
-  "pixel_values_videos",
-  "video_grid_thw",
-  "second_per_grid_ts",
-)
+from o3jax.sample_inputs import next_positions
+from o3jax.train.batch import model_batch, vision_needs
 
 TERMS = (
   "format",
@@ -33,19 +28,19 @@ TERMS = (
 )
 
 
-def prompt_inputs(cfg, batch: dict[str, Any], pad_id: int, rope_rule: str = "qwen") -> dict:
-  """Sampler inputs for the prompts of an RL pipeline batch, batched as evaluation batches
-  its queries; the prompt length stays the pipeline bucket's."""
-  visual = {k: batch[k] for k in VISUAL_KEYS if k in batch}
-  return prompt_batch(
-    cfg,
-    batch["prompt_ids"],
-    batch["prompt_mask"],
-    prompt_length=batch["prompt_ids"].shape[1],
-    pad_id=pad_id,
-    rope_rule=rope_rule,
-    **visual,
-  )
+def prompt_inputs(cfg, batch: dict[str, Any], rope_rule: str = "qwen") -> dict:
+  """Sampler inputs for the prompts of an RL pipeline batch (left-padded to the pipeline
+  bucket's length): per-row vision (pixels [B, N, P], layouts [B, ...]), so the rows and
+  their encodings split over a mesh's batch axes, padded as every process pads its rows
+  (`vision_needs`, agreed; a collective with several processes)."""
+  ids_key, mask_key = "prompt_ids", "prompt_mask"
+  needs = agree_max(vision_needs(cfg, batch, ids_key, mask_key))
+  mb = model_batch(cfg, batch, 1, ids_key, mask_key, rope_rule, needs=needs)
+  out = jax.tree.map(lambda x: x[0], mb)  # the one micro-batch
+  out["position_ids"] = out["position_ids"].astype(np.int32)
+  out["next_position"] = next_positions(out["position_ids"], out["attention_mask"], rope_rule)
+  out["next_position"] = out["next_position"].astype(np.int32)
+  return out
 
 
 @dataclasses.dataclass
@@ -72,12 +67,20 @@ def rollout(
   top_p: float = 1.0,
   top_k: int = 0,
   greedy: bool = False,
+  mesh=None,
 ) -> Rollouts:
+  """Samples `num_samples` completions of each prompt of `batch`. With `mesh`, `params` laid
+  out on it and `batch` this process's rows of the global batch: the sampler runs on the
+  mesh, each device decoding its rows, and this process gets its prompts' rollouts."""
   ids = tokenizer_ids(tokenizer)
+  inputs = prompt_inputs(cfg, batch)
+  if mesh is not None:
+    _, count = row_shard(mesh)
+    inputs = place_rows(inputs, sample.input_shardings(inputs, mesh, count), count)
   out = sample.sample(
     graphdef,
     params,
-    prompt_inputs(cfg, batch, ids["pad"]),
+    inputs,
     key,
     max_new_tokens=max_new_tokens,
     num_samples=num_samples,
@@ -87,8 +90,9 @@ def rollout(
     greedy=greedy,
     eos_id=[ids["eos"], ids["pad"]],
     pad_id=ids["pad"],
+    mesh=mesh,
   )
-  tokens, logprobs, lengths = (np.asarray(x) for x in out)
+  tokens, logprobs, lengths = (local_rows(x) for x in out)
   texts = tokenizer.decode_batch(
     [row[:n].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True
   )

@@ -7,16 +7,15 @@ import sys
 from typing import Iterator
 
 import jax
-import numpy as np
 
 from o3jax import grammar
 from o3jax.data import pipeline, stgr_layout
 from o3jax.data.records import RecordError, load_records
-from o3jax.distributed import gather_batch
+from o3jax import sharding
+from o3jax.distributed import agree_max, row_shard
 from o3jax.processing.config import ProcessingConfig
-from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import step as step_lib
-from o3jax.train.batch import model_batch
+from o3jax.train.batch import model_batch, vision_needs
 from o3jax.train.config import TrainConfig
 from o3jax.train.loss import sft_loss
 from o3jax import workdir as workdir_lib
@@ -57,12 +56,13 @@ def data_iterator(
   num_epochs: int | None = None,
   data_root: str | None = None,
 ):
-  """Batches of `file` under `data_dir` (paths relative to it), or with `data_root` of
-  DATA_ROOT/json_data/`file` in the published STGR layout (o3jax.data.stgr_layout)."""
-  if cfg.batch_size % jax.process_count():
-    raise ValueError(
-      f"batch_size {cfg.batch_size} does not split over {jax.process_count()} processes"
-    )
+  """This process's rows of the batches of `file` under `data_dir` (paths relative to it),
+  or with `data_root` of DATA_ROOT/json_data/`file` in the published STGR layout
+  (o3jax.data.stgr_layout): the records of the block of rows its devices hold under
+  `cfg.mesh` (`o3jax.distributed.row_shard`), padded to the bucket all processes agree on."""
+  index, count = row_shard(sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor))
+  if cfg.batch_size % count:
+    raise ValueError(f"batch_size {cfg.batch_size} does not split into {count} row blocks")
   if data_root:
     path = stgr_layout.json_path(data_root, file)
     records = []
@@ -80,7 +80,7 @@ def data_iterator(
     tasks = f" of the tasks {list(cfg.tasks)}" if cfg.tasks else ""
     raise ValueError(f"{path}: no records{tasks} to train on")
   pcfg = pipeline.PipelineConfig(
-    batch_size=cfg.batch_size // jax.process_count(),
+    batch_size=cfg.batch_size // count,
     buckets=tuple(cfg.buckets),
     stage=stage,
     seed=cfg.seed,
@@ -89,6 +89,9 @@ def data_iterator(
     shuffle=shuffle,
     num_epochs=num_epochs,
     drop_remainder=num_epochs is None,
+    shard_index=index,
+    shard_count=count,
+    agree_bucket=(lambda i: agree_max([i])[0]) if jax.process_count() > 1 else None,
   )
   return pipeline.make_iterator(
     records,
@@ -96,19 +99,6 @@ def data_iterator(
     processing=processing_config(cfg),
     config=pcfg,
     root=os.path.dirname(os.path.abspath(path)),
-  )
-
-
-def device_batch(batch, mesh, shardings):
-  """Host numpy -> global arrays laid out on the mesh.
-
-  `batch` is the global batch, the same on every process (`o3jax.distributed.gather_batch`):
-  each process places the slices its own devices hold.
-  """
-  return jax.tree.map(
-    lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda index: x[index]),
-    batch,
-    shardings,
   )
 
 
@@ -150,14 +140,18 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
     check_finite(pending[0], row, run.checkpointer)
     return row
 
-  pad_id = special_token_ids(run.tokenizer)["pad_token_id"]
+  pixel_bytes = global_pixel_bytes = 0
   while step < target:
-    # Each process decodes its own rows; all of them build the same global batch.
-    batch = model_batch(run.model_config, gather_batch(next(data), pad_id), cfg.micro_batches)
-    shardings = step_lib.batch_shardings(batch, run.mesh)
+    # Each process decodes its own rows and places them on its own devices.
+    local = next(data)
+    needs = agree_max(vision_needs(run.model_config, local))
+    batch = model_batch(run.model_config, local, cfg.micro_batches, needs=needs)
+    placed, shardings = step_lib.place_batch(batch, run.mesh)
+    pixel_bytes += step_lib.pixel_bytes(batch)
+    global_pixel_bytes += step_lib.pixel_bytes(placed)
     if jitted is None:
       jitted = step_lib.jit_train_step(train_step, run.shardings, shardings, run.mesh)
-    state, metrics = jitted(state, device_batch(batch, run.mesh, shardings))
+    state, metrics = jitted(state, placed)
     step += 1
     # Metrics are read one step late, so the host never waits on the step it dispatched,
     # except before a checkpoint, which must not hold a non-finite state.
@@ -173,5 +167,10 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
   skipped = getattr(data, "skipped", 0)
   if skipped:
     print(f"skipped {skipped} bad records", file=sys.stderr)
+  print(
+    f"process {jax.process_index()}: decoded {getattr(data, 'records_read', '?')} records, "
+    f"placed {pixel_bytes} pixel bytes of the global batches' {global_pixel_bytes}",
+    file=sys.stderr,
+  )
   run.state = state
   return row

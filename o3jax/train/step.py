@@ -13,10 +13,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from o3jax import sharding
+from o3jax import distributed, sharding
 from o3jax.train.state import TrainState
 
 # loss_fn(model, micro_batch) -> ((loss_sum, denominator), aux metrics dict of sums)
@@ -106,19 +107,40 @@ ROW_KEYS = (
 )
 
 
-def batch_shardings(batch, mesh):
+def batch_shardings(batch, mesh, row_shards: int = 1):
   """Row arrays split over (data, fsdp) along their batch axis: tokens [M, B, T], position
   ids [M, 3, B, T], pixels [M, B, N, P] and every leaf of their layouts [M, B, ...], so
-  each device encodes only its own rows' images. Anything else is replicated."""
+  each device encodes only its own rows' images. Anything else is replicated.
+
+  `batch` holds this process's rows, 1 / `row_shards` of the global batch's
+  (`o3jax.distributed.row_shard`); with one process an indivisible batch is replicated."""
   P = jax.sharding.PartitionSpec
+  ways = mesh.shape["data"] * mesh.shape["fsdp"]
 
   def one(path, x):
     name = str(path[0].key) if path and hasattr(path[0], "key") else ""
-    ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    if name in ROW_KEYS and x.shape[1] % ways == 0:
-      return jax.sharding.NamedSharding(mesh, P(None, ("data", "fsdp")))
-    if name == "position_ids" and x.shape[2] % ways == 0:
-      return jax.sharding.NamedSharding(mesh, P(None, None, ("data", "fsdp")))
+    axis = 2 if name == "position_ids" else 1 if name in ROW_KEYS else None
+    if axis is None:
+      return jax.sharding.NamedSharding(mesh, P())
+    rows = x.shape[axis] * row_shards
+    if rows % ways == 0:
+      return jax.sharding.NamedSharding(mesh, P(*[None] * axis, ("data", "fsdp")))
+    if row_shards > 1:
+      raise ValueError(f"{name}: {rows} rows do not split over {ways} data x fsdp devices")
     return jax.sharding.NamedSharding(mesh, P())
 
   return jax.tree_util.tree_map_with_path(one, batch)
+
+
+def place_batch(batch, mesh):
+  """A host model batch of this process's rows -> (global arrays on the mesh, their
+  shardings): each process hands its devices only its own rows."""
+  _, count = distributed.row_shard(mesh)
+  shardings = batch_shardings(batch, mesh, count)
+  return distributed.place_rows(batch, shardings, count), shardings
+
+
+def pixel_bytes(batch) -> int:
+  """Bytes of a batch's pixels (host arrays, or the global arrays' whole size)."""
+  keys = ("pixel_values", "pixel_values_videos")
+  return sum(int(np.prod(batch[k].shape)) * batch[k].dtype.itemsize for k in keys if k in batch)

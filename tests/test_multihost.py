@@ -2,8 +2,9 @@
 
 How the comparison is made a true equality: the pipeline shards records by process
 (process i of n takes records i, i+n, ...). With shuffling off, process i's k-th batch of
-2 holds records 4k+i and 4k+i+2 of its file, and the global batch (process 0's rows first,
-see `o3jax.distributed.gather_batch`) is records 4k, 4k+2, 4k+1, 4k+3. The one-process
+2 holds records 4k+i and 4k+i+2 of its file; each process places its rows on its device
+(`o3jax.distributed.place_rows`), so the global batch, process 0's rows first, is records
+4k, 4k+2, 4k+1, 4k+3. The one-process
 reference reads a file with the records in that interleaved order, unshuffled, batch 4:
 the same global batches, made by the ordinary one-process path, which gathers nothing.
 
@@ -18,9 +19,11 @@ Run as a script, this file is the worker: `python test_multihost.py DATA FILE WO
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -82,6 +85,19 @@ def metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+def placed(log: str) -> dict[int, tuple[int, float]]:
+  """{process: (records it decoded, its share of the global batches' pixel bytes)} from
+  the lines `train_sft` prints at the end."""
+  found = re.findall(
+    r"process (\d+): decoded (\d+) records, placed (\d+) pixel bytes of the global "
+    r"batches' (\d+)",
+    log,
+  )
+  for _, _, mine, total in found:
+    print(f"pixel bytes placed by one process: {mine} of {total}")
+  return {int(p): (int(n), int(mine) / int(total)) for p, n, mine, total in found}
+
+
 def start_workers(data: str, workdir: str, steps: int, log) -> subprocess.Popen:
   cmd = [
     sys.executable,
@@ -124,8 +140,11 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
   try:
     train(one, "STGR-SFT.json", single, 3)
   finally:
-    finished(proc, tmp_path / "first.log")
+    first = finished(proc, tmp_path / "first.log")
 
+  # Each process decoded only its own records, 2 a step, and handed its device only its
+  # rows' pixels: half of every global batch's.
+  assert placed(first) == {0: (4, 0.5), 1: (4, 0.5)}, first[-4000:]
   a, b = metrics(single), metrics(multi)
   assert [r["step"] for r in b] == [1, 2]  # written once, by process 0
   assert abs(a[0]["loss"] - a[1]["loss"]) > 1e-3  # step 2 sees the update of step 1
@@ -143,6 +162,7 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
   # Process 0 says so (once); that both resumed, each at its place in its shard, shows in
   # step 3's global batch and loss equalling the one-process reference's below.
   assert out.count("resumed from") == 1, out[-4000:]
+  assert placed(out) == {0: (6, 0.5), 1: (6, 0.5)}, out[-4000:]  # the count resumed too
   b = metrics(multi)
   assert [r["step"] for r in b] == [1, 2, 3]
   for ra, rb in zip(a, b):
@@ -200,10 +220,22 @@ def test_local_launcher_sets_the_variables_and_stops_the_rest_on_failure(tmp_pat
   assert written == [f"{i} 3 127.0.0.1:4321" for i in range(3)]
 
 
-# ------------------------------------------------------------------ merging the batches
+# ------------------------------------------------- each process's rows of one global batch
 
 SMALL_SFT = (460, 200, 8)  # fits process 1's first batch (records 1, 3), not process 0's
 SMALL_RL = (350, 200, 8)
+
+
+def _stack_rows(parts):
+  """The global model batch of the processes' host batches: rows concatenated in process
+  order (what `place_rows` lays out over the devices)."""
+  out = {}
+  for key in parts[0]:
+    axis = 2 if key == "position_ids" else 1
+    out[key] = jax.tree.map(
+      lambda *xs, axis=axis: np.concatenate(xs, axis=axis), *[p[key] for p in parts]
+    )
+  return out
 
 
 @pytest.mark.parametrize(
@@ -215,14 +247,27 @@ SMALL_RL = (350, 200, 8)
     ("rl", "frames", SMALL_RL),
   ],
 )
-def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, presentation, small):
+def test_process_rows_stack_into_the_one_process_batch(synthetic_data, stage, presentation, small):
+  """Two "processes" (threads, agreeing through a barrier as `agree_max` does across
+  processes) each read only their shard, pad to the agreed bucket and vision needs, and
+  build model batches whose rows, stacked, are exactly the one-process model batch."""
+  import threading
+
   from o3jax.data import pipeline
   from o3jax.data.records import load_records
-  from o3jax.distributed import concat_batches
+  from o3jax.models import config as config_lib
   from o3jax.processing.config import TINY
   from o3jax.processing.tokenizer import build_demo_tokenizer, special_token_ids
+  from o3jax.train.batch import model_batch, vision_needs
 
   tokenizer = build_demo_tokenizer()
+  ids = special_token_ids(tokenizer)
+  cfg = config_lib.tiny().replace(
+    image_token_id=ids["image_token_id"],
+    video_token_id=ids["video_token_id"],
+    vision_start_token_id=ids["vision_start_token_id"],
+    vision_end_token_id=ids["vision_end_token_id"],
+  )
   processing = dataclasses.replace(TINY, presentation=presentation)
   records = load_records(
     os.path.join(synthetic_data, "STGR-SFT.json" if stage == "sft" else "STGR-RL.json")
@@ -231,8 +276,17 @@ def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, prese
     processing, 640, (112, 84), max_key_frames=2, image_size=(112, 84)
   )
   buckets = (big,) if small is None else (pipeline.BatchShape(*small), big)
+  barrier, posted = threading.Barrier(2), {}
 
-  def batches(recs, size, index, count):
+  def agree(index, values):
+    """Elementwise max of both threads' `values` (a collective, like `agree_max`)."""
+    posted[index] = values
+    barrier.wait()
+    out = np.max([posted[0], posted[1]], axis=0).tolist()
+    barrier.wait()  # both have read before the next round writes
+    return out
+
+  def batches(recs, size, index, count, agree_bucket=None):
     config = pipeline.PipelineConfig(
       batch_size=size,
       buckets=buckets,
@@ -240,46 +294,58 @@ def test_merged_batches_equal_the_one_process_batch(synthetic_data, stage, prese
       shuffle=False,
       shard_index=index,
       shard_count=count,
+      agree_bucket=agree_bucket,
     )
     return pipeline.make_iterator(
       recs, tokenizer=tokenizer, processing=processing, config=config, root=synthetic_data
     )
 
+  keys = ("input_ids", "attention_mask") if stage == "sft" else ("prompt_ids", "prompt_mask")
   order = [k + j for k in range(0, 8, 4) for j in (0, 2, 1, 3)]
   one = batches([records[i] for i in order], 4, 0, 1)
-  shards = [batches(records, 2, i, 2) for i in (0, 1)]
-  pad_id = special_token_ids(tokenizer)["pad_token_id"]
+  got = {0: [], 1: []}
+
+  def process(index):
+    data = batches(records, 2, index, 2, lambda i: agree(index, [i])[0])
+    for _ in range(2):
+      local = next(data)
+      needs = agree(index, vision_needs(cfg, local, *keys))
+      got[index].append((local, model_batch(cfg, local, 1, *keys, needs=needs)))
+    got[index].append(data.records_read)
+
+  threads = [threading.Thread(target=process, args=(i,)) for i in (0, 1)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(timeout=300)
+  assert got[0][-1] == got[1][-1] == 4  # each decoded its own 2 records per batch
   seen = set()
   for step in range(2):
-    want = next(one)
-    parts = [next(s) for s in shards]
-    ids = "input_ids" if stage == "sft" else "prompt_ids"
-    if small is not None and step == 0:
-      assert parts[0][ids].shape != parts[1][ids].shape  # the processes' buckets differ
-    got = concat_batches(parts, pad_id)
-    assert got.keys() == want.keys()
+    want_raw = next(one)
+    want = model_batch(cfg, want_raw, 1, *keys)
+    parts = [got[i][step][1] for i in (0, 1)]
+    # Each process holds half the global batch's pixels.
+    pixel_keys = [k for k in ("pixel_values", "pixel_values_videos") if k in want]
+    assert pixel_keys
+    for k in pixel_keys:
+      assert parts[0][k].nbytes == parts[1][k].nbytes == want[k].nbytes // 2
+    stacked = _stack_rows(parts)
+    assert stacked.keys() == want.keys()
     for key in want:
-      if key == "meta":
-        assert got[key] == want[key]
-        continue
-      assert got[key].dtype == want[key].dtype, key
-      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+      for a, b in zip(jax.tree.leaves(stacked[key]), jax.tree.leaves(want[key])):
+        assert a.dtype == b.dtype, key
+        np.testing.assert_array_equal(a, b, err_msg=key)
+    if small is not None and step == 0:
+      # Alone, process 1 would have picked the small bucket; it padded to the agreed one.
+      assert got[1][0][0][keys[0]].shape == (2, big.seq_len)
     seen.update(
       k
       for k in ("pixel_values_mask", "pixel_values_videos_mask", "second_per_grid_ts")
-      if want[k].any()
+      if want_raw[k].any()
     )
   assert "pixel_values_mask" in seen
   if presentation == "video":  # videos, and images of the visual QA records
     assert {"pixel_values_videos_mask", "second_per_grid_ts"} <= seen
-
-
-def test_merge_rejects_unknown_fields():
-  from o3jax.distributed import concat_batches
-
-  batch = {"input_ids": np.zeros((1, 4), np.int32), "position_ids": np.zeros((3, 1, 4))}
-  with pytest.raises(ValueError, match="position_ids"):
-    concat_batches([batch, batch], 0)
 
 
 # ------------------------------------------------------------- initialize from the env

@@ -39,10 +39,11 @@ def interleaved(order):
 
 
 def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
-  """SFT on `file`, unshuffled, global batch 4, on every device of every process."""
-  import jax
+  """SFT on `file` (GSPO from random weights on STGR-RL.json: 2 rollouts a prompt, one
+  update a batch), unshuffled, global batch 4, on every device of every process."""
   from o3jax.processing.tokenizer import build_demo_tokenizer
   from o3jax.train.config import MeshConfig, load_config
+  from o3jax.train.gspo import train_gspo
   from o3jax.train.sft import data_iterator, train_sft
 
   cfg = load_config(CONFIG)
@@ -52,10 +53,17 @@ def train(data_dir: str, file: str, workdir: str, steps: int) -> dict:
     checkpoint_every=1,
     mesh=MeshConfig(data=jax.device_count()),
     optim=dataclasses.replace(cfg.optim, warmup_steps=0),
+    gspo=dataclasses.replace(
+      cfg.gspo, group_size=2, max_new_tokens=8, beta=0.04, updates_per_batch=1
+    ),
   )
   # The run's tokenizer is the demo tokenizer, saved in the workdir beforehand (below).
-  batches = data_iterator(cfg, data_dir, build_demo_tokenizer(), "sft", file, shuffle=False)
-  return train_sft(cfg, data_dir, workdir, steps=steps, batches=batches)
+  rl = file == "STGR-RL.json"
+  batches = data_iterator(
+    cfg, data_dir, build_demo_tokenizer(), "rl" if rl else "sft", file, shuffle=False
+  )
+  run = train_gspo if rl else train_sft
+  return run(cfg, data_dir, workdir, steps=steps, batches=batches)
 
 
 def save_tokenizer(workdir: str) -> None:
@@ -67,15 +75,15 @@ def save_tokenizer(workdir: str) -> None:
   build_demo_tokenizer().save(os.path.join(workdir, "tokenizer.json"))
 
 
-def records_copy(data_dir: str, out: str, order: list[int]) -> str:
-  """`out` holding STGR-SFT.json's records `order` and links to the media; returns `out`."""
+def records_copy(data_dir: str, out: str, order: list[int], file="STGR-SFT.json") -> str:
+  """`out` holding `file`'s records `order` and links to the media; returns `out`."""
   os.makedirs(out, exist_ok=True)
   for name in os.listdir(data_dir):
     if not name.endswith(".json"):
       os.symlink(os.path.join(data_dir, name), os.path.join(out, name))
-  with open(os.path.join(data_dir, "STGR-SFT.json")) as f:
+  with open(os.path.join(data_dir, file)) as f:
     records = json.load(f)
-  with open(os.path.join(out, "STGR-SFT.json"), "w") as f:
+  with open(os.path.join(out, file), "w") as f:
     json.dump([records[i] for i in order], f)
   return out
 
@@ -98,7 +106,9 @@ def placed(log: str) -> dict[int, tuple[int, float]]:
   return {int(p): (int(n), int(mine) / int(total)) for p, n, mine, total in found}
 
 
-def start_workers(data: str, workdir: str, steps: int, log) -> subprocess.Popen:
+def start_workers(
+  data: str, workdir: str, steps: int, log, file="STGR-SFT.json"
+) -> subprocess.Popen:
   cmd = [
     sys.executable,
     os.path.join(ROOT, "launch", "local.py"),
@@ -108,7 +118,7 @@ def start_workers(data: str, workdir: str, steps: int, log) -> subprocess.Popen:
     sys.executable,
     __file__,
     data,
-    "STGR-SFT.json",
+    file,
     workdir,
     str(steps),
   ]
@@ -182,6 +192,32 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
   assert pa.keys() == pb.keys() and len(pa) > 30  # layers stacked: one array per kind
   for k in pa:
     np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, rtol=0, err_msg=k)
+
+
+def test_two_processes_roll_out_their_own_prompts_like_one(synthetic_data, tmp_path):
+  """GSPO: each process rolls out, scores and batches its own 2 prompts on the mesh; the
+  metrics (gathered rewards and lengths, and the update's loss, KL and gradient) equal
+  those of one process on the same global batches."""
+  multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+  save_tokenizer(multi)
+  save_tokenizer(single)
+  file = "STGR-RL.json"
+  two = records_copy(synthetic_data, str(tmp_path / "two"), TWO_PROCESS_ORDER, file)
+  one = records_copy(synthetic_data, str(tmp_path / "one"), interleaved(TWO_PROCESS_ORDER), file)
+  proc = start_workers(two, multi, 2, tmp_path / "rl.log", file)
+  try:
+    train(one, file, single, 2)
+  finally:
+    finished(proc, tmp_path / "rl.log")
+  a, b = metrics(single), metrics(multi)
+  assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2]
+  assert abs(a[0]["grad_norm"] - a[1]["grad_norm"]) > 1e-4  # two different steps
+  for ra, rb in zip(a, b):
+    assert ra.keys() == rb.keys()
+    assert ra["completion_length"] > 0 and ra["grad_norm"] > 0
+    for k in ra:
+      if isinstance(ra[k], float) and np.isfinite(ra[k]):
+        assert abs(ra[k] - rb[k]) < 1e-5, (ra["step"], k, ra[k], rb[k])
 
 
 LAUNCHED = """

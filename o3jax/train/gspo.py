@@ -128,13 +128,16 @@ def train_gspo(
   steps: int | None = None,
   init: str | None = None,
   data_root: str | None = None,
+  batches=None,
 ) -> dict:
-  """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`."""
+  """GSPO from `init` (an SFT workdir or a Hugging Face directory) up to step `steps`.
+
+  `batches` replaces the data pipeline (tests); it must have get_state/set_state."""
   with workdir_lib.claim(workdir, " ".join(sys.argv)):
-    return _train_gspo(cfg, data_dir, workdir, steps, init, data_root)
+    return _train_gspo(cfg, data_dir, workdir, steps, init, data_root, batches)
 
 
-def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
+def _train_gspo(cfg, data_dir, workdir, steps, init, data_root, batches) -> dict:
   g = cfg.gspo
   updates = g.updates_per_batch
   # The LR schedule counts optimizer updates.
@@ -146,7 +149,9 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root) -> dict:
       f"{n_rollouts} rollouts per process do not split into {updates} updates of "
       f"{cfg.micro_batches} micro-batches"
     )
-  data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
+  data = batches
+  if data is None:
+    data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
   restore(run, data)
   record_inference_settings(run, "rl")
   ref_params = None

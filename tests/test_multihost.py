@@ -122,8 +122,12 @@ def start_workers(
     workdir,
     str(steps),
   ]
+  # No persistent compilation cache in the workers: with conftest's cache (written by the
+  # one-process runs too), two-process GSPO loaded mismatched programs and gloo failed
+  # ("Received data size doesn't match expected size"); without it the run passes.
+  env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
   with open(log, "w") as f:
-    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
 def finished(proc: subprocess.Popen, log) -> str:

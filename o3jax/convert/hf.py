@@ -23,12 +23,7 @@ from o3jax.convert import stream
 from o3jax.convert.keys import table_for
 from o3jax.models.config import Qwen2_5_VLConfig, load_hf_config, to_hf_dict
 from o3jax.models.qwen2_5_vl import Qwen2_5_VL
-from o3jax.models.qwen3_vl import Qwen3_VL
-
-
-def model_class(config):
-  """The NNX model class of a vision-language config."""
-  return Qwen3_VL if config.model_type == "qwen3_vl" else Qwen2_5_VL
+from o3jax.models import model_class
 
 
 def ignored(config: Qwen2_5_VLConfig) -> Callable[[str], bool]:

@@ -46,9 +46,10 @@ def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int
 
 
 def _layout_padding(cfg, grid_list, patches):
-  """Padding of every row's layout: the largest window and frame counts over the rows."""
+  """Padding of every row's layout: the largest window and frame counts over the rows (no
+  windows in a Qwen3-VL tower: `layout_for` drops their count)."""
   v = cfg.vision
-  wm = v.window_merge_units
+  wm = getattr(v, "window_merge_units", 1)
   windows = frames = 0
   frame_len = 1
   for grids in grid_list:

@@ -47,3 +47,19 @@ def test_sft_then_gspo_steps_on_qwen3(synthetic_data, tmp_path):
   assert [r["step"] for r in rows] == [1]
   assert np.isfinite(row["loss"]) and np.isfinite(row["kl"]) and rows[0]["kl"] < 1e-4
   assert 0 < row["completion_length"] <= 16
+
+  # infer reads the workdir's model config (a Qwen3-VL) and its processing (16-px patches);
+  # convert writes a directory transformers loads as Qwen3-VL.
+  from o3jax.cli import main
+
+  video = os.path.join(synthetic_data, "videos", "v0000.mp4")
+  out = tmp_path / "infer"
+  argv = ["infer", "--model", gspo, "--video", video, "--question", "q", "--out", str(out)]
+  assert main([*argv, "--max-new-tokens", "8"]) == 0
+  assert json.loads((out / "answer.json").read_text())["frame_size"]
+  back = str(tmp_path / "hf")
+  assert main(["convert", "--to", "hf", "--src", sft, "--dst", back]) == 0
+  import transformers
+
+  hf = transformers.Qwen3VLForConditionalGeneration.from_pretrained(back)
+  assert hf.config.model_type == "qwen3_vl"

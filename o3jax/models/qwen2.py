@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from flax import nnx
@@ -28,6 +28,7 @@ from o3jax.models.text import KVCache, TextDecoder
 
 @dataclasses.dataclass(frozen=True)
 class Qwen2Config:
+  model_type: ClassVar[str] = "qwen2"
   text: TextConfig
   bos_token_id: int | None = None
   eos_token_id: int | None = None

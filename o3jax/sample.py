@@ -142,7 +142,7 @@ def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
   (the [B, T, V] logits of every prompt column would be gigabytes at a real vocabulary)."""
   ids = inputs["input_ids"]
   b, t = ids.shape
-  x = model.embed(
+  x, deepstack = model.embed_prompt(
     ids,
     inputs.get("pixel_values"),
     inputs.get("image_layout"),
@@ -154,7 +154,7 @@ def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
     [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1
   )
   logits, cache = model.forward_cached(
-    x, inputs["position_ids"], cache_mask, cache, 0, last_only=True
+    x, inputs["position_ids"], cache_mask, cache, 0, last_only=True, deepstack=deepstack
   )
   return logits[:, 0], cache, cache_mask
 

@@ -28,21 +28,22 @@ def bucket(x: int, least: int) -> int:
 
 
 def vision_padding(config, grids: np.ndarray, num_patches: int) -> dict:
-  """Padded layout sizes (see `vision_layout`) for the concatenated grids of a batch."""
+  """Padded layout sizes (see `vision_layout`) for the concatenated grids of a batch (a
+  Qwen3-VL tower has no windows: no window sizes)."""
   v = config.vision
-  m, wm = v.spatial_merge_size, v.window_merge_units
+  m, wm = v.spatial_merge_size, getattr(v, "window_merge_units", None)
   windows = frames = 0
   frame_length = 1
   for t, h, w in np.asarray(grids).reshape(-1, 3).tolist():
-    windows += t * -(-(h // m) // wm) * -(-(w // m) // wm)
+    windows += t * -(-(h // m) // wm) * -(-(w // m) // wm) if wm else 0
     frames += t
     frame_length = max(frame_length, h * w)
-  return dict(
+  out = dict(
     num_patches=bucket(num_patches, 64),
-    num_windows=bucket(windows, 8),
     num_frames=bucket(frames, 8),
     frame_length=bucket(frame_length, 16),
   )
+  return out if wm is None else {**out, "num_windows": bucket(windows, 8)}
 
 
 def prompt_batch(

@@ -12,17 +12,19 @@ from flax import nnx
 
 from o3jax.convert import load_pretrained, save_pretrained
 from o3jax.convert import safetensors_io
-from o3jax.convert.hf import (
-  TABLE,
-  canonical_key,
-  hf_names,
-  hf_to_o3jax_key,
-  layer_paths,
-  locate,
-  o3jax_to_hf_key,
-  stacked_path,
-)
+from o3jax.convert.keys import QWEN2_5_VL, TABLE, canonical_key
 from o3jax.models import Qwen2_5_VL, config as config_lib
+
+hf_names, hf_to_o3jax_key, o3jax_to_hf_key = (
+  QWEN2_5_VL.hf_names,
+  QWEN2_5_VL.hf_to_o3jax_key,
+  QWEN2_5_VL.o3jax_to_hf_key,
+)
+layer_paths, locate, stacked_path = (
+  QWEN2_5_VL.layer_paths,
+  QWEN2_5_VL.locate,
+  QWEN2_5_VL.stacked_path,
+)
 
 
 def _params(model):

@@ -245,8 +245,8 @@ def test_6_convert_checks_model_type_and_names_a_mismatched_tensor(tmp_path, dem
   proc = o3jax("convert", "--to", "o3jax", "--src", bert, "--dst", tmp_path / "out")
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
-    f"o3jax convert: error: {bert / 'config.json'}: model_type 'bert' is not a Qwen2.5-VL "
-    "model ('qwen2_5_vl') (--debug for the traceback)"
+    f"o3jax convert: error: {bert / 'config.json'}: model_type 'bert' is not a Qwen2.5-VL or "
+    "Qwen3-VL model ('qwen2_5_vl', 'qwen3_vl') (--debug for the traceback)"
   ]
   hf = tmp_path / "hf"
   hf_tiny_model(special_token_ids(demo_tokenizer)).save_pretrained(hf)

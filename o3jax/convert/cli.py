@@ -64,13 +64,14 @@ def hf_to_o3jax(src: str, dst: str, dtype=None) -> str:
   config = load_hf_config(src)
   out_dtype = np.dtype(dtype or "float32")
   shapes = hf.param_shapes(hf.abstract_model(config))
+  table = hf.table_for(config)
   targets = {path: (shape, out_dtype) for path, (shape, _) in shapes.items()}
   writer = orbax_arrays.Writer(dst)
   for path, (shape, dt) in targets.items():
-    writer.create(path, shape, dt, stacked=hf.is_stacked(path))
+    writer.create(path, shape, dt, stacked=table.is_stacked(path))
   summary = stream.read_hf(
     src,
-    hf.locate,
+    table.locate,
     targets,
     writer.write,  # casts to out_dtype a chunk at a time
     hf.ignored(config),

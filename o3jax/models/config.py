@@ -1,4 +1,6 @@
-"""Qwen2.5-VL architecture config: dataclasses, presets, Hugging Face config.json I/O.
+"""Qwen2.5-VL architecture config: dataclasses, presets, Hugging Face config.json I/O;
+`preset`, `from_hf_dict`, `to_hf_dict` and `load_hf_config` also take Qwen3-VL
+(`qwen3_vl_config.py`), chosen by preset name or config.json's model_type.
 
 Only the model lives here (its architecture, and how its attention and remat run);
 training settings live in `configs/*.py`.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +66,20 @@ class TextConfig:
   mrope_section: tuple[int, int, int] = (16, 24, 24)
   max_position_embeddings: int = 128000
   tie_word_embeddings: bool = False
+  # Qwen3-VL switches (the defaults are Qwen2.5-VL's decoder):
+  attention_bias: bool = True  # q/k/v projections have biases
+  qk_norm: bool = False  # RMSNorm over each head of q and k before the rotary
+  mrope_interleaved: bool = False  # rotary rows interleaved t,h,w,t,h,w... (else chunked)
+  explicit_head_dim: int | None = None  # config.json's head_dim when not hidden/heads
 
   @property
   def head_dim(self) -> int:
-    return self.hidden_size // self.num_attention_heads
+    return self.explicit_head_dim or self.hidden_size // self.num_attention_heads
 
 
 @dataclasses.dataclass(frozen=True)
 class Qwen2_5_VLConfig:
+  model_type: ClassVar[str] = "qwen2_5_vl"
   text: TextConfig = TextConfig()
   vision: VisionConfig = VisionConfig()
   image_token_id: int = 151655
@@ -189,10 +197,14 @@ PRESETS = {
 }
 
 
-def preset(name: str) -> Qwen2_5_VLConfig:
-  if name not in PRESETS:
-    raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
-  return PRESETS[name]()
+def preset(name: str):
+  """A Qwen2.5-VL or (names qwen3_*) Qwen3-VL config."""
+  from o3jax.models import qwen3_vl_config  # it builds on TextConfig, defined here
+
+  presets = {**PRESETS, **qwen3_vl_config.PRESETS}
+  if name not in presets:
+    raise ValueError(f"unknown model preset {name!r}; known: {sorted(presets)}")
+  return presets[name]()
 
 
 # ---------------------------------------------------------------- Hugging Face I/O
@@ -203,8 +215,13 @@ def _rope(d: dict) -> tuple[dict, float | None]:
   return rope, rope.get("rope_theta", d.get("rope_theta"))
 
 
-def from_hf_dict(d: dict[str, Any]) -> Qwen2_5_VLConfig:
-  """Config from a parsed Hugging Face `config.json` (any of the layouts above)."""
+def from_hf_dict(d: dict[str, Any]):
+  """Config from a parsed Hugging Face `config.json` (any of the layouts above); a
+  Qwen3-VL one (model_type "qwen3_vl") gives a `Qwen3VLConfig`."""
+  if d.get("model_type") == "qwen3_vl":
+    from o3jax.models import qwen3_vl_config
+
+    return qwen3_vl_config.from_hf_dict(d)
   t = dict(d)
   if isinstance(d.get("text_config"), dict) and "hidden_size" in d["text_config"]:
     t = {**d, **d["text_config"]}
@@ -258,8 +275,13 @@ def from_hf_dict(d: dict[str, Any]) -> Qwen2_5_VLConfig:
   return Qwen2_5_VLConfig(text=text, vision=vision, **ids)
 
 
-def to_hf_dict(cfg: Qwen2_5_VLConfig) -> dict[str, Any]:
-  """The flat transformers 4.x layout of the released checkpoints (5.x reads it too)."""
+def to_hf_dict(cfg) -> dict[str, Any]:
+  """The flat transformers 4.x layout of the released checkpoints (5.x reads it too); a
+  Qwen3-VL config is written in its own (nested) layout."""
+  if cfg.model_type == "qwen3_vl":
+    from o3jax.models import qwen3_vl_config
+
+    return qwen3_vl_config.to_hf_dict(cfg)
   t, v = cfg.text, cfg.vision
   return {
     "architectures": ["Qwen2_5_VLForConditionalGeneration"],
@@ -304,12 +326,17 @@ def to_hf_dict(cfg: Qwen2_5_VLConfig) -> dict[str, Any]:
   }
 
 
-def load_hf_config(path: str | os.PathLike) -> Qwen2_5_VLConfig:
+MODEL_TYPES = ("qwen2_5_vl", "qwen3_vl")
+
+
+def load_hf_config(path: str | os.PathLike):
+  """The model config of a Hugging Face directory (or config.json), by its model_type."""
   p = os.path.join(path, "config.json") if os.path.isdir(path) else path
   with open(p) as f:
     d = json.load(f)
-  if d.get("model_type") != "qwen2_5_vl":  # another architecture would fail obscurely later
+  if d.get("model_type") not in MODEL_TYPES:  # another architecture would fail obscurely later
     raise ValueError(
-      f"{p}: model_type {d.get('model_type')!r} is not a Qwen2.5-VL model ('qwen2_5_vl')"
+      f"{p}: model_type {d.get('model_type')!r} is not a Qwen2.5-VL or Qwen3-VL model "
+      "('qwen2_5_vl', 'qwen3_vl')"
     )
   return from_hf_dict(d)

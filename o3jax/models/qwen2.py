@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from flax import nnx
@@ -28,6 +28,7 @@ from o3jax.models.text import KVCache, TextDecoder
 
 @dataclasses.dataclass(frozen=True)
 class Qwen2Config:
+  model_type: ClassVar[str] = "qwen2"
   text: TextConfig
   bos_token_id: int | None = None
   eos_token_id: int | None = None
@@ -88,6 +89,9 @@ class Qwen2ForCausalLM(nnx.Module):
       raise ValueError("Qwen2ForCausalLM is a text model: it takes no pixels")
     return self.text.embed_tokens(input_ids)
 
+  def embed_prompt(self, input_ids, *vision):
+    return self.embed(input_ids, *vision), None
+
   def __call__(self, input_ids, attention_mask=None, position_ids=None, **unused):
     input_ids = jnp.asarray(input_ids)
     b, t = input_ids.shape
@@ -105,10 +109,10 @@ class Qwen2ForCausalLM(nnx.Module):
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
   def forward_cached(
-    self, x, position_ids, cache_mask, cache: KVCache, index, last_only: bool = False
+    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
   ):
     """As Qwen2_5_VL.forward_cached: x [B,T,D] at cache slots index..index+T-1."""
     start, end = padding_range(cache_mask)
     mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
-    h, cache = self.text(x, position_ids, mask, cache)
+    h, cache = self.text(x, position_ids, mask, cache, deepstack)
     return self.text.logits(h[:, -1:] if last_only else h), cache

@@ -166,6 +166,11 @@ class Qwen2_5_VL(nnx.Module):
         x = _scatter_features(x, input_ids, token_id, self.visual(pixels, layout))
     return x
 
+  def embed_prompt(self, input_ids, *vision):
+    """(`embed(...)`, None): the sampler's prefill interface, which Qwen3-VL extends with
+    its deepstack features."""
+    return self.embed(input_ids, *vision), None
+
   def __call__(
     self,
     input_ids,
@@ -223,7 +228,7 @@ class Qwen2_5_VL(nnx.Module):
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
   def forward_cached(
-    self, x, position_ids, cache_mask, cache: KVCache, index, last_only: bool = False
+    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
   ):
     """Run embeddings x [B,T,D] at cache slots index..index+T-1.
 
@@ -233,5 +238,5 @@ class Qwen2_5_VL(nnx.Module):
     """
     start, end = padding_range(cache_mask)
     mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
-    h, cache = self.text(x, position_ids, mask, cache)
+    h, cache = self.text(x, position_ids, mask, cache, deepstack)
     return self.text.logits(h[:, -1:] if last_only else h), cache

@@ -141,13 +141,22 @@ def rope_index_for(
   second_per_grid_ts=None,
   rule: str = "qwen",
 ):
-  """`get_rope_index` with the token ids and vision settings of a model config."""
+  """`get_rope_index` with the token ids and vision settings of a model config.
+
+  Qwen3-VL (transformers' Qwen3VLModel.get_rope_index): every video frame is its own
+  block after its timestamp text (grid (1, h, w), time id = the block's start), and text
+  resumes at start + max(h, w) / m, which is also max(block ids) + 1: both rules agree."""
+  if config.model_type == "qwen3_vl" and video_grid_thw is not None:
+    grid = np.asarray(video_grid_thw).reshape(-1, 3)
+    video_grid_thw = np.repeat(grid, grid[:, 0], axis=0)
+    video_grid_thw[:, 0] = 1
+    second_per_grid_ts = None
   return get_rope_index(
     input_ids,
     image_token_id=config.image_token_id,
     video_token_id=config.video_token_id,
     spatial_merge_size=config.vision.spatial_merge_size,
-    tokens_per_second=config.vision.tokens_per_second,
+    tokens_per_second=getattr(config.vision, "tokens_per_second", 1.0),  # Qwen3-VL: unused
     attention_mask=attention_mask,
     image_grid_thw=image_grid_thw,
     video_grid_thw=video_grid_thw,

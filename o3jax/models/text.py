@@ -1,4 +1,8 @@
-"""Qwen2.5-VL text decoder: GQA with q/k/v bias, multimodal 3-D rotary, SwiGLU.
+"""Qwen2.5-VL and Qwen3-VL text decoder: GQA, multimodal 3-D rotary, SwiGLU.
+
+Qwen2.5-VL: q/k/v biases, chunked rotary rows. Qwen3-VL (config switches): no biases,
+RMSNorm on each q and k head, interleaved rotary rows, deepstack vision features added
+to the first layers' outputs.
 
 Axis letters: B batch, T query length, S key length (T, or the cache length when
 decoding), D width, F MLP width, N query heads, K kv heads, G = N/K query heads per kv
@@ -11,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from o3jax import sharding
@@ -36,17 +41,30 @@ class KVCache(NamedTuple):
   v: jax.Array
 
 
-def mrope_cos_sin(positions: jax.Array, cfg: TextConfig, dtype) -> tuple[jax.Array, jax.Array]:
-  """positions [3, B, T] -> cos, sin [B, T, 1, H].
+def mrope_rows(cfg: TextConfig) -> np.ndarray:
+  """[H/2] which position row (0 time, 1 height, 2 width) each frequency takes its angle from.
 
-  The H/2 frequencies are split into `mrope_section` chunks; chunk i takes its angle
-  from the time, height or width row (i mod 3), then the halves are repeated.
-  """
+  Chunked (Qwen2.5-VL): the frequencies split into `mrope_section` chunks, chunk i on row
+  i mod 3. Interleaved (Qwen3-VL): frequency j is on row j mod 3 while j < 3 * section of
+  that row, the rest on the time row."""
+  half = cfg.head_dim // 2
+  sec = cfg.mrope_section
+  if cfg.mrope_interleaved:
+    j = np.arange(half)
+    rows = np.zeros(half, np.int32)
+    for r in (1, 2):
+      rows[(j % 3 == r) & (j < 3 * sec[r])] = r
+    return rows
+  return np.concatenate([np.full(n, i % 3, np.int32) for i, n in enumerate(sec)])[:half]
+
+
+def mrope_cos_sin(positions: jax.Array, cfg: TextConfig, dtype) -> tuple[jax.Array, jax.Array]:
+  """positions [3, B, T] -> cos, sin [B, T, 1, H]: frequency j rotates by the position of
+  row `mrope_rows(cfg)[j]`, then the halves are repeated."""
   inv = inverse_frequencies(cfg.head_dim, cfg.rope_theta)
   freqs = positions.astype(jnp.float32)[..., None] * inv  # [3, B, T, H/2]
-  bounds = [sum(cfg.mrope_section[: i + 1]) for i in range(len(cfg.mrope_section) - 1)]
-  chunks = jnp.split(freqs, bounds, axis=-1)
-  freqs = jnp.concatenate([c[i % 3] for i, c in enumerate(chunks)], axis=-1)
+  rows = jnp.asarray(mrope_rows(cfg))
+  freqs = jnp.where(rows == 0, freqs[0], jnp.where(rows == 1, freqs[1], freqs[2]))
   emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
   return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
 
@@ -56,12 +74,17 @@ class Attention(nnx.Module):
     d, n, k, h = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     p = lambda shape, axes, init="normal": param(rngs, shape, axes, param_dtype, init)
     self.q_kernel = p((d, n, h), ("embed", "heads", "head_dim"))
-    self.q_bias = p((n, h), ("heads", "head_dim"), "zeros")
     self.k_kernel = p((d, k, h), ("embed", "kv_heads", "head_dim"))
-    self.k_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
     self.v_kernel = p((d, k, h), ("embed", "kv_heads", "head_dim"))
-    self.v_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
     self.o_kernel = p((n, h, d), ("heads", "head_dim", "embed"))
+    if cfg.attention_bias:
+      self.q_bias = p((n, h), ("heads", "head_dim"), "zeros")
+      self.k_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
+      self.v_bias = p((k, h), ("kv_heads", "head_dim"), "zeros")
+    if cfg.qk_norm:
+      norm = lambda: RMSNorm(h, "head_dim", cfg.rms_norm_eps, param_dtype=param_dtype, rngs=rngs)
+      self.q_norm, self.k_norm = norm(), norm()
+    self.bias, self.qk_norm = cfg.attention_bias, cfg.qk_norm
     self.groups = n // k
     self.dtype = dtype
     self.impl = impl
@@ -70,12 +93,15 @@ class Attention(nnx.Module):
     """x [B,T,D]. With `cache`, the new keys and values are written at (layer, slots
     mask.q_offset ..+T-1) and attention runs over all S slots of that layer."""
     dt = self.dtype
-    proj = lambda kern, bias: (
-      jnp.einsum("BTD,DnH->BTnH", x, kern[...].astype(dt)) + bias[...].astype(dt)
-    )
-    q = apply_rotary(proj(self.q_kernel, self.q_bias), cos, sin)
-    k = apply_rotary(proj(self.k_kernel, self.k_bias), cos, sin)
-    v = proj(self.v_kernel, self.v_bias)
+
+    def proj(name):
+      y = jnp.einsum("BTD,DnH->BTnH", x, getattr(self, name + "_kernel")[...].astype(dt))
+      return y + getattr(self, name + "_bias")[...].astype(dt) if self.bias else y
+
+    q, k = proj("q"), proj("k")
+    if self.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q, k, v = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), proj("v")
     if cache is not None:
       at = (layer, 0, mask.q_offset, 0, 0)
       cache = KVCache(
@@ -155,15 +181,23 @@ class TextDecoder(nnx.Module):
   def logits(self, x: jax.Array) -> jax.Array:
     return x @ self.head_weight().astype(self.dtype)
 
-  def __call__(self, x, positions, mask: Mask, cache: KVCache | None = None):
+  def __call__(self, x, positions, mask: Mask, cache: KVCache | None = None, deepstack=None):
     """x [B,T,D] embeddings, positions [3,B,T] -> (hidden [B,T,D] after the final norm,
-    cache). The layers run under a scan; with `cache` (decoding) without remat."""
+    cache). The layers run under a scan; with `cache` (decoding) without remat.
+
+    `deepstack` [K,B,T,D] (Qwen3-VL): added to the output of decoder layer i < K (vision
+    features at the vision tokens, zeros elsewhere); indexed by the scanned layer index."""
     cos, sin = mrope_cos_sin(positions, self.cfg, self.dtype)
     x = sharding.constrain(x, ("batch", "length", "embed"))
 
     def step(layer, carry, i):
       x, cache = carry
-      return layer(x, cos, sin, mask, cache, i)
+      x, cache = layer(x, cos, sin, mask, cache, i)
+      if deepstack is not None:
+        k = deepstack.shape[0]
+        add = jax.lax.dynamic_index_in_dim(deepstack, jnp.minimum(i, k - 1), keepdims=False)
+        x = x + jnp.where(i < k, add.astype(x.dtype), 0)
+      return x, cache
 
     x, cache = scan_layers(
       self.layers,

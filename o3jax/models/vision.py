@@ -28,6 +28,16 @@ from o3jax.models.layers import (
 from o3jax.models.vision_layout import Segments, VisionLayout
 
 
+def vision_rotary(rope_hw: jax.Array, cfg) -> tuple[jax.Array, jax.Array]:
+  """cos, sin [N, 1, H] of (row, col) patch coordinates [N, 2]: rows rotate the first half
+  of each half-dim, cols the second (Qwen2.5-VL and Qwen3-VL alike)."""
+  inv = inverse_frequencies(cfg.head_dim // 2, cfg.rope_theta)
+  freqs = rope_hw.astype(jnp.float32)[..., None] * inv  # [N, 2, H/4]
+  freqs = freqs.reshape(freqs.shape[0], -1)
+  emb = jnp.concatenate([freqs, freqs], axis=-1)[:, None, :]
+  return jnp.cos(emb), jnp.sin(emb)
+
+
 def segment_attention(q, k, v, seg: Segments, impl: str) -> jax.Array:
   """Attention restricted to segments. q, k, v [N, n, H] -> [N, n, H]; cost S*L^2.
 
@@ -156,19 +166,11 @@ class VisionTower(nnx.Module):
     self.merger = PatchMerger(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.remat = remat
 
-  def rotary(self, rope_hw: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """cos, sin [N, 1, H]: rows rotate the first half of each half-dim, cols the second."""
-    inv = inverse_frequencies(self.cfg.head_dim // 2, self.cfg.rope_theta)
-    freqs = rope_hw.astype(jnp.float32)[..., None] * inv  # [N, 2, H/4]
-    freqs = freqs.reshape(freqs.shape[0], -1)
-    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, None, :]
-    return jnp.cos(emb), jnp.sin(emb)
-
   def __call__(self, pixel_values: jax.Array, layout: VisionLayout) -> jax.Array:
     """pixel_values [N, P] in original patch order -> merged features [U, E], original order."""
     dt = self.dtype
     x = pixel_values.astype(dt)[layout.patch_order] @ self.patch_kernel[...].astype(dt)
-    cos, sin = self.rotary(layout.rope_hw)
+    cos, sin = vision_rotary(layout.rope_hw, self.cfg)
     # Window and full-attention blocks interleave (fullatt_block_indexes): one scan over
     # all blocks, each told by a flag which segments it attends within.
     full = jnp.asarray(np.isin(np.arange(self.cfg.depth), self.cfg.fullatt_block_indexes))

@@ -80,6 +80,24 @@ def _segments(
   return Segments(tokens, valid, slot)
 
 
+def patch_coords(grid_thw: np.ndarray, m: int) -> np.ndarray:
+  """[real patches, 2] (row, col) of every patch in the processor's order: frame by frame,
+  merged-unit-major (the m x m patches of a unit are consecutive), as the reference."""
+  coords = []
+  for t, h, w in np.asarray(grid_thw).reshape(-1, 3).tolist():
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    blk = (h // m, m, w // m, m)
+    rc = np.stack(
+      [
+        rows.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
+        cols.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
+      ],
+      -1,
+    )
+    coords.append(np.tile(rc, (t, 1)))
+  return np.concatenate(coords) if coords else np.zeros((0, 2), np.int64)
+
+
 def vision_layout(
   grid_thw,
   *,
@@ -112,21 +130,8 @@ def vision_layout(
   patch_order = (unit_order[:, None] * mu + np.arange(mu)).reshape(-1)
   unit_restore = np.argsort(unit_order)
 
-  # (row, col) of every patch in original order: merged-unit-major, as the reference.
-  coords = []
-  for t, h, w in grid_thw.tolist():
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    blk = (h // m, m, w // m, m)
-    rc = np.stack(
-      [
-        rows.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
-        cols.reshape(blk).transpose(0, 2, 1, 3).reshape(-1),
-      ],
-      -1,
-    )
-    coords.append(np.tile(rc, (t, 1)))
-  coords.append(np.zeros((n - real, 2), np.int64))
-  rope_hw = np.concatenate(coords)[patch_order]
+  coords = np.concatenate([patch_coords(grid_thw, m), np.zeros((n - real, 2), np.int64)])
+  rope_hw = coords[patch_order]
 
   frame_lengths = [int(h * w) for t, h, w in grid_thw.tolist() for _ in range(t)]
   max_win = window_merge_units**2 * mu
@@ -144,9 +149,16 @@ def vision_layout(
   )
 
 
-def layout_for(config, grid_thw, **padding) -> VisionLayout:
-  """`vision_layout` with the merge and window sizes of a model config."""
+def layout_for(config, grid_thw, **padding):
+  """`vision_layout` with the merge and window sizes of a model config; for a Qwen3-VL
+  config its `qwen3_vl_vision.vision_layout` (whose tower has no windows: the window
+  padding sizes do not apply)."""
   v = config.vision
+  if config.model_type == "qwen3_vl":
+    from o3jax.models import qwen3_vl_vision
+
+    padding = {k: x for k, x in padding.items() if k not in ("num_windows", "window_length")}
+    return qwen3_vl_vision.vision_layout(grid_thw, v, **padding)
   return vision_layout(
     grid_thw,
     spatial_merge_size=v.spatial_merge_size,

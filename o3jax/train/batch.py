@@ -47,9 +47,9 @@ def _split_vision(tokens_per_row: np.ndarray, grids: np.ndarray, merge_unit: int
 
 def _layout_needs(cfg, grid_list) -> tuple[int, int, int]:
   """(windows, frames, frame length) the layout of every row must hold: the largest over
-  the rows."""
+  the rows (no windows in a Qwen3-VL tower: `layout_for` drops their count)."""
   v = cfg.vision
-  wm = v.window_merge_units
+  wm = getattr(v, "window_merge_units", 1)
   windows = frames = 0
   frame_len = 1
   for grids in grid_list:

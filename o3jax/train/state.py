@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 
 from o3jax import sharding
-from o3jax.models import Qwen2_5_VL
+from o3jax.models import model_class
 from o3jax.models.config import Qwen2_5_VLConfig
 
 
@@ -38,7 +38,8 @@ def build_model(config: Qwen2_5_VLConfig, key, compute_dtype=jnp.float32, remat=
   """`remat` (a policy name, see models.layers) overrides the config's."""
   if remat is not None:
     config = config.replace(remat=remat)
-  return Qwen2_5_VL(config, dtype=compute_dtype, param_dtype=jnp.float32, rngs=nnx.Rngs(key))
+  cls = model_class(config)  # Qwen2.5-VL or Qwen3-VL
+  return cls(config, dtype=compute_dtype, param_dtype=jnp.float32, rngs=nnx.Rngs(key))
 
 
 def abstract_split(config: Qwen2_5_VLConfig, compute_dtype=jnp.float32, remat=None):

@@ -1,0 +1,153 @@
+"""Qwen3-VL (dense) in Flax NNX: vision tower + text decoder, vision features at the pad
+tokens and deepstack features added to the first decoder layers.
+
+Axis letters: B batch, T length, D text width, V vocabulary, K deepstack taps,
+R vision rows, U merged vision units.
+
+The interface is Qwen2.5-VL's (`qwen2_5_vl.py`): `__call__` takes transformers' keyword
+arguments (or the host arrays `prepare_inputs` builds, inside jit) and returns logits
+[B, T, V]; `embed_prompt`, `init_cache` and `forward_cached` are what `o3jax.sample`
+decodes with. The deepstack features of a prompt ([K, B, T, D]: tap k's features at the
+vision tokens, zeros elsewhere) exist only where vision is embedded (the forward and the
+prefill), never in the decode steps, which see text tokens only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from o3jax.models.attention import Mask, padding_range
+from o3jax.models.qwen2_5_vl import _scatter_features, causal_mask, prepare_inputs
+from o3jax.models.qwen3_vl_config import Qwen3VLConfig
+from o3jax.models.qwen3_vl_vision import Qwen3VisionLayout, Qwen3VisionTower
+from o3jax.models.text import KVCache, TextDecoder
+from o3jax.models.vision_rows import scatter_rows
+
+
+class Qwen3_VL(nnx.Module):
+  def __init__(
+    self,
+    config: Qwen3VLConfig,
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    self.config = config
+    kw = dict(
+      dtype=dtype,
+      param_dtype=param_dtype,
+      attention_impl=config.attention_impl,
+      remat=config.remat,
+      rngs=rngs,
+    )
+    self.visual = Qwen3VisionTower(config.vision, **kw)
+    self.text = TextDecoder(config.text, **kw)
+
+  def embed(self, input_ids, *vision):
+    """Token embeddings of text tokens (the decode steps); prompts with vision go through
+    `embed_prompt`, which also returns their deepstack features."""
+    if any(v is not None for v in vision):
+      raise ValueError("Qwen3_VL.embed takes text tokens only: use embed_prompt for vision")
+    return self.text.embed_tokens(input_ids)
+
+  def embed_prompt(
+    self,
+    input_ids,
+    pixel_values=None,
+    image_layout: Qwen3VisionLayout | None = None,
+    pixel_values_videos=None,
+    video_layout: Qwen3VisionLayout | None = None,
+    vision_row=None,
+  ):
+    """(embeddings [B, T, D] with image and video features at their pad tokens, deepstack
+    [K, B, T, D] or None without vision). Pixels [N, P] concatenate the batch's patches;
+    [R, N, P] (layouts with a leading R) are per vision row (see `vision_rows.py`)."""
+    x = self.text.embed_tokens(input_ids)
+    deepstack = None
+    for pixels, layout, token_id in (
+      (pixel_values, image_layout, self.config.image_token_id),
+      (pixel_values_videos, video_layout, self.config.video_token_id),
+    ):
+      if pixels is None:
+        continue
+      if pixels.ndim == 3:
+        feats, taps = jax.vmap(self.visual)(pixels, layout)  # [R, U, E], [R, K, U, E]
+        scatter = lambda y, f: scatter_rows(y, input_ids, token_id, f, vision_row)
+        taps = jnp.swapaxes(taps, 0, 1)
+      else:
+        feats, taps = self.visual(pixels, layout)  # [U, E], [K, U, E]
+        scatter = lambda y, f: _scatter_features(y, input_ids, token_id, f)
+      x = scatter(x, feats)
+      if deepstack is None:
+        deepstack = jnp.zeros((taps.shape[0], *x.shape), x.dtype)
+      # Image and video tokens are disjoint: each scatter fills its own positions.
+      deepstack = jax.vmap(scatter)(deepstack, taps)
+    return x, deepstack
+
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    pixel_values=None,
+    image_grid_thw=None,
+    pixel_values_videos=None,
+    video_grid_thw=None,
+    second_per_grid_ts=None,
+    position_ids=None,
+    image_layout=None,
+    video_layout=None,
+    rope_rule: str = "qwen",
+    return_hidden: bool = False,
+    vision_row=None,
+  ):
+    needs_host = (
+      position_ids is None
+      or (pixel_values is not None and image_layout is None)
+      or (pixel_values_videos is not None and video_layout is None)
+    )
+    if needs_host:
+      prepared = prepare_inputs(
+        self.config,
+        input_ids,
+        attention_mask,
+        pixel_values,
+        image_grid_thw,
+        pixel_values_videos,
+        video_grid_thw,
+        second_per_grid_ts,
+        position_ids,
+        rope_rule,
+      )
+      position_ids = prepared["position_ids"]
+      image_layout = image_layout or prepared.get("image_layout")
+      video_layout = video_layout or prepared.get("video_layout")
+    input_ids = jnp.asarray(input_ids)
+    b, t = input_ids.shape
+    position_ids = jnp.asarray(position_ids)
+    if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
+      position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
+    x, deepstack = self.embed_prompt(
+      input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
+    )
+    h, _ = self.text(x, position_ids, causal_mask(attention_mask), deepstack=deepstack)
+    return h if return_hidden else self.text.logits(h)
+
+  # ---------------------------------------------------------------- decoding with a cache
+
+  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
+    c = self.config.text
+    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
+    dtype = dtype or self.text.dtype
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+  def forward_cached(
+    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
+  ):
+    """As `Qwen2_5_VL.forward_cached`; `deepstack` from `embed_prompt` (the prefill)."""
+    start, end = padding_range(cache_mask)
+    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
+    h, cache = self.text(x, position_ids, mask, cache, deepstack)
+    return self.text.logits(h[:, -1:] if last_only else h), cache

@@ -34,8 +34,23 @@ class _IteratorSnapshot:
     return self._state
 
 
+def _barriers_off_the_devices() -> None:
+  """Orbax's default barrier between processes is a device collective (jax's
+  `sync_global_devices`), which its asynchronous save runs from a background thread,
+  concurrently with the training loop's own collectives: the processes can then pair
+  different collectives (on CPU/gloo: "Received data size doesn't match expected size",
+  elsewhere a hang). Its barrier through the `jax.distributed` coordination service
+  touches no device."""
+  if jax.process_count() == 1:
+    return
+  from absl import flags
+
+  flags.FLAGS(["o3jax", "--experimental_orbax_use_distributed_barrier"], known_only=True)
+
+
 class Checkpointer:
   def __init__(self, workdir: str, keep: int = 3, asynchronous: bool = True):
+    _barriers_off_the_devices()
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous

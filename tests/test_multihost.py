@@ -195,9 +195,11 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
 
 
 @pytest.mark.xfail(
-  reason="open: on CPU/gloo the two GSPO workers intermittently (3 of 4 tries) run "
-  "mismatched collectives in the reference log-prob pass ('Received data size doesn't "
-  "match expected size. 4 vs 1'); a run alone, without the persistent cache, passed",
+  reason="open: the flash attention's block-skipping loop bounds are reduced over the "
+  "sharded batch, so each attention call holds scalar all-reduces (s32 bounds in the "
+  "decoder, a pred in the vision tower's vmapped loop) that do not depend on each other; "
+  "XLA:CPU runs them in different orders in the two processes and gloo pairs mismatched "
+  "collectives ('Received data size doesn't match expected size. 4 vs 1'), about 1 run in 2",
   strict=False,
 )
 def test_two_processes_roll_out_their_own_prompts_like_one(synthetic_data, tmp_path):
@@ -223,7 +225,9 @@ def test_two_processes_roll_out_their_own_prompts_like_one(synthetic_data, tmp_p
     assert ra["completion_length"] > 0 and ra["grad_norm"] > 0
     for k in ra:
       if isinstance(ra[k], float) and np.isfinite(ra[k]):
-        assert abs(ra[k] - rb[k]) < 1e-5, (ra["step"], k, ra[k], rb[k])
+        # Norms (about 27) sum squares over every parameter in another order: relative.
+        scale = max(1.0, abs(ra[k])) if k.endswith("_norm") else 1.0
+        assert abs(ra[k] - rb[k]) < 1e-5 * scale, (ra["step"], k, ra[k], rb[k])
 
 
 LAUNCHED = """

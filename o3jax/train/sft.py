@@ -72,13 +72,13 @@ def data_iterator(
   if data_root:
     path = stgr_layout.json_path(data_root, file)
     records = []
-    for index, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
+    for number, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
       try:
         records.append(stgr_layout.resolve(record, stage, data_root))
       except RecordError as e:
         if cfg.strict_data:
           raise
-        print(f"skipping {path} record {index}: {e}", file=sys.stderr)
+        print(f"skipping {path} record {number}: {e}", file=sys.stderr)
   else:
     path = os.path.join(data_dir, file)
     records = select_tasks(load_records(path), cfg.tasks)

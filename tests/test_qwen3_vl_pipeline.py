@@ -77,3 +77,33 @@ def test_qwen3_batch_positions_and_logits_equal_transformers(synthetic_data, tmp
     f"logits: {row_ids.shape[1]} tokens, grid {grids[0].tolist()}, max error / max |ref| {err:.2e}"
   )
   assert np.isfinite(got).all() and err < 1e-4
+
+
+def test_infer_and_eval_ask_a_qwen3_model_with_its_processing(tmp_path):
+  """A Qwen3-VL directory without recorded settings gets transformers' Qwen3-VL defaults;
+  a budget preset keeps its budgets and takes Qwen3-VL's processing; the general
+  benchmarks' queries carry the chat template's default system turn: none for Qwen3-VL."""
+  import dataclasses
+
+  from o3jax.eval import generate as G
+  from o3jax.eval.bench_run import item_query
+  from o3jax.eval.benchmarks import Item
+  from o3jax.eval.generate import Video
+  from o3jax.processing.config import QWEN3_VL, TINY, for_model
+  from o3jax.processing.presentation import VisualInput
+
+  perturbed_hf_model(qwen3_tiny()).save_pretrained(tmp_path / "q3")
+  path = str(tmp_path / "q3")
+  assert G.ask_settings(path).processing == QWEN3_VL
+  tiny = G.ask_settings(path, "tiny").processing
+  assert tiny == for_model(TINY, "qwen3_vl") and tiny.patch_size == 16
+  assert dataclasses.replace(tiny, model_type="qwen2_5_vl", patch_size=14) != TINY  # mean/std
+
+  empty = np.zeros((0, 3), np.int64)
+  visual = VisualInput(
+    [], np.zeros((0, 1536), np.float32), empty, np.zeros((0, 1536)), empty, np.zeros(0), (64, 64)
+  )
+  video = Video("v.mp4", visual, np.zeros((1, 64, 64, 3), np.uint8), (0.0,), 1.0, (64, 64))
+  item = Item("1", "Which?", "Which?", "AB", "A", "multiple-choice", "v.mp4", {}, {})
+  assert item_query(item, video, tiny).system is None
+  assert item_query(item, video, TINY).system == "You are a helpful assistant."

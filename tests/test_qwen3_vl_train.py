@@ -1,5 +1,6 @@
 """Tiny-config SFT and GSPO steps run on Qwen3-VL (the trainer builds the model from the
-config's preset; the processing cuts 16-pixel patches, the Qwen3-VL patch size)."""
+config's preset, whose family also picks the processing: 16-pixel patches, Qwen3-VL's
+frame sampling and resize rule)."""
 
 import dataclasses
 import json
@@ -10,7 +11,7 @@ import numpy as np
 from o3jax import workdir as workdir_lib
 from o3jax.data.pipeline import bucket_for_videos
 from o3jax.models.qwen3_vl_config import Qwen3VLConfig
-from o3jax.processing.config import TINY
+from o3jax.processing.config import TINY, for_model
 from o3jax.train.config import load_config
 from o3jax.train.gspo import train_gspo
 from o3jax.train.sft import train_sft
@@ -20,11 +21,10 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny_syntheti
 
 def qwen3_config():
   cfg = load_config(CONFIG)
-  processing = {**cfg.processing, "patch_size": 16}
   bucket = bucket_for_videos(
-    dataclasses.replace(TINY, patch_size=16), 640, (112, 84), max_key_frames=2, image_size=(112, 84)
+    for_model(TINY, "qwen3_vl"), 640, (112, 84), max_key_frames=2, image_size=(112, 84)
   )
-  return cfg.replace(model="qwen3_tiny", processing=processing, buckets=(bucket,))
+  return cfg.replace(model="qwen3_tiny", buckets=(bucket,))
 
 
 def test_sft_then_gspo_steps_on_qwen3(synthetic_data, tmp_path):
@@ -47,6 +47,13 @@ def test_sft_then_gspo_steps_on_qwen3(synthetic_data, tmp_path):
   assert [r["step"] for r in rows] == [1]
   assert np.isfinite(row["loss"]) and np.isfinite(row["kl"]) and rows[0]["kl"] < 1e-4
   assert 0 < row["completion_length"] <= 16
+  # The run records the processing its model was trained with: Qwen3-VL's.
+  recorded = workdir_lib.read_inference_settings(gspo).processing
+  assert (recorded.model_type, recorded.patch_size, recorded.image_mean) == (
+    "qwen3_vl",
+    16,
+    (0.5, 0.5, 0.5),
+  )
 
   # infer reads the workdir's model config (a Qwen3-VL) and its processing (16-px patches);
   # convert writes a directory transformers loads as Qwen3-VL.

@@ -127,22 +127,28 @@ def bucket_for_videos(
   image_size: tuple[int, int] | None = None,
 ) -> BatchShape:
   """The largest per-example shapes for videos of one (W, H), and still images of one size:
-  max_frames sampled frames plus `max_key_frames` key frames as images, or one native video."""
-  height, width = F.video_frame_size(
-    video_size[1], video_size[0], processing.max_frames, processing
-  )
-  per_frame = (height // processing.patch_size) * (width // processing.patch_size)
+  max_frames sampled frames plus `max_key_frames` key frames as images, or one native video.
+  (Qwen3-VL's budget bounds the whole clip, so fewer frames may be larger: the largest
+  over every frame count is taken.)"""
+  p, tp = processing.patch_size, processing.temporal_patch_size
+
+  def patches(n: int) -> tuple[int, int]:  # (per frame, frames counted) for n sampled frames
+    height, width = F.video_frame_size(video_size[1], video_size[0], n, processing)
+    counted = -(-n // tp) if processing.presentation == "video" else n + max_key_frames
+    return (height // p) * (width // p), counted
+
+  counts = [processing.max_frames]
+  if processing.model_type == "qwen3_vl":
+    counts = range(tp, max(tp, processing.max_frames) + 1)
+  per_frame, frames = max((patches(n) for n in counts), key=lambda pf: pf[0] * pf[1])
   image_patches, images = 0, 0
   if image_size is not None:
     ih, iw = F.image_size(image_size[1], image_size[0], processing)
-    image_patches, images = (ih // processing.patch_size) * (iw // processing.patch_size), 1
+    image_patches, images = (ih // p) * (iw // p), 1
   if processing.presentation == "video":
-    frames = processing.max_frames + processing.max_frames % processing.temporal_patch_size
-    return BatchShape(
-      seq_len, image_patches, images, per_frame * frames // processing.temporal_patch_size, 1
-    )
+    return BatchShape(seq_len, image_patches, images, per_frame * frames, 1)
   shown = processing.max_frames + max_key_frames
-  return BatchShape(seq_len, max(image_patches, per_frame * shown), max(images, shown))
+  return BatchShape(seq_len, max(image_patches, per_frame * frames), max(images, shown))
 
 
 def example_shape(example: Example, stage: str) -> BatchShape:

@@ -64,6 +64,7 @@ def generate(args) -> tuple[Path, dict]:
 
   from o3jax.eval import generate as G, mcq_run
   from o3jax.eval.bench_run import bench_results
+  from o3jax.processing.config import for_model
   from o3jax.processing.media import MediaError
 
   name = f"o3jax eval {args.benchmark}"
@@ -71,8 +72,10 @@ def generate(args) -> tuple[Path, dict]:
     raise SystemExit(f"{name}: generating results needs --model DIR and --data DIR")
   try:
     items = benchmarks.load(args.benchmark, args.data, think=not args.no_think)[: args.limit]
-    processing = G.processing_config(args.processing, args.presentation)
     loaded = G.load_model(args.model, args.dtype, G.inference_mesh(args.mesh))
+    processing = for_model(
+      G.processing_config(args.processing, args.presentation), loaded.config.model_type
+    )
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise SystemExit(f"{name}: {e}")
   greedy = args.temperature is None and args.n == 1

@@ -6,11 +6,10 @@ copies we could read, so its think prompt is VideoMME's with the letter sentence
 eval/test/test_videommmu.py replaces for open-ended questions (that sentence and its
 replacement are byte-exact to test_videommmu.py).
 
-The answer prompts have no system turn: the reference sends a user turn only, so Qwen2.5-VL's
-chat template adds its default system prompt (QWEN_DEFAULT_SYSTEM).
+The answer prompts have no system turn: the reference sends a user turn only, so the
+model's chat template adds its default system prompt, if any
+(`processing.chat.default_system_prompt`).
 """
-
-QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # eval/dataloader/videomme.py, videomme_doc_to_text
 VIDEOMME_PLAIN = (

@@ -3,8 +3,8 @@
 
 Each question is one user turn: the video (Qwen2.5-VL's native video input), then the
 question's image when it has one (VideoMMMU Adaptation), then the prompt of benchmarks.py;
-no system turn of our own (Qwen2.5-VL's default system prompt, as the chat template adds
-it). N completions per multiple-choice question become one letter as tts.py says (N = 1
+no system turn of our own (the default system prompt of the model's chat template:
+Qwen2.5-VL's, none for Qwen3-VL). N completions per multiple-choice question become one letter as tts.py says (N = 1
 and majority voting is how the reference's eval_all.sh runs them); an open-ended VideoMMMU
 question is answered once. The results records (bench_score.py reads them) hold the
 question's published row, its categories, every completion, the letters, weights,
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import jax
 
-from o3jax.eval import bench_prompts, bench_score, mcq_run, tts
+from o3jax.eval import bench_score, mcq_run, tts
 from o3jax.eval.benchmarks import Item
 from o3jax.eval.generate import Decoding, LoadedModel, Query, answer_records
+from o3jax.processing import chat
 from o3jax.processing.config import ProcessingConfig
 from o3jax.processing.presentation import joined, present_image
 
@@ -32,7 +33,7 @@ def item_query(item: Item, video, processing: ProcessingConfig) -> Query:
   visual = video.visual
   if item.image is not None:
     visual = joined([visual, present_image(item.image, processing)])
-  return Query(item.prompt, visual, bench_prompts.QWEN_DEFAULT_SYSTEM)
+  return Query(item.prompt, visual, chat.default_system_prompt(processing.model_type))
 
 
 def plain_reader(benchmark: str, item: Item):

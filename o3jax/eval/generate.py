@@ -31,7 +31,7 @@ from tqdm import tqdm
 from o3jax import sample, sharding, workdir
 from o3jax.models import Qwen2_5_VL
 from o3jax.processing import chat, media
-from o3jax.processing.config import REFERENCE_EVAL, TINY, ProcessingConfig
+from o3jax.processing.config import QWEN3_VL, REFERENCE_EVAL, TINY, ProcessingConfig, for_model
 from o3jax.processing.presentation import VisualInput, present_image, present_video
 from o3jax.processing.tokenizer import load_tokenizer, special_token_ids
 from o3jax.sample_inputs import prompt_batch
@@ -142,14 +142,23 @@ def ask_settings(
 ) -> AskSettings:
   """Each setting from its flag when given, else from what the model directory recorded
   (`workdir.INFERENCE`, written by training and carried by `o3jax convert`), else the
-  reference's (frames of docs/reference.md section 2, RL prompts, 512 new tokens)."""
+  reference's (frames of docs/reference.md section 2, RL prompts, 512 new tokens; a
+  Qwen3-VL model without recorded settings: transformers' Qwen3-VL processing,
+  config.QWEN3_VL). The processing is always the model family's (`config.for_model`)."""
   recorded = workdir.read_inference_settings(model) if os.path.isdir(model) else None
+  try:  # the model's family decides the processing (for_model)
+    model_type = workdir.model_config_of(model).model_type
+  except FileNotFoundError:  # not a model directory: loading it says so
+    model_type = "qwen2_5_vl"
   if processing is not None:
     config = processing_config(processing)
+  elif recorded:
+    config = recorded.processing
   else:
-    config = recorded.processing if recorded else PRESETS["reference"]
+    config = QWEN3_VL if model_type == "qwen3_vl" else PRESETS["reference"]
   if presentation:
     config = dataclasses.replace(config, presentation=presentation)
+  config = for_model(config, model_type)
   return AskSettings(
     config,
     prompt_stage or (recorded.prompt_stage if recorded else "rl"),

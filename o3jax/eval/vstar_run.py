@@ -34,7 +34,7 @@ from o3jax.eval.generate import Decoding, LoadedModel, Query, Video, answer_reco
 from o3jax.processing import frames as F
 from o3jax.processing import media, patchify, prompts
 from o3jax.processing.chat import Vision
-from o3jax.processing.config import ProcessingConfig
+from o3jax.processing.config import ProcessingConfig, for_model
 from o3jax.processing.presentation import VisualInput
 
 PROTOCOLS = ("reference", "o3jax")
@@ -183,6 +183,9 @@ def vstar_results(
     except (KeyError, TypeError) as e:
       raise ValueError(f"field {e} is missing or malformed") from None
 
+  def reference_loader(path):  # the reference's frames, cut into the model's patches
+    return load_reference_video(path, for_model(REFERENCE_PROCESSING, loaded.config.model_type))
+
   results, errors = [], []
   for chunk in answer_records(
     loaded,
@@ -196,7 +199,7 @@ def vstar_results(
     batch_size=batch_size,
     strict=strict,
     name="V-STaR",
-    video_loader=load_reference_video if reference else None,
+    video_loader=reference_loader if reference else None,
   ):
     for item in chunk:
       if item.error is not None:

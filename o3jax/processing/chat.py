@@ -4,7 +4,10 @@ Template (Qwen2-VL / Qwen2.5-VL): every message is
 `<|im_start|>{role}\\n{content}<|im_end|>\\n`; an image in the content is
 `<|vision_start|>` + n x `<|image_pad|>` + `<|vision_end|>` (videos: `<|video_pad|>`),
 n = t*h*w / merge_size**2 for its grid_thw; `add_generation_prompt` appends
-`<|im_start|>assistant\\n`.
+`<|im_start|>assistant\\n`. The templates of Qwen2.5-VL and Qwen3-VL (Instruct) render
+these messages alike; they differ in the system turn written when a conversation has
+none (`default_system_prompt`). A Qwen3-VL video's per-frame timestamp layout is in its
+content (processing/presentation.py).
 
 Tokenization encodes each maximal run of text between special tokens as one string, so
 the ids equal encoding the whole rendered text at once (special tokens always split the
@@ -18,6 +21,16 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from o3jax.processing import tokenizer as tok
+
+
+# The system turn a chat template writes when the conversation starts without one:
+# Qwen2.5-VL's adds this one, Qwen3-VL's none.
+_DEFAULT_SYSTEM = {"qwen2_5_vl": "You are a helpful assistant.", "qwen3_vl": None}
+
+
+def default_system_prompt(model_type: str) -> str | None:
+  """The system prompt the chat template of `model_type` adds to a conversation without one."""
+  return _DEFAULT_SYSTEM[model_type]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Which frames of a video are shown, and at what size (docs/reference.md section 2).
 
-Formulas of qwen-vl-utils (`smart_nframes`, `fetch_video`) and transformers'
+Qwen2.5-VL: formulas of qwen-vl-utils (`smart_nframes`, `fetch_video`) and transformers'
 `smart_resize`; frame indices follow `torch.linspace(0, total - 1, n).round()`.
+Qwen3-VL (config.model_type "qwen3_vl"): transformers' Qwen3VLVideoProcessor
+(`sample_frames`, its clip-level `smart_resize` and per-frame cap) and Qwen3VLProcessor's
+`_calculate_timestamps`.
 """
 
 import math
@@ -45,7 +48,17 @@ def smart_resize(
 
 def num_frames(total_frames: int, video_fps: float, config: ProcessingConfig) -> int:
   """Frames to sample: `fps` per second, clipped to [min_frames, max_frames] and to the
-  video, rounded down to a multiple of the temporal patch (2). Raises if fewer than 2."""
+  video, rounded down to a multiple of the temporal patch (2) (Qwen3-VL: int() of the
+  count, not rounded to the patch; the last frame pads it). Raises if fewer than 2."""
+  if config.model_type == "qwen3_vl":
+    n = int(total_frames / video_fps * config.fps)
+    n = min(max(n, config.min_frames), config.max_frames, total_frames)
+    if n < config.temporal_patch_size:
+      raise ValueError(
+        f"cannot sample frames: {n} frames from a video of {total_frames} frames "
+        f"(need at least {config.temporal_patch_size})"
+      )
+    return n
   factor = config.temporal_patch_size
   min_frames = math.ceil(config.min_frames / factor) * factor
   max_frames = math.floor(min(config.max_frames, total_frames) / factor) * factor
@@ -60,9 +73,12 @@ def num_frames(total_frames: int, video_fps: float, config: ProcessingConfig) ->
   return n
 
 
-def frame_indices(total_frames: int, n: int) -> np.ndarray:
+def frame_indices(total_frames: int, n: int, config: ProcessingConfig | None = None) -> np.ndarray:
   """`torch.linspace(0, total_frames - 1, n).round()` reproduced in float32: the first
-  half counts up from 0, the second half down from the end, ties round to even."""
+  half counts up from 0, the second half down from the end, ties round to even.
+  Qwen3-VL: numpy's float64 `np.linspace(0, total - 1, n).round()`."""
+  if config is not None and config.model_type == "qwen3_vl":
+    return np.linspace(0, total_frames - 1, n).round().astype(np.int64)
   if n == 1:
     return np.zeros(1, np.int64)
   start, end = np.float32(0), np.float32(total_frames - 1)
@@ -91,13 +107,80 @@ def shown_frames(
   n = num_frames(total_frames, video_fps, config)
   fps = sample_fps(n, total_frames, video_fps)
   return [
-    (int(index), label_time(i, fps)) for i, index in enumerate(frame_indices(total_frames, n))
+    (int(index), label_time(i, fps))
+    for i, index in enumerate(frame_indices(total_frames, n, config))
+  ]
+
+
+def qwen3_video_smart_resize(
+  num_frames: int,
+  height: int,
+  width: int,
+  temporal_factor: int = 2,
+  factor: int = 32,
+  min_pixels: int = 128 * 32 * 32,
+  max_pixels: int = 768 * 32 * 32,
+) -> tuple[int, int]:
+  """transformers' Qwen3-VL video `smart_resize`: the budget bounds the whole clip
+  (frames rounded to the temporal patch), sides too short for one token are scaled up."""
+  if num_frames < temporal_factor:
+    raise ValueError(f"t:{num_frames} must be larger than temporal_factor:{temporal_factor}")
+  if height < factor or width < factor:
+    scale = max(factor / height, factor / width)
+    height, width = int(height * scale), int(width * scale)
+  if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+    raise ValueError(
+      f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+      f"got {max(height, width) / min(height, width)}"
+    )
+  h_bar = round(height / factor) * factor
+  w_bar = round(width / factor) * factor
+  t_bar = round(num_frames / temporal_factor) * temporal_factor
+  if t_bar * h_bar * w_bar > max_pixels:
+    beta = math.sqrt((num_frames * height * width) / max_pixels)
+    h_bar = max(factor, math.floor(height / beta / factor) * factor)
+    w_bar = max(factor, math.floor(width / beta / factor) * factor)
+  elif t_bar * h_bar * w_bar < min_pixels:
+    beta = math.sqrt(min_pixels / (num_frames * height * width))
+    h_bar = math.ceil(height * beta / factor) * factor
+    w_bar = math.ceil(width * beta / factor) * factor
+  return h_bar, w_bar
+
+
+def frame_timestamps(indices, video_fps: float, temporal_patch_size: int = 2) -> list[float]:
+  """Seconds of each temporal patch (Qwen3VLProcessor `_calculate_timestamps`): indices
+  padded with the last to a multiple of the patch, then the mean of the times of the
+  first and last frame of each patch."""
+  indices = [int(i) for i in indices]
+  if len(indices) % temporal_patch_size:
+    indices += [indices[-1]] * (temporal_patch_size - len(indices) % temporal_patch_size)
+  seconds = [i / video_fps for i in indices]
+  return [
+    (seconds[i] + seconds[i + temporal_patch_size - 1]) / 2
+    for i in range(0, len(seconds), temporal_patch_size)
   ]
 
 
 def video_frame_size(height: int, width: int, n: int, config: ProcessingConfig) -> tuple[int, int]:
   """(height, width) every sampled frame is resized to; the per-frame pixel cap is
-  qwen-vl-utils' max(min(max_pixels, total_pixels / n * 2), int(min_pixels * 1.05))."""
+  qwen-vl-utils' max(min(max_pixels, total_pixels / n * 2), int(min_pixels * 1.05)).
+  Qwen3-VL: `qwen3_video_smart_resize` within [video_min_pixels, video_total_pixels] over
+  the clip, or with video_max_pixels set, within n * max(min(video_max_pixels,
+  video_total_pixels // n), int(video_min_pixels * 1.05)) (`cap_pixels_per_frame`)."""
+  if config.model_type == "qwen3_vl":
+    max_pixels = config.video_total_pixels
+    if config.video_max_pixels is not None:
+      per_frame = min(config.video_max_pixels, config.video_total_pixels // n)
+      max_pixels = max(per_frame, int(config.video_min_pixels * 1.05)) * n
+    return qwen3_video_smart_resize(
+      n,
+      height,
+      width,
+      config.temporal_patch_size,
+      config.factor,
+      config.video_min_pixels,
+      max_pixels,
+    )
   max_pixels = max(
     min(config.video_max_pixels, config.video_total_pixels / n * config.temporal_patch_size),
     int(config.video_min_pixels * 1.05),

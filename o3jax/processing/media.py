@@ -60,7 +60,7 @@ def read_video(path: str, config: ProcessingConfig, num_threads: int = 1) -> Vid
     n = F.num_frames(total, video_fps, config)
   except ValueError as e:
     raise MediaError(f"video {path} is too short: {e}") from None
-  indices = F.frame_indices(total, n)
+  indices = F.frame_indices(total, n, config)
   try:
     raw = reader.get_batch(indices.tolist()).asnumpy()
   except Exception as e:

@@ -8,7 +8,10 @@ key frame's time, labelled with round(time, 1); then
 `The video is in total {int(n / sample_fps)} seconds.\\n`. Key frames later than every
 sampled frame's second go after the last frame (the reference drops them).
 "video" (Qwen2.5-VL native): one video placeholder, temporal patches of 2 frames,
-second_per_grid_ts = 2 / sample_fps; key frames are not shown.
+second_per_grid_ts = 2 / sample_fps; key frames are not shown. Qwen3-VL's native video
+(config.model_type "qwen3_vl") is the same pixels laid out as Qwen3VLProcessor expands
+its video token: per temporal patch, `<{t:.1f} seconds>` then the patch's own
+vision-start, pads and vision-end (t from `frames.frame_timestamps`).
 """
 
 import dataclasses
@@ -50,7 +53,7 @@ def present_video(
     empty_pixels, empty_grid = _no_pixels(config)
     seconds = np.array([config.temporal_patch_size / clip.sample_fps], np.float32)
     return VisualInput(
-      [Vision("video", tuple(int(v) for v in grid[0]))],
+      _video_content(clip, config, tuple(int(v) for v in grid[0])),
       empty_pixels,
       empty_grid,
       pixels,
@@ -94,6 +97,18 @@ def present_video(
     clip.frame_size,
     tuple(times),
   )
+
+
+def _video_content(
+  clip: VideoClip, config: ProcessingConfig, grid: tuple[int, int, int]
+) -> Content:
+  if config.model_type != "qwen3_vl":
+    return [Vision("video", grid)]
+  times = F.frame_timestamps(clip.indices, clip.video_fps, config.temporal_patch_size)
+  content: Content = []
+  for t in times:  # one block of grid (1, h, w) per temporal patch: the rope index's frames
+    content += [f"<{t:.1f} seconds>", Vision("video", (1, grid[1], grid[2]))]
+  return content
 
 
 def present_image(image: np.ndarray, config: ProcessingConfig) -> VisualInput:

@@ -32,7 +32,16 @@ def evaluate_rewards(
   `data_dir` (in file order, no shuffle). Each term is averaged over the tasks it applies
   to; `total` over all prompts."""
   eval_cfg = cfg.replace(seed=0)
-  data = data_iterator(eval_cfg, data_dir, tokenizer, "rl", file, shuffle=False, num_epochs=1)
+  data = data_iterator(
+    eval_cfg,
+    data_dir,
+    tokenizer,
+    "rl",
+    file,
+    shuffle=False,
+    num_epochs=1,
+    model_type=model_config.model_type,
+  )
   terms_all, valid_all, tasks, texts = [], [], [], []
   bar = tqdm(total=num_batches, desc="held-out rewards", unit="batch", file=sys.stderr)
   for _ in range(num_batches):

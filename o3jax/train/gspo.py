@@ -151,7 +151,15 @@ def _train_gspo(cfg, data_dir, workdir, steps, init, data_root, batches) -> dict
     )
   data = batches
   if data is None:
-    data = data_iterator(cfg, data_dir, run.tokenizer, "rl", "STGR-RL.json", data_root=data_root)
+    data = data_iterator(
+      cfg,
+      data_dir,
+      run.tokenizer,
+      "rl",
+      "STGR-RL.json",
+      data_root=data_root,
+      model_type=run.model_config.model_type,
+    )
   restore(run, data)
   record_inference_settings(run, "rl")
   ref_params = None

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from o3jax import sharding, workdir as workdir_lib
 from o3jax.checkpoint import Checkpointer
 from o3jax.models import config as model_config_lib
-from o3jax.processing.config import ProcessingConfig
+from o3jax.processing.config import ProcessingConfig, for_model
 from o3jax.processing.tokenizer import special_token_ids
 from o3jax.train import optim, state as state_lib
 from o3jax.train.config import TrainConfig
@@ -122,7 +122,7 @@ def record_inference_settings(run: Run, stage: str) -> None:
   """Writes what `o3jax infer` and `o3jax eval` need to ask the trained model as it was
   trained: its frame processing, the prompts of its `stage` ("sft" or "rl") and the
   answer length of its rollouts (`workdir.INFERENCE`)."""
-  processing = ProcessingConfig(**run.cfg.processing)
+  processing = for_model(ProcessingConfig(**run.cfg.processing), run.model_config.model_type)
   workdir_lib.write_inference_settings(
     run.workdir,
     workdir_lib.InferenceSettings(

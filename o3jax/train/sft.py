@@ -13,7 +13,8 @@ from o3jax.data import pipeline, stgr_layout
 from o3jax.data.records import RecordError, load_records
 from o3jax import sharding
 from o3jax.distributed import agree_max, row_shard
-from o3jax.processing.config import ProcessingConfig
+from o3jax.models import config as model_config_lib
+from o3jax.processing.config import ProcessingConfig, for_model
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, vision_needs
 from o3jax.train.config import TrainConfig
@@ -29,8 +30,12 @@ from o3jax.train.run import (
 from o3jax.workdir import MetricsLog
 
 
-def processing_config(cfg: TrainConfig) -> ProcessingConfig:
-  return ProcessingConfig(**cfg.processing)
+def processing_config(cfg: TrainConfig, model_type: str | None = None) -> ProcessingConfig:
+  """The config's processing overrides, made for the model family (`for_model`): that of
+  `model_type`, else of the config's preset."""
+  if model_type is None:
+    model_type = model_config_lib.preset(cfg.model).model_type
+  return for_model(ProcessingConfig(**cfg.processing), model_type)
 
 
 def select_tasks(records: list, tasks: tuple) -> list:
@@ -55,6 +60,7 @@ def data_iterator(
   shuffle: bool = True,
   num_epochs: int | None = None,
   data_root: str | None = None,
+  model_type: str | None = None,
 ):
   """This process's rows of the batches of `file` under `data_dir` (paths relative to it),
   or with `data_root` of DATA_ROOT/json_data/`file` in the published STGR layout
@@ -66,13 +72,13 @@ def data_iterator(
   if data_root:
     path = stgr_layout.json_path(data_root, file)
     records = []
-    for index, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
+    for number, record in enumerate(select_tasks(load_records(path), cfg.tasks)):
       try:
         records.append(stgr_layout.resolve(record, stage, data_root))
       except RecordError as e:
         if cfg.strict_data:
           raise
-        print(f"skipping {path} record {index}: {e}", file=sys.stderr)
+        print(f"skipping {path} record {number}: {e}", file=sys.stderr)
   else:
     path = os.path.join(data_dir, file)
     records = select_tasks(load_records(path), cfg.tasks)
@@ -96,7 +102,7 @@ def data_iterator(
   return pipeline.make_iterator(
     records,
     tokenizer=tokenizer,
-    processing=processing_config(cfg),
+    processing=processing_config(cfg, model_type),
     config=pcfg,
     root=os.path.dirname(os.path.abspath(path)),
   )
@@ -124,7 +130,15 @@ def _train_sft(cfg, data_dir, workdir, steps, init, batches, data_root) -> dict:
   data = (
     batches
     if batches is not None
-    else data_iterator(cfg, data_dir, run.tokenizer, "sft", "STGR-SFT.json", data_root=data_root)
+    else data_iterator(
+      cfg,
+      data_dir,
+      run.tokenizer,
+      "sft",
+      "STGR-SFT.json",
+      data_root=data_root,
+      model_type=run.model_config.model_type,
+    )
   )
   restore(run, data)
   record_inference_settings(run, "sft")

@@ -149,11 +149,11 @@ def _prefill(model: Qwen2_5_VL, inputs: dict, max_new_tokens: int):
     inputs.get("pixel_values_videos"),
     inputs.get("video_layout"),
   )
-  cache = model.init_cache(b, t + max_new_tokens)
+  cache = model.text.init_cache(b, t + max_new_tokens)
   cache_mask = jnp.concatenate(
     [inputs["attention_mask"].astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1
   )
-  logits, cache = model.forward_cached(
+  logits, cache = model.text.forward_cached(
     x, inputs["position_ids"], cache_mask, cache, 0, last_only=True, deepstack=deepstack
   )
   return logits[:, 0], cache, cache_mask
@@ -252,7 +252,7 @@ def _decode(
     """Runs token s.step - 1 at cache slot t + s.step - 1, then chooses token s.step."""
     x = model.embed(s.tokens[:, s.step - 1][:, None])
     positions = (next_position + s.step - 1)[:, :, None]
-    logits, cache = model.forward_cached(x, positions, cache_mask, s.cache, t + s.step - 1)
+    logits, cache = model.text.forward_cached(x, positions, cache_mask, s.cache, t + s.step - 1)
     return record(s._replace(cache=cache), logits[:, 0])
 
   def running(s: _Decoding):

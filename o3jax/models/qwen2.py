@@ -6,8 +6,8 @@ Axis letters: B batch, T length, S key length, D width, V vocabulary.
 Positions are plain 1-D rotary positions: the decoder's three mRoPE rows all hold the
 same position and one section covers every frequency, which is standard RoPE.
 `__call__` takes transformers' keyword arguments (input_ids, attention_mask,
-position_ids) and returns logits [B, T, V]; `embed`, `init_cache` and `forward_cached`
-are the interface `o3jax.sample` decodes with.
+position_ids) and returns logits [B, T, V]; `embed_prompt`, `embed` and the decoder's
+`init_cache` and `forward_cached` (`text.py`) are the interface `o3jax.sample` decodes with.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any, ClassVar
 import jax.numpy as jnp
 from flax import nnx
 
-from o3jax.models.attention import Mask, padding_range
 from o3jax.models.config import TextConfig
 from o3jax.models.qwen2_5_vl import causal_mask
-from o3jax.models.text import KVCache, TextDecoder
+from o3jax.models.text import TextDecoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,18 +100,3 @@ class Qwen2ForCausalLM(nnx.Module):
     positions = jnp.broadcast_to(jnp.asarray(position_ids)[None], (3, b, t))
     h, _ = self.text(self.embed(input_ids), positions, causal_mask(attention_mask))
     return self.text.logits(h)
-
-  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
-    c = self.config.text
-    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
-    dtype = dtype or self.text.dtype
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
-
-  def forward_cached(
-    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
-  ):
-    """As Qwen2_5_VL.forward_cached: x [B,T,D] at cache slots index..index+T-1."""
-    start, end = padding_range(cache_mask)
-    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
-    h, cache = self.text(x, position_ids, mask, cache, deepstack)
-    return self.text.logits(h[:, -1:] if last_only else h), cache

@@ -22,7 +22,7 @@ from flax import nnx
 from o3jax.models.attention import Mask, padding_range
 from o3jax.models.config import Qwen2_5_VLConfig
 from o3jax.models.rope_index import rope_index_for
-from o3jax.models.text import KVCache, TextDecoder
+from o3jax.models.text import TextDecoder
 from o3jax.models.vision import VisionTower
 from o3jax.models.vision_layout import VisionLayout, layout_for
 from o3jax.models.vision_rows import encode_rows, scatter_rows
@@ -109,6 +109,52 @@ def _scatter_features(x, input_ids, token_id, feats):
   return jnp.where(is_tok[..., None], feats[idx].astype(x.dtype), x)
 
 
+def call_inputs(
+  config,
+  input_ids,
+  attention_mask,
+  pixel_values,
+  image_grid_thw,
+  pixel_values_videos,
+  video_grid_thw,
+  second_per_grid_ts,
+  position_ids,
+  image_layout,
+  video_layout,
+  rope_rule: str,
+):
+  """(input_ids, position_ids [3, B, T], image_layout, video_layout) of a forward call of
+  either vision-language model: what is not given (positions, layouts) built on the host
+  by `prepare_inputs`; 1-D positions [B, T] broadcast to the three rotary rows."""
+  needs_host = (
+    position_ids is None
+    or (pixel_values is not None and image_layout is None)
+    or (pixel_values_videos is not None and video_layout is None)
+  )
+  if needs_host:
+    prepared = prepare_inputs(
+      config,
+      input_ids,
+      attention_mask,
+      pixel_values,
+      image_grid_thw,
+      pixel_values_videos,
+      video_grid_thw,
+      second_per_grid_ts,
+      position_ids,
+      rope_rule,
+    )
+    position_ids = prepared["position_ids"]
+    image_layout = image_layout or prepared.get("image_layout")
+    video_layout = video_layout or prepared.get("video_layout")
+  input_ids = jnp.asarray(input_ids)
+  b, t = input_ids.shape
+  position_ids = jnp.asarray(position_ids)
+  if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
+    position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
+  return input_ids, position_ids, image_layout, video_layout
+
+
 def causal_mask(attention_mask: jax.Array | None) -> Mask:
   """Key s visible from query t when s <= t and s is not padding (padding on either side
   of each row's one run of real tokens)."""
@@ -187,56 +233,22 @@ class Qwen2_5_VL(nnx.Module):
     return_hidden: bool = False,
     vision_row=None,
   ):
-    needs_host = (
-      position_ids is None
-      or (pixel_values is not None and image_layout is None)
-      or (pixel_values_videos is not None and video_layout is None)
+    input_ids, position_ids, image_layout, video_layout = call_inputs(
+      self.config,
+      input_ids,
+      attention_mask,
+      pixel_values,
+      image_grid_thw,
+      pixel_values_videos,
+      video_grid_thw,
+      second_per_grid_ts,
+      position_ids,
+      image_layout,
+      video_layout,
+      rope_rule,
     )
-    if needs_host:
-      prepared = prepare_inputs(
-        self.config,
-        input_ids,
-        attention_mask,
-        pixel_values,
-        image_grid_thw,
-        pixel_values_videos,
-        video_grid_thw,
-        second_per_grid_ts,
-        position_ids,
-        rope_rule,
-      )
-      position_ids = prepared["position_ids"]
-      image_layout = image_layout or prepared.get("image_layout")
-      video_layout = video_layout or prepared.get("video_layout")
-    input_ids = jnp.asarray(input_ids)
-    b, t = input_ids.shape
-    position_ids = jnp.asarray(position_ids)
-    if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
-      position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
     x = self.embed(
       input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
     )
     h, _ = self.text(x, position_ids, causal_mask(attention_mask))
     return h if return_hidden else self.text.logits(h)
-
-  # ---------------------------------------------------------------- decoding with a cache
-
-  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
-    c = self.config.text
-    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
-    dtype = dtype or self.text.dtype
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
-
-  def forward_cached(
-    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
-  ):
-    """Run embeddings x [B,T,D] at cache slots index..index+T-1.
-
-    `cache_mask` [B, S] marks the slots holding real tokens (prompt padding is 0); a query
-    at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache), or
-    the logits of the last column only ([B,1,V]) with `last_only` (a prefill).
-    """
-    start, end = padding_range(cache_mask)
-    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
-    h, cache = self.text(x, position_ids, mask, cache, deepstack)
-    return self.text.logits(h[:, -1:] if last_only else h), cache

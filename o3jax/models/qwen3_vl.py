@@ -6,8 +6,8 @@ R vision rows, U merged vision units.
 
 The interface is Qwen2.5-VL's (`qwen2_5_vl.py`): `__call__` takes transformers' keyword
 arguments (or the host arrays `prepare_inputs` builds, inside jit) and returns logits
-[B, T, V]; `embed_prompt`, `init_cache` and `forward_cached` are what `o3jax.sample`
-decodes with. The deepstack features of a prompt ([K, B, T, D]: tap k's features at the
+[B, T, V]; `embed_prompt`, `embed` and the decoder's `init_cache` and `forward_cached`
+(`text.py`) are what `o3jax.sample` decodes with. The deepstack features of a prompt ([K, B, T, D]: tap k's features at the
 vision tokens, zeros elsewhere) exist only where vision is embedded (the forward and the
 prefill), never in the decode steps, which see text tokens only.
 """
@@ -18,11 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from o3jax.models.attention import Mask, padding_range
-from o3jax.models.qwen2_5_vl import _scatter_features, causal_mask, prepare_inputs
+from o3jax.models.qwen2_5_vl import _scatter_features, call_inputs, causal_mask
 from o3jax.models.qwen3_vl_config import Qwen3VLConfig
 from o3jax.models.qwen3_vl_vision import Qwen3VisionLayout, Qwen3VisionTower
-from o3jax.models.text import KVCache, TextDecoder
+from o3jax.models.text import TextDecoder
 from o3jax.models.vision_rows import scatter_rows
 
 
@@ -103,51 +102,22 @@ class Qwen3_VL(nnx.Module):
     return_hidden: bool = False,
     vision_row=None,
   ):
-    needs_host = (
-      position_ids is None
-      or (pixel_values is not None and image_layout is None)
-      or (pixel_values_videos is not None and video_layout is None)
+    input_ids, position_ids, image_layout, video_layout = call_inputs(
+      self.config,
+      input_ids,
+      attention_mask,
+      pixel_values,
+      image_grid_thw,
+      pixel_values_videos,
+      video_grid_thw,
+      second_per_grid_ts,
+      position_ids,
+      image_layout,
+      video_layout,
+      rope_rule,
     )
-    if needs_host:
-      prepared = prepare_inputs(
-        self.config,
-        input_ids,
-        attention_mask,
-        pixel_values,
-        image_grid_thw,
-        pixel_values_videos,
-        video_grid_thw,
-        second_per_grid_ts,
-        position_ids,
-        rope_rule,
-      )
-      position_ids = prepared["position_ids"]
-      image_layout = image_layout or prepared.get("image_layout")
-      video_layout = video_layout or prepared.get("video_layout")
-    input_ids = jnp.asarray(input_ids)
-    b, t = input_ids.shape
-    position_ids = jnp.asarray(position_ids)
-    if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
-      position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
     x, deepstack = self.embed_prompt(
       input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
     )
     h, _ = self.text(x, position_ids, causal_mask(attention_mask), deepstack=deepstack)
     return h if return_hidden else self.text.logits(h)
-
-  # ---------------------------------------------------------------- decoding with a cache
-
-  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
-    c = self.config.text
-    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
-    dtype = dtype or self.text.dtype
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
-
-  def forward_cached(
-    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
-  ):
-    """As `Qwen2_5_VL.forward_cached`; `deepstack` from `embed_prompt` (the prefill)."""
-    start, end = padding_range(cache_mask)
-    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
-    h, cache = self.text(x, position_ids, mask, cache, deepstack)
-    return self.text.logits(h[:, -1:] if last_only else h), cache

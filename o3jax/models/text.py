@@ -20,7 +20,7 @@ from flax import nnx
 
 from o3jax import sharding
 from o3jax.models.config import TextConfig
-from o3jax.models.attention import Mask, attention
+from o3jax.models.attention import Mask, attention, padding_range
 from o3jax.models.layers import (
   RMSNorm,
   apply_rotary,
@@ -207,3 +207,26 @@ class TextDecoder(nnx.Module):
       self.remat if cache is None else "none",
     )
     return self.norm(x), cache
+
+  # ---------------------------------------------------------------- decoding with a cache
+
+  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
+    c = self.cfg
+    shape = (c.num_hidden_layers, batch, max_length, c.num_key_value_heads, c.head_dim)
+    dtype = dtype or self.dtype
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+  def forward_cached(
+    self, x, position_ids, cache_mask, cache: KVCache, index, last_only=False, deepstack=None
+  ):
+    """Run embeddings x [B,T,D] at cache slots index..index+T-1.
+
+    `cache_mask` [B, S] marks the slots holding real tokens (prompt padding is 0); a query
+    at slot index+t sees real slots <= index+t. Returns (logits [B,T,V], new cache), or
+    the logits of the last column only ([B,1,V]) with `last_only` (a prefill).
+    `deepstack` (Qwen3-VL's prefill) as in `__call__`.
+    """
+    start, end = padding_range(cache_mask)
+    mask = Mask(causal=True, q_offset=index, kv_start=start, kv_end=end)
+    h, cache = self(x, position_ids, mask, cache, deepstack)
+    return self.logits(h[:, -1:] if last_only else h), cache

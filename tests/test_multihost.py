@@ -194,18 +194,15 @@ def test_two_processes_equal_one(synthetic_data, tmp_path):
     np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, rtol=0, err_msg=k)
 
 
-@pytest.mark.xfail(
-  reason="open: the flash attention's block-skipping loop bounds are reduced over the "
-  "sharded batch, so each attention call holds scalar all-reduces (s32 bounds in the "
-  "decoder, a pred in the vision tower's vmapped loop) that do not depend on each other; "
-  "XLA:CPU runs them in different orders in the two processes and gloo pairs mismatched "
-  "collectives ('Received data size doesn't match expected size. 4 vs 1'), about 1 run in 2",
-  strict=False,
-)
 def test_two_processes_roll_out_their_own_prompts_like_one(synthetic_data, tmp_path):
   """GSPO: each process rolls out, scores and batches its own 2 prompts on the mesh; the
-  metrics (gathered rewards and lengths, and the update's loss, KL and gradient) equal
-  those of one process on the same global batches."""
+  metrics (gathered rewards and lengths, and the update's loss, ratio, KL and gradient)
+  equal those of one process on the same global batches.
+
+  The random model's rewards are all 0, so step 1's gradient is rounding noise (about
+  1e-8, KL 0), which Adam turns into a full-size step in a direction set by the order of
+  the sums: after it the two runs' policies differ, and step 2 is compared on what its
+  data and rollouts fix (rewards, lengths, ratio, clipping), not on the update."""
   multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
   save_tokenizer(multi)
   save_tokenizer(single)
@@ -224,7 +221,9 @@ def test_two_processes_roll_out_their_own_prompts_like_one(synthetic_data, tmp_p
     assert ra.keys() == rb.keys()
     assert ra["completion_length"] > 0 and ra["grad_norm"] > 0
     for k in ra:
-      if isinstance(ra[k], float) and np.isfinite(ra[k]):
+      if ra["step"] > 1 and k in ("loss", "grad_norm", "param_norm", "kl"):
+        continue
+      if isinstance(ra[k], float) and np.isfinite(ra[k]) and not k.endswith("_per_s"):
         # Norms (about 27) sum squares over every parameter in another order: relative.
         scale = max(1.0, abs(ra[k])) if k.endswith("_norm") else 1.0
         assert abs(ra[k] - rb[k]) < 1e-5 * scale, (ra["step"], k, ra[k], rb[k])

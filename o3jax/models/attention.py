@@ -148,12 +148,16 @@ def _visible(mask, q_pos, k_pos, qs, ks, causal):
 
 
 def _key_blocks(mask, i, bq, bk, nk, causal):
-  """[lo, hi): the key blocks query block i can see (a scalar range for the whole batch)."""
-  lo = jnp.clip(jnp.min(mask[0]) // bk, 0, nk)
-  hi = jnp.clip(-(-jnp.max(mask[1]) // bk), 0, nk)
+  """[lo, hi): the key blocks query block i can see. Only the causal limit skips blocks:
+  it depends on i and q_offset alone. A range read from the rows' padding (kv_start,
+  kv_end) would be a reduction over the batch, which under a mesh that splits the rows is
+  an all-reduce in every query block of every layer (and XLA:CPU runs such independent
+  all-reduces in different orders in different processes); padded key blocks are masked
+  instead."""
+  hi = jnp.asarray(nk, jnp.int32)
   if causal:
-    hi = jnp.minimum(hi, (mask[2] + (i + 1) * bq - 1) // bk + 1)
-  return lo, jnp.maximum(hi, lo)
+    hi = jnp.clip((mask[2] + (i + 1) * bq - 1) // bk + 1, 0, nk)
+  return jnp.zeros((), jnp.int32), hi
 
 
 def _block(x, i, size, axis):

@@ -135,7 +135,12 @@ def batch_shardings(batch, mesh, row_shards: int = 1):
 def place_batch(batch, mesh):
   """A host model batch of this process's rows -> (global arrays on the mesh, their
   shardings): each process hands its devices only its own rows."""
-  _, count = distributed.row_shard(mesh)
+  index, count = distributed.row_shard(mesh)
+  if "vision_row" in batch and count > 1:
+    # `model_batch` numbers this process's vision rows from 0; in the global array they
+    # follow the vision rows of the blocks before this one.
+    held = next(batch[k].shape[1] for k in ("pixel_values", "pixel_values_videos") if k in batch)
+    batch = {**batch, "vision_row": np.asarray(batch["vision_row"]) + index * held}
   shardings = batch_shardings(batch, mesh, count)
   return distributed.place_rows(batch, shardings, count), shardings
 

@@ -81,8 +81,8 @@ from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
 from o3jax.train.evaluate import evaluate_rewards
 from o3jax.train.loss import sft_loss
-from o3jax.train.run import restore, setup_run
-from o3jax.train.sft import data_iterator, processing_config
+from o3jax.train.run import processing_config, restore, setup_run
+from o3jax.train.sft import data_iterator
 from research import listings
 
 SPATIAL = (grammar.SPATIO_TEMPORAL, "visual QA")

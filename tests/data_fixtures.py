@@ -25,7 +25,7 @@ SHOWN_FRAME_CLAIM_TASKS = (
 def tiny_processing():
   """The processing (frame sampling, sizes, prompts) the tiny training configs use."""
   from o3jax.train.config import load_config
-  from o3jax.train.sft import processing_config
+  from o3jax.train.run import processing_config
 
   return processing_config(load_config(os.path.join(CONFIGS, "tiny_synthetic.py")))
 

@@ -13,7 +13,8 @@ from o3jax.models.qwen3_vl_config import qwen3_tiny
 from o3jax.processing.tokenizer import build_demo_tokenizer, special_token_ids
 from o3jax.train.batch import model_batch
 from o3jax.train.config import load_config
-from o3jax.train.sft import data_iterator, processing_config
+from o3jax.train.run import processing_config
+from o3jax.train.sft import data_iterator
 
 VIDEO_TASKS = (
   "temporal QA",

@@ -148,16 +148,15 @@ def _visible(mask, q_pos, k_pos, qs, ks, causal):
 
 
 def _key_blocks(mask, i, bq, bk, nk, causal):
-  """[lo, hi): the key blocks query block i can see. Only the causal limit skips blocks:
-  it depends on i and q_offset alone. A range read from the rows' padding (kv_start,
-  kv_end) would be a reduction over the batch, which under a mesh that splits the rows is
-  an all-reduce in every query block of every layer (and XLA:CPU runs such independent
-  all-reduces in different orders in different processes); padded key blocks are masked
-  instead."""
-  hi = jnp.asarray(nk, jnp.int32)
-  if causal:
-    hi = jnp.clip((mask[2] + (i + 1) * bq - 1) // bk + 1, 0, nk)
-  return jnp.zeros((), jnp.int32), hi
+  """How many key blocks, from the first, query block i runs over: only the causal limit
+  skips blocks, as it depends on i and q_offset alone. A range read from the rows'
+  padding (kv_start, kv_end) would be a reduction over the batch, which under a mesh that
+  splits the rows is an all-reduce in every query block of every layer (and XLA:CPU runs
+  such independent all-reduces in different orders in different processes); padded key
+  blocks are masked instead."""
+  if not causal:
+    return nk
+  return jnp.clip((mask[2] + (i + 1) * bq - 1) // bk + 1, 0, nk)
 
 
 def _block(x, i, size, axis):
@@ -207,8 +206,8 @@ def _flash_fwd(q, k, v, mask, causal, scale, bq, bk):
       jnp.zeros((b, kh, g, bq), jnp.float32),
       jnp.zeros((b, kh, g, bq, h), jnp.float32),
     )
-    lo, hi = _key_blocks(mask, i, bq, bk, nk, causal)
-    m, l, acc = jax.lax.fori_loop(lo, hi, body, init)
+    hi = _key_blocks(mask, i, bq, bk, nk, causal)
+    m, l, acc = jax.lax.fori_loop(0, hi, body, init)
     seen = l > 0
     out = jnp.where(seen[..., None], acc / jnp.where(seen, l, 1.0)[..., None], 0.0)
     # A query that sees nothing gets lse = +inf, so its recomputed probabilities are 0.
@@ -248,9 +247,9 @@ def _flash_bwd(causal, scale, bq, bk, res, d_out):
       )
       return dq_blk, add(dk, dk_j), add(dv, dv_j)
 
-    lo, hi = _key_blocks(mask, i, bq, bk, nk, causal)
+    hi = _key_blocks(mask, i, bq, bk, nk, causal)
     dq_blk = jnp.zeros((b, kh, g, bq, h), jnp.float32)
-    dq_blk, dk, dv = jax.lax.fori_loop(lo, hi, body, (dq_blk, dk, dv))
+    dq_blk, dk, dv = jax.lax.fori_loop(0, hi, body, (dq_blk, dk, dv))
     return jax.lax.dynamic_update_slice_in_dim(dq, dq_blk, i * bq, 3), dk, dv
 
   zeros = lambda x: jnp.zeros(x.shape, jnp.float32)

@@ -109,52 +109,6 @@ def _scatter_features(x, input_ids, token_id, feats):
   return jnp.where(is_tok[..., None], feats[idx].astype(x.dtype), x)
 
 
-def call_inputs(
-  config,
-  input_ids,
-  attention_mask,
-  pixel_values,
-  image_grid_thw,
-  pixel_values_videos,
-  video_grid_thw,
-  second_per_grid_ts,
-  position_ids,
-  image_layout,
-  video_layout,
-  rope_rule: str,
-):
-  """(input_ids, position_ids [3, B, T], image_layout, video_layout) of a forward call of
-  either vision-language model: what is not given (positions, layouts) built on the host
-  by `prepare_inputs`; 1-D positions [B, T] broadcast to the three rotary rows."""
-  needs_host = (
-    position_ids is None
-    or (pixel_values is not None and image_layout is None)
-    or (pixel_values_videos is not None and video_layout is None)
-  )
-  if needs_host:
-    prepared = prepare_inputs(
-      config,
-      input_ids,
-      attention_mask,
-      pixel_values,
-      image_grid_thw,
-      pixel_values_videos,
-      video_grid_thw,
-      second_per_grid_ts,
-      position_ids,
-      rope_rule,
-    )
-    position_ids = prepared["position_ids"]
-    image_layout = image_layout or prepared.get("image_layout")
-    video_layout = video_layout or prepared.get("video_layout")
-  input_ids = jnp.asarray(input_ids)
-  b, t = input_ids.shape
-  position_ids = jnp.asarray(position_ids)
-  if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
-    position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
-  return input_ids, position_ids, image_layout, video_layout
-
-
 def causal_mask(attention_mask: jax.Array | None) -> Mask:
   """Key s visible from query t when s <= t and s is not padding (padding on either side
   of each row's one run of real tokens)."""
@@ -233,22 +187,35 @@ class Qwen2_5_VL(nnx.Module):
     return_hidden: bool = False,
     vision_row=None,
   ):
-    input_ids, position_ids, image_layout, video_layout = call_inputs(
-      self.config,
-      input_ids,
-      attention_mask,
-      pixel_values,
-      image_grid_thw,
-      pixel_values_videos,
-      video_grid_thw,
-      second_per_grid_ts,
-      position_ids,
-      image_layout,
-      video_layout,
-      rope_rule,
+    needs_host = (
+      position_ids is None
+      or (pixel_values is not None and image_layout is None)
+      or (pixel_values_videos is not None and video_layout is None)
     )
-    x = self.embed(
+    if needs_host:
+      prepared = prepare_inputs(
+        self.config,
+        input_ids,
+        attention_mask,
+        pixel_values,
+        image_grid_thw,
+        pixel_values_videos,
+        video_grid_thw,
+        second_per_grid_ts,
+        position_ids,
+        rope_rule,
+      )
+      position_ids = prepared["position_ids"]
+      image_layout = image_layout or prepared.get("image_layout")
+      video_layout = video_layout or prepared.get("video_layout")
+    input_ids = jnp.asarray(input_ids)
+    b, t = input_ids.shape
+    position_ids = jnp.asarray(position_ids)
+    if position_ids.ndim == 2:  # plain 1-D positions, as transformers accepts
+      position_ids = jnp.broadcast_to(position_ids[None], (3, b, t))
+    # Qwen3-VL's forward is this one: its embed_prompt also returns the deepstack.
+    x, deepstack = self.embed_prompt(
       input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
     )
-    h, _ = self.text(x, position_ids, causal_mask(attention_mask))
+    h, _ = self.text(x, position_ids, causal_mask(attention_mask), deepstack=deepstack)
     return h if return_hidden else self.text.logits(h)

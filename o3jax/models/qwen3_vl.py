@@ -7,9 +7,10 @@ R vision rows, U merged vision units.
 The interface is Qwen2.5-VL's (`qwen2_5_vl.py`): `__call__` takes transformers' keyword
 arguments (or the host arrays `prepare_inputs` builds, inside jit) and returns logits
 [B, T, V]; `embed_prompt`, `embed` and the decoder's `init_cache` and `forward_cached`
-(`text.py`) are what `o3jax.sample` decodes with. The deepstack features of a prompt ([K, B, T, D]: tap k's features at the
-vision tokens, zeros elsewhere) exist only where vision is embedded (the forward and the
-prefill), never in the decode steps, which see text tokens only.
+(`text.py`) are what `o3jax.sample` decodes with. The deepstack features of a prompt
+([K, B, T, D]: tap k's features at the vision tokens, zeros elsewhere) exist only where
+vision is embedded (the forward and the prefill), never in the decode steps, which see
+text tokens only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from o3jax.models.qwen2_5_vl import _scatter_features, call_inputs, causal_mask
+from o3jax.models.qwen2_5_vl import Qwen2_5_VL, _scatter_features
 from o3jax.models.qwen3_vl_config import Qwen3VLConfig
 from o3jax.models.qwen3_vl_vision import Qwen3VisionLayout, Qwen3VisionTower
 from o3jax.models.text import TextDecoder
@@ -86,38 +87,6 @@ class Qwen3_VL(nnx.Module):
       deepstack = jax.vmap(scatter)(deepstack, taps)
     return x, deepstack
 
-  def __call__(
-    self,
-    input_ids,
-    attention_mask=None,
-    pixel_values=None,
-    image_grid_thw=None,
-    pixel_values_videos=None,
-    video_grid_thw=None,
-    second_per_grid_ts=None,
-    position_ids=None,
-    image_layout=None,
-    video_layout=None,
-    rope_rule: str = "qwen",
-    return_hidden: bool = False,
-    vision_row=None,
-  ):
-    input_ids, position_ids, image_layout, video_layout = call_inputs(
-      self.config,
-      input_ids,
-      attention_mask,
-      pixel_values,
-      image_grid_thw,
-      pixel_values_videos,
-      video_grid_thw,
-      second_per_grid_ts,
-      position_ids,
-      image_layout,
-      video_layout,
-      rope_rule,
-    )
-    x, deepstack = self.embed_prompt(
-      input_ids, pixel_values, image_layout, pixel_values_videos, video_layout, vision_row
-    )
-    h, _ = self.text(x, position_ids, causal_mask(attention_mask), deepstack=deepstack)
-    return h if return_hidden else self.text.logits(h)
+  # The forward of Qwen2.5-VL (transformers' keyword arguments, host-built positions and
+  # layouts when missing), which adds the deepstack `embed_prompt` returns.
+  __call__ = Qwen2_5_VL.__call__

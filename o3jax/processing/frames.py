@@ -17,6 +17,14 @@ from o3jax.processing.config import ProcessingConfig
 MAX_ASPECT_RATIO = 200
 
 
+def _check_aspect_ratio(height: int, width: int) -> None:
+  if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+    raise ValueError(
+      f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+      f"got {max(height, width) / min(height, width)}"
+    )
+
+
 def smart_resize(
   height: int,
   width: int,
@@ -28,11 +36,7 @@ def smart_resize(
   aspect ratio kept as closely as possible (transformers' Qwen2-VL `smart_resize`)."""
   if min(height, width) <= 0:
     raise ValueError(f"image size must be positive, got {width}x{height}")
-  if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-    raise ValueError(
-      f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
-      f"got {max(height, width) / min(height, width)}"
-    )
+  _check_aspect_ratio(height, width)
   h_bar = round(height / factor) * factor
   w_bar = round(width / factor) * factor
   if h_bar * w_bar > max_pixels:
@@ -128,11 +132,7 @@ def qwen3_video_smart_resize(
   if height < factor or width < factor:
     scale = max(factor / height, factor / width)
     height, width = int(height * scale), int(width * scale)
-  if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-    raise ValueError(
-      f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
-      f"got {max(height, width) / min(height, width)}"
-    )
+  _check_aspect_ratio(height, width)
   h_bar = round(height / factor) * factor
   w_bar = round(width / factor) * factor
   t_bar = round(num_frames / temporal_factor) * temporal_factor

@@ -118,11 +118,19 @@ def restore(run: Run, data_iterator=None):
       print(f"resumed from {run.checkpointer.directory}/{run.start_step}", file=sys.stderr)
 
 
+def processing_config(cfg: TrainConfig, model_type: str | None = None) -> ProcessingConfig:
+  """The config's processing overrides, made for the model family (`for_model`): that of
+  `model_type`, else of the config's preset."""
+  if model_type is None:
+    model_type = model_config_lib.preset(cfg.model).model_type
+  return for_model(ProcessingConfig(**cfg.processing), model_type)
+
+
 def record_inference_settings(run: Run, stage: str) -> None:
   """Writes what `o3jax infer` and `o3jax eval` need to ask the trained model as it was
   trained: its frame processing, the prompts of its `stage` ("sft" or "rl") and the
   answer length of its rollouts (`workdir.INFERENCE`)."""
-  processing = for_model(ProcessingConfig(**run.cfg.processing), run.model_config.model_type)
+  processing = processing_config(run.cfg, run.model_config.model_type)
   workdir_lib.write_inference_settings(
     run.workdir,
     workdir_lib.InferenceSettings(

@@ -13,8 +13,6 @@ from o3jax.data import pipeline, stgr_layout
 from o3jax.data.records import RecordError, load_records
 from o3jax import sharding
 from o3jax.distributed import agree_max, row_shard
-from o3jax.models import config as model_config_lib
-from o3jax.processing.config import ProcessingConfig, for_model
 from o3jax.train import step as step_lib
 from o3jax.train.batch import model_batch, vision_needs
 from o3jax.train.config import TrainConfig
@@ -24,18 +22,11 @@ from o3jax.train.run import (
   check_finite,
   check_state_finite,
   record_inference_settings,
+  processing_config,
   restore,
   setup_run,
 )
 from o3jax.workdir import MetricsLog
-
-
-def processing_config(cfg: TrainConfig, model_type: str | None = None) -> ProcessingConfig:
-  """The config's processing overrides, made for the model family (`for_model`): that of
-  `model_type`, else of the config's preset."""
-  if model_type is None:
-    model_type = model_config_lib.preset(cfg.model).model_type
-  return for_model(ProcessingConfig(**cfg.processing), model_type)
 
 
 def select_tasks(records: list, tasks: tuple) -> list:

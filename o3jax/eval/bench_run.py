@@ -1,12 +1,12 @@
 """VideoMME, WorldSense and VideoMMMU answered by a model as the reference runs them
 (eval/test/test_{videomme,worldsense,videommmu}.py, eval/models/model_vllm.py).
 
-Each question is one user turn: the video (Qwen2.5-VL's native video input), then the
+Each question is one user turn: the video (the model's native video input), then the
 question's image when it has one (VideoMMMU Adaptation), then the prompt of benchmarks.py;
 no system turn of our own (the default system prompt of the model's chat template:
-Qwen2.5-VL's, none for Qwen3-VL). N completions per multiple-choice question become one letter as tts.py says (N = 1
-and majority voting is how the reference's eval_all.sh runs them); an open-ended VideoMMMU
-question is answered once. The results records (bench_score.py reads them) hold the
+Qwen2.5-VL's, none for Qwen3-VL). N completions per multiple-choice question become one
+letter as tts.py says (N = 1 and majority voting is how the reference's eval_all.sh runs
+them); an open-ended VideoMMMU question is answered once. The results records (bench_score.py reads them) hold the
 question's published row, its categories, every completion, the letters, weights,
 ratings and both votes.
 
